@@ -1,0 +1,54 @@
+using Prometheus;
+
+namespace Pretrain.Shared.Telemetry;
+
+/// <summary>
+/// Every Prometheus metric the product exports, declared once and named <c>pretrain_*</c> (brief,
+/// user-facing contract). Each process (coordinator, worker) serves the ones it updates on its own
+/// <c>/metrics</c> port.
+/// </summary>
+public static class PretrainMetrics
+{
+    public static readonly Counter StepsTotal = Metrics.CreateCounter(
+        "pretrain_steps_total", "Optimizer steps completed (per worker; the coordinator mirrors rank 0).");
+
+    public static readonly Gauge Loss = Metrics.CreateGauge(
+        "pretrain_loss", "Training loss of the last step (global mean over all ranks).");
+
+    public static readonly Gauge SamplesPerSecond = Metrics.CreateGauge(
+        "pretrain_samples_per_second", "Global samples per second over the last step.");
+
+    public static readonly Histogram StepPhaseSeconds = Metrics.CreateHistogram(
+        "pretrain_step_phase_seconds", "Time per training step phase.",
+        new HistogramConfiguration
+        {
+            LabelNames = ["phase"],
+            // 100 µs … ~52 s: a tiny model's optimizer step up to a large model's allreduce.
+            Buckets = Histogram.ExponentialBuckets(0.0001, 2, 20),
+        });
+
+    public static readonly Counter AllReduceBytesTotal = Metrics.CreateCounter(
+        "pretrain_allreduce_bytes_total", "Bytes of gradient reduced by allreduce (payload size, per call).");
+
+    public static readonly Gauge Workers = Metrics.CreateGauge(
+        "pretrain_workers", "Workers in the current generation (coordinator) or world size (worker).");
+
+    public static readonly Gauge Generation = Metrics.CreateGauge(
+        "pretrain_generation", "Current rendezvous generation.");
+
+    public static readonly Counter CheckpointsTotal = Metrics.CreateCounter(
+        "pretrain_checkpoints_total", "Checkpoints written and verified.");
+
+    public static readonly Counter CollectiveFailuresTotal = Metrics.CreateCounter(
+        "pretrain_collective_failures_total", "Collectives that failed (peer lost or timed out).");
+
+    /// <summary>Phase label values of <see cref="StepPhaseSeconds"/>.</summary>
+    public static class Phase
+    {
+        public const string Data = "data";
+        public const string Forward = "forward";
+        public const string Backward = "backward";
+        public const string AllReduce = "allreduce";
+        public const string Optimizer = "optimizer";
+    }
+}
