@@ -1,3 +1,4 @@
+#nullable enable
 // Marks one symbol-version requirement of an ELF shared library as weak, so the dynamic loader accepts
 // the library on a host whose libstdc++ lacks that version.
 //

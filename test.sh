@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test. On a fresh Debian/Ubuntu machine it first installs what the tests use: the .NET
+# SDK's packages (NuGet restore), Debian's prometheus (scrape tests), postgresql (journal tests),
+# bible-kjv (training data), and starts a throwaway PostgreSQL on a free local port.
+#
+#   ./test.sh                 all tests but the long soak/chaos ones (about 10-15 minutes on 2 cores)
+#   ./test.sh --long          also the long ones (trait Category=Long)
+#   ./test.sh --filter EXPR   only the tests dotnet test's --filter selects
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$root/scripts/setup.sh"
+
+filter="Category!=Long"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --long) filter="" ;;
+    --filter) filter="$2"; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+ensure_dotnet
+ensure_packages prometheus postgresql bible-kjv
+ensure_kjv_text
+
+pg_started=""
+if [ -z "${PRETRAIN_TEST_POSTGRES:-}" ] && [ -x "$root/scripts/postgres-start.sh" ]; then
+  PRETRAIN_TEST_POSTGRES=$("$root/scripts/postgres-start.sh")
+  export PRETRAIN_TEST_POSTGRES
+  pg_started=1
+fi
+cleanup() { [ -n "$pg_started" ] && "$root/scripts/postgres-stop.sh" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+build_if_needed
+
+results="$root/.artifacts/test-results"
+rm -rf "$results"
+set +e
+# --blame-hang-timeout: a test that hangs is killed and named rather than stalling CI.
+dotnet test "$root/Tests/Pretrain.Tests.csproj" -c Release --no-build --nologo \
+  ${filter:+--filter "$filter"} --blame-hang-timeout 8m \
+  --logger "console;verbosity=normal" --logger "trx;LogFileName=results.trx" --results-directory "$results"
+status=$?
+set -e
+
+# The closing line CI reads: "N passed, N failed, N skipped".
+trx=$(find "$results" -name '*.trx' | head -1)
+if [ -n "$trx" ]; then
+  counters=$(grep -o '<Counters [^>]*>' "$trx")
+  get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
+  total=$(get total); passed=$(get passed); failed=$(get failed)
+  skipped=$(( ${total:-0} - ${passed:-0} - ${failed:-0} ))
+  echo "${passed:-0} passed, ${failed:-0} failed, ${skipped} skipped"
+else
+  echo "0 passed, 1 failed"
+  [ $status -eq 0 ] && status=1
+fi
+exit $status
