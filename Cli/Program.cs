@@ -1,1 +1,23 @@
-namespace Pretrain.Cli; public static class Program { public static int Main(string[] args) => 0; }
+using System.CommandLine;
+using Pretrain.Cli.Commands;
+
+namespace Pretrain.Cli;
+
+/// <summary>
+/// The pretrain command line: one executable for every role, so `./pretrain local` can start its
+/// workers as `pretrain worker` processes and a Kubernetes pod runs the same binary as its own role.
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("pretrain — distributed self-supervised pretraining for .NET (coordinator + data-parallel TorchSharp workers).")
+        {
+            DemoCommand.Create(),
+            LocalCommand.Create(),
+            CoordinatorCommand.Create(),
+            WorkerCommand.Create(),
+        };
+        return root.Parse(args).Invoke();
+    }
+}

@@ -1,0 +1,61 @@
+using System.CommandLine;
+
+namespace Pretrain.Cli.Commands;
+
+/// <summary>Options shared by several commands, declared once so help texts and defaults agree.</summary>
+static class CommonOptions
+{
+    public static Option<FileInfo> Recipe(bool required = true) => new("--recipe")
+    {
+        Description = "The recipe (YAML) describing data, model, method, optimizer, schedule, batch and checkpoints.",
+        Required = required,
+    };
+
+    public static Option<int> Workers(int defaultValue) => new("--workers")
+    {
+        Description = "Number of data-parallel worker processes (the world size).",
+        DefaultValueFactory = _ => defaultValue,
+    };
+
+    public static Option<long?> MaxSteps() => new("--max-steps")
+    {
+        Description = "Stop after this step (the schedule still follows the recipe's `steps`). Default: the recipe's steps.",
+    };
+
+    public static Option<DirectoryInfo?> RunDir() => new("--run-dir")
+    {
+        Description = "Run directory: journal.db, checkpoints/, logs/, summary.json. Default: runs/<recipe>-<time>.",
+    };
+
+    public static Option<bool> Resume() => new("--resume")
+    {
+        Description = "Continue from the newest checkpoint in the run directory whose checksums verify.",
+    };
+
+    public static Option<int> MetricsPort(string who, int defaultValue) => new("--metrics-port")
+    {
+        Description = $"Port of the {who}'s Prometheus /metrics endpoint (0 = any free port; printed at start; -1 = off).",
+        DefaultValueFactory = _ => defaultValue,
+    };
+
+    public static Option<int> Timeout() => new("--timeout")
+    {
+        Description = "Seconds any network wait may take (collectives, rendezvous) before it fails with an error naming the peer.",
+        DefaultValueFactory = _ => 30,
+    };
+
+    public static Option<bool> Verbose() => new("--verbose", "-v")
+    {
+        Description = "Log at information level (Akka, rendezvous, checkpoints) instead of warnings only.",
+    };
+
+    /// <summary>Positive-integer validation with a message that names the option.</summary>
+    public static Option<int> Positive(this Option<int> option)
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 1) r.AddError($"{option.Name} must be at least 1, got {r.GetValueOrDefault<int>()}.");
+        });
+        return option;
+    }
+}

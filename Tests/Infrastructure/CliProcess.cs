@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Pretrain.Tests.Infrastructure;
+
+/// <summary>
+/// Runs the real pretrain executable as a child process, capturing its output. Every wait is bounded:
+/// a process that outlives its timeout is killed (with its children) and the test fails naming it.
+/// </summary>
+public sealed class CliProcess : IDisposable
+{
+    readonly Process _process;
+    readonly StringBuilder _output = new();
+    readonly Lock _gate = new();
+
+    CliProcess(Process process) => _process = process;
+
+    public static CliProcess Start(params string[] args)
+    {
+        var info = new ProcessStartInfo(RepoPaths.Cli)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = RepoPaths.Root,
+        };
+        foreach (string a in args) info.ArgumentList.Add(a);
+        var cli = new CliProcess(new Process { StartInfo = info, EnableRaisingEvents = true });
+        cli._process.OutputDataReceived += (_, e) => cli.Append(e.Data);
+        cli._process.ErrorDataReceived += (_, e) => cli.Append(e.Data);
+        cli._process.Start();
+        cli._process.BeginOutputReadLine();
+        cli._process.BeginErrorReadLine();
+        return cli;
+    }
+
+    /// <summary>Runs to completion and returns (exit code, output).</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(TimeSpan timeout, params string[] args)
+    {
+        using var cli = Start(args);
+        int code = await cli.WaitAsync(timeout);
+        return (code, cli.Output);
+    }
+
+    public int Id => _process.Id;
+
+    public string Output { get { lock (_gate) return _output.ToString(); } }
+
+    public bool HasExited => _process.HasExited;
+
+    public async Task<int> WaitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            _process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"pretrain {string.Join(' ', _process.StartInfo.ArgumentList)} did not exit within {timeout}. Output:\n{Output}");
+        }
+        _process.WaitForExit();   // flushes the asynchronous output readers
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits until a line of output satisfies <paramref name="match"/>, or fails after the timeout.</summary>
+    public async Task WaitForOutputAsync(Func<string, bool> match, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (match(Output)) return;
+            if (_process.HasExited) throw new InvalidOperationException("pretrain exited with code " + _process.ExitCode + " before the expected output. Output:\n" + Output);
+            await Task.Delay(100);
+        }
+        throw new TimeoutException("expected output did not appear within " + timeout + ". Output:\n" + Output);
+    }
+
+    void Append(string? line)
+    {
+        if (line == null) return;
+        lock (_gate) _output.AppendLine(line);
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.Dispose();
+    }
+}

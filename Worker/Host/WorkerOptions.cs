@@ -1,0 +1,42 @@
+namespace Pretrain.Worker.Host;
+
+/// <summary>How a worker process is started (`pretrain worker …`).</summary>
+public sealed record WorkerOptions
+{
+    /// <summary>Host and Akka port of the coordinator this worker joins.</summary>
+    public required string CoordinatorHost { get; init; }
+    public required int CoordinatorPort { get; init; }
+
+    /// <summary>Address this worker binds and advertises for Akka and the data plane.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>Data-plane (collectives) port; 0 = any free port.</summary>
+    public int DataPort { get; init; }
+
+    /// <summary>Prometheus /metrics port; 0 = any free port, -1 = off.</summary>
+    public int MetricsPort { get; init; }
+
+    /// <summary>Torch intra-op threads; 0 = max(1, cores / workers on this machine).</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Stable name in logs and the journal; default host-pid.</summary>
+    public string WorkerId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}";
+
+    /// <summary>Exit when this process is gone (set by `pretrain local` so no worker outlives it).</summary>
+    public int? ParentProcessId { get; init; }
+
+    /// <summary>Bound on every network wait: registration, rendezvous, collectives.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    public bool Verbose { get; init; }
+}
+
+/// <summary>Process exit codes of `pretrain worker`, so a launcher or Kubernetes can tell what happened.</summary>
+public static class WorkerExitCodes
+{
+    public const int Finished = 0;
+    public const int Failed = 1;
+    public const int PeerLost = 3;
+    public const int Stopped = 4;
+    public const int CoordinatorUnreachable = 5;
+}
