@@ -1,0 +1,43 @@
+using System.CommandLine;
+using Pretrain.Cli.Runs;
+
+namespace Pretrain.Cli.Commands;
+
+/// <summary>`pretrain local`: the embedded default — coordinator in this process, workers on loopback.</summary>
+static class LocalCommand
+{
+    public static Command Create()
+    {
+        var recipe = CommonOptions.Recipe();
+        var workers = CommonOptions.Workers(2).Positive();
+        var maxSteps = CommonOptions.MaxSteps();
+        var runDir = CommonOptions.RunDir();
+        var resume = CommonOptions.Resume();
+        var metricsPort = CommonOptions.MetricsPort("coordinator", 0);
+        var workerMetricsPort = new Option<int>("--worker-metrics-port")
+        {
+            Description = "First port of the workers' /metrics endpoints; worker i uses this + i (0 = any free port; -1 = off).",
+            DefaultValueFactory = _ => 0,
+        };
+        var timeout = CommonOptions.Timeout();
+        var verbose = CommonOptions.Verbose();
+
+        var command = new Command("local", "Run a job on this machine: the coordinator in-process, N worker processes on loopback, the SQLite journal in the run directory.")
+        {
+            recipe, workers, maxSteps, runDir, resume, metricsPort, workerMetricsPort, timeout, verbose,
+        };
+        command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new LocalRunOptions
+        {
+            RecipePath = parse.GetRequiredValue(recipe).FullName,
+            Workers = parse.GetValue(workers),
+            MaxSteps = parse.GetValue(maxSteps),
+            RunDirectory = parse.GetValue(runDir)?.FullName,
+            Resume = parse.GetValue(resume),
+            MetricsPort = parse.GetValue(metricsPort),
+            WorkerMetricsPort = parse.GetValue(workerMetricsPort),
+            Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+            Verbose = parse.GetValue(verbose),
+        }, ct)));
+        return command;
+    }
+}

@@ -1,0 +1,63 @@
+using System.CommandLine;
+using Pretrain.Worker.Host;
+
+namespace Pretrain.Cli.Commands;
+
+/// <summary>`pretrain worker`: one data-parallel training process (a pod on Kubernetes, a child of `local`).</summary>
+static class WorkerCommand
+{
+    public static Command Create()
+    {
+        var coordinator = new Option<string>("--coordinator")
+        {
+            Description = "HOST:PORT of the coordinator's Akka endpoint (printed by `pretrain coordinator`).",
+            Required = true,
+        };
+        coordinator.Validators.Add(r =>
+        {
+            if (!TryParseEndpoint(r.GetValueOrDefault<string>(), out _, out _))
+                r.AddError($"--coordinator must be HOST:PORT (e.g. 127.0.0.1:4053), got '{r.GetValueOrDefault<string>()}'.");
+        });
+        var host = new Option<string>("--host") { Description = "Address this worker binds and advertises.", DefaultValueFactory = _ => "127.0.0.1" };
+        var dataPort = new Option<int>("--data-port") { Description = "Data-plane (collectives) port; 0 = any free port.", DefaultValueFactory = _ => 0 };
+        var metricsPort = CommonOptions.MetricsPort("worker", 0);
+        var threads = new Option<int>("--threads") { Description = "Torch threads; 0 = all cores.", DefaultValueFactory = _ => 0 };
+        var workerId = new Option<string?>("--worker-id") { Description = "Name in logs and the journal; default HOST-PID." };
+        var parentPid = new Option<int?>("--parent-pid") { Description = "Exit when this process exits (set by `pretrain local`)." };
+        var timeout = CommonOptions.Timeout();
+        var verbose = CommonOptions.Verbose();
+
+        var command = new Command("worker", "Run one data-parallel worker: join the coordinator, take a rank, train, report.")
+        {
+            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, verbose,
+        };
+        command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
+        {
+            TryParseEndpoint(parse.GetRequiredValue(coordinator), out string coordinatorHost, out int coordinatorPort);
+            var options = new WorkerOptions
+            {
+                CoordinatorHost = coordinatorHost,
+                CoordinatorPort = coordinatorPort,
+                Host = parse.GetValue(host)!,
+                DataPort = parse.GetValue(dataPort),
+                MetricsPort = parse.GetValue(metricsPort),
+                Threads = parse.GetValue(threads),
+                ParentProcessId = parse.GetValue(parentPid),
+                Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                Verbose = parse.GetValue(verbose),
+            };
+            if (parse.GetValue(workerId) is { } id) options = options with { WorkerId = id };
+            return WorkerProcess.RunAsync(options, ct);
+        }));
+        return command;
+    }
+
+    static bool TryParseEndpoint(string? text, out string host, out int port)
+    {
+        host = ""; port = 0;
+        int colon = text?.LastIndexOf(':') ?? -1;
+        if (colon <= 0) return false;
+        host = text![..colon];
+        return int.TryParse(text[(colon + 1)..], out port) && port is > 0 and < 65536;
+    }
+}
