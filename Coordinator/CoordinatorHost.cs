@@ -95,6 +95,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
     public Task<JobStatus> FetchStatusAsync(CancellationToken ct = default) =>
         Job.Ask<JobStatus>(new FetchJobStatus(), _timeout, ct);
 
+    public Task<JobState> FetchStateAsync(CancellationToken ct = default) =>
+        Job.Ask<JobState>(FetchJobState.Instance, _timeout, ct);
+
     /// <summary>Leaves the cluster and stops the ActorSystem through CoordinatedShutdown.</summary>
     public Task StopAsync() =>
         CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ActorSystemTerminateReason.Instance);

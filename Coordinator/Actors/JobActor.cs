@@ -20,6 +20,15 @@ public interface IJobObserver
 }
 
 /// <summary>
+/// In-process query for the whole <see cref="JobState"/> (the CLI's status, tests). Never crosses the
+/// network, so it is not an <see cref="IPretrainMessage"/>; remote callers use <see cref="FetchJobStatus"/>.
+/// </summary>
+public sealed record FetchJobState
+{
+    public static readonly FetchJobState Instance = new();
+}
+
+/// <summary>
 /// The coordinator's one job, event-sourced: every decision is made by <see cref="JobDecisions"/>,
 /// persisted, folded into <see cref="JobState"/>, and only then acted on (replies, generation
 /// broadcast, StopWorker). Worker actors are death-watched; a lost worker fails the job.
@@ -61,6 +70,7 @@ public sealed class JobActor : ReceivePersistentActor
         Command<ReportFailed>(c => Handle(c));
         Command<Terminated>(OnTerminated);
         Command<FetchJobStatus>(_ => Sender.Tell(_state.ToStatus()));
+        Command<FetchJobState>(_ => Sender.Tell(_state));
     }
 
     private void OnRecovered()
