@@ -7,28 +7,6 @@ using Pretrain.Shared.Telemetry;
 namespace Pretrain.Coordinator.Actors;
 
 /// <summary>
-/// Receives what the job actor learns, on the actor's thread: implementations must return at once
-/// (hand work to another thread, complete a TaskCompletionSource asynchronously).
-/// </summary>
-public interface IJobObserver
-{
-    /// <summary>Every rank's progress report, as it arrives (persisted or not).</summary>
-    void OnProgress(ReportProgress report);
-
-    /// <summary>The job completed or failed; also called after recovery if the journal says so.</summary>
-    void OnOutcome(JobOutcome outcome);
-}
-
-/// <summary>
-/// In-process query for the whole <see cref="JobState"/> (the CLI's status, tests). Never crosses the
-/// network, so it is not an <see cref="IPretrainMessage"/>; remote callers use <see cref="FetchJobStatus"/>.
-/// </summary>
-public sealed record FetchJobState
-{
-    public static readonly FetchJobState Instance = new();
-}
-
-/// <summary>
 /// The coordinator's one job, event-sourced: every decision is made by <see cref="JobDecisions"/>,
 /// persisted, folded into <see cref="JobState"/>, and only then acted on (replies, generation
 /// broadcast, StopWorker). Worker actors are death-watched; a lost worker fails the job.

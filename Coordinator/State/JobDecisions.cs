@@ -28,7 +28,7 @@ public static class JobDecisions
         RegisterWorker c => Register(state, c),
         ReportProgress c => Progress(state, c),
         ReportCheckpoint c => Checkpoint(state, c),
-        ReportPeerLost c => Lose(state, c.LostWorkerId, c.Reason, c.WorkerId),
+        ReportPeerLost c => Lose(state, LostWorkerId(state, c), c.Reason, c.WorkerId),
         LoseWorker c => Lose(state, c.WorkerId, c.Reason, c.DetectedBy),
         ReportFinished c => Finish(state, c),
         ReportFailed c => Fail(state, c),
@@ -72,6 +72,13 @@ public static class JobDecisions
         state.Job is not null && c.Step > state.LastCheckpointStep
             ? Decision.Of(new CheckpointRecorded(c.WorkerId, c.Step, c.Path, c.ManifestChecksum))
             : Decision.None;
+
+    // A worker's collective knows the rank it lost for sure; the worker id is taken from the
+    // generation's ranks when the report leaves it empty.
+    private static string LostWorkerId(JobState state, ReportPeerLost c) =>
+        string.IsNullOrEmpty(c.LostWorkerId) && c.Generation == state.Generation
+            ? state.Ranks.Find(r => r.Rank == c.LostRank)?.WorkerId ?? ""
+            : c.LostWorkerId;
 
     private static Decision Lose(JobState state, string workerId, string reason, string detectedBy)
     {

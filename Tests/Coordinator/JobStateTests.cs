@@ -121,6 +121,14 @@ public sealed class JobStateTests
     }
 
     [Fact]
+    public void A_peer_lost_report_without_a_worker_id_names_the_worker_by_its_rank()
+    {
+        var state = Run(Running(3), new ReportPeerLost("w0", 1, 2, "", "timeout")).State;
+        Assert.Equal("w2", Assert.Single(state.Lost).WorkerId);
+        Assert.Equal(JobPhase.Failed, state.Phase);
+    }
+
+    [Fact]
     public void Losing_a_worker_during_rendezvous_only_removes_it()
     {
         var state = Run(Run(JobState.Empty, new DefineJob(Spec(2))).State, Register("w0")).State;
