@@ -40,9 +40,9 @@ public sealed record RankAssignment(
 
 /// <summary>
 /// Sent to every member when a rendezvous generation starts: ranks are ordered, and rank r sends to
-/// rank (r+1) mod n on the ring.
+/// rank (r+1) mod n on the ring. Also the journal event that records the generation.
 /// </summary>
 [MessagePackObject]
 public sealed record GenerationStarted(
     [property: Key(0)] long Generation,
-    [property: Key(1)] IReadOnlyList<RankAssignment> Ranks) : IPretrainMessage;
+    [property: Key(1)] IReadOnlyList<RankAssignment> Ranks) : IJobEvent;

@@ -1,0 +1,131 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Persistence.Sql;
+using Pretrain.Coordinator.Actors;
+using Pretrain.Coordinator.State;
+using Pretrain.Shared.Cluster;
+using Pretrain.Shared.Messages;
+
+namespace Pretrain.Coordinator;
+
+/// <summary>
+/// A running coordinator node: the ActorSystem <c>pretrain</c> as the cluster's seed (role
+/// <c>coordinator</c>), the persistent job actor at <c>/user/job</c>, and the job's outcome as a task.
+/// </summary>
+public sealed class CoordinatorHost : IAsyncDisposable
+{
+    private readonly Observer _observer;
+    private readonly TimeSpan _timeout;
+
+    private CoordinatorHost(ActorSystem system, IActorRef job, Observer observer, string publicHost, int port, TimeSpan timeout)
+    {
+        System = system;
+        Job = job;
+        _observer = observer;
+        _timeout = timeout;
+        Port = port;
+        Address = ClusterHocon.Address(publicHost, port);
+        JobPath = ClusterHocon.JobPath(publicHost, port);
+    }
+
+    public ActorSystem System { get; }
+
+    /// <summary>The job actor; send it <see cref="DefineJob"/>, <see cref="FetchJobStatus"/>, reports.</summary>
+    public IActorRef Job { get; }
+
+    /// <summary>The bound Akka port (the real one when the options said 0).</summary>
+    public int Port { get; }
+
+    /// <summary>Cluster address workers join as seed, e.g. <c>akka.tcp://pretrain@127.0.0.1:4053</c>.</summary>
+    public string Address { get; }
+
+    /// <summary>Where workers send their messages, e.g. <c>akka.tcp://pretrain@127.0.0.1:4053/user/job</c>.</summary>
+    public string JobPath { get; }
+
+    /// <summary>Completes when the job completes or fails (also right after start if the journal says it already did).</summary>
+    public Task<JobOutcome> Outcome => _observer.Outcome.Task;
+
+    /// <summary>Every rank's progress report, raised on the job actor's thread: handlers must be quick.</summary>
+    public event Action<ReportProgress>? Progress
+    {
+        add => _observer.Progress += value;
+        remove => _observer.Progress -= value;
+    }
+
+    public static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, CancellationToken ct = default)
+    {
+        Directory.CreateDirectory(options.RunDirectory);
+        var journal = options.Journal ?? JournalOptions.InRunDirectory(options.RunDirectory);
+        var config = ConfigurationFactory.ParseString(journal.Hocon())
+            .WithFallback(ConfigurationFactory.ParseString(
+                ClusterHocon.Coordinator(options.Hostname, options.Port, options.PublicHostname, options.VerboseLogging)))
+            .WithFallback(SqlPersistence.DefaultConfiguration);
+
+        var system = ActorSystem.Create(ClusterHocon.SystemName, config);
+        try
+        {
+            // The coordinator is its own seed: with port 0 its address is only known once bound.
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            cluster.RegisterOnMemberUp(() => up.TrySetResult());
+            cluster.Join(cluster.SelfAddress);
+            await up.Task.WaitAsync(options.Timeout, ct);
+
+            var observer = new Observer();
+            _ = system.WhenTerminated.ContinueWith(_ => observer.Outcome.TrySetException(
+                new InvalidOperationException("The coordinator stopped before the job completed or failed.")), TaskScheduler.Default);
+            var job = system.ActorOf(JobActor.Props(options.JobId, observer), ClusterHocon.JobActorName);
+            var port = cluster.SelfAddress.Port ?? throw new InvalidOperationException("The Akka transport has no port.");
+            return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout);
+        }
+        catch
+        {
+            await system.Terminate();
+            throw;
+        }
+    }
+
+    /// <summary>Defines the job the workers run. Idempotent for the same spec; throws if the journal holds another.</summary>
+    public async Task SubmitAsync(JobSpec spec, CancellationToken ct = default)
+    {
+        var answer = await Job.Ask<JobDefinitionAnswered>(new DefineJob(spec), _timeout, ct);
+        if (!answer.Accepted) throw new InvalidOperationException($"The job was refused: {answer.Reason}");
+    }
+
+    public Task<JobStatus> FetchStatusAsync(CancellationToken ct = default) =>
+        Job.Ask<JobStatus>(new FetchJobStatus(), _timeout, ct);
+
+    public Task<JobState> FetchStateAsync(CancellationToken ct = default) =>
+        Job.Ask<JobState>(FetchJobState.Instance, _timeout, ct);
+
+    /// <summary>Leaves the cluster and stops the ActorSystem through CoordinatedShutdown.</summary>
+    public Task StopAsync() =>
+        CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ActorSystemTerminateReason.Instance);
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        await System.WhenTerminated;
+    }
+
+    /// <summary>Bridges the actor's callbacks to the host's task and event without blocking the actor.</summary>
+    private sealed class Observer : IJobObserver
+    {
+        public readonly TaskCompletionSource<JobOutcome> Outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public event Action<ReportProgress>? Progress;
+
+        public void OnProgress(ReportProgress report)
+        {
+            try
+            {
+                Progress?.Invoke(report);
+            }
+            catch (Exception)
+            {
+                // A failing display must not fail the job actor; the report is still journaled.
+            }
+        }
+
+        public void OnOutcome(JobOutcome outcome) => Outcome.TrySetResult(outcome);
+    }
+}

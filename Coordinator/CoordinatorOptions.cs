@@ -1,0 +1,29 @@
+namespace Pretrain.Coordinator;
+
+/// <summary>How to start a coordinator node. Every field has a default that suits a local run.</summary>
+public sealed record CoordinatorOptions
+{
+    /// <summary>The run directory; holds <c>journal.db</c> unless <see cref="Journal"/> says otherwise.</summary>
+    public string RunDirectory { get; init; } = ".";
+
+    /// <summary>Address the Akka transport binds to.</summary>
+    public string Hostname { get; init; } = "127.0.0.1";
+
+    /// <summary>Address workers use to reach us, when it differs from the bound one (a pod's service name).</summary>
+    public string? PublicHostname { get; init; }
+
+    /// <summary>Akka port; 0 picks a free one, exposed as <see cref="CoordinatorHost.Port"/>.</summary>
+    public int Port { get; init; }
+
+    /// <summary>Null means SQLite <c>journal.db</c> in <see cref="RunDirectory"/>.</summary>
+    public JournalOptions? Journal { get; init; }
+
+    /// <summary>Persistence id of the job actor: one journal can hold several jobs under different ids.</summary>
+    public string JobId { get; init; } = "job";
+
+    /// <summary>Akka logs at INFO instead of WARNING.</summary>
+    public bool VerboseLogging { get; init; }
+
+    /// <summary>How long to wait for the node to join itself and for asks to the job actor.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(15);
+}

@@ -1,0 +1,88 @@
+using Pretrain.Shared.Serialization;
+
+namespace Pretrain.Shared.Cluster;
+
+/// <summary>
+/// The Akka configuration both roles share, built in one place so coordinator and workers agree on
+/// the system name, roles, serializer binding, failure detection and downing. The coordinator is the
+/// cluster's only seed and its oldest member; workers join it with role <c>worker</c> and send their
+/// reports to <see cref="JobPath"/>.
+/// </summary>
+public static class ClusterHocon
+{
+    public const string SystemName = "pretrain";
+    public const string CoordinatorRole = "coordinator";
+    public const string WorkerRole = "worker";
+    public const string JobActorName = "job";
+
+    /// <summary>The coordinator node's address, e.g. <c>akka.tcp://pretrain@10.0.0.5:4053</c>.</summary>
+    public static string Address(string host, int port) => $"akka.tcp://{SystemName}@{host}:{port}";
+
+    /// <summary>Where workers send <c>RegisterWorker</c> and their reports.</summary>
+    public static string JobPath(string host, int port) => $"{Address(host, port)}/user/{JobActorName}";
+
+    /// <summary>
+    /// Config of the coordinator node. It joins itself as seed (see CoordinatorHost), which is why no
+    /// seed-nodes are listed: with port 0 the address is only known once the transport is bound.
+    /// </summary>
+    public static string Coordinator(string hostname, int port, string? publicHostname = null, bool verbose = false) =>
+        Common(CoordinatorRole, hostname, port, publicHostname, verbose);
+
+    /// <summary>
+    /// Config of a worker node: remote port 0, joins the coordinator at
+    /// <paramref name="coordinatorHost"/>:<paramref name="coordinatorPort"/> as its seed with role
+    /// <c>worker</c>. A worker that loses the coordinator is downed by its own side of the split (the
+    /// coordinator is the oldest node), but its ActorSystem is not shut down, so training goes on
+    /// (brief, principle 2); re-joining needs a new ActorSystem.
+    /// </summary>
+    public static string Worker(string coordinatorHost, int coordinatorPort, string hostname = "127.0.0.1",
+        string? publicHostname = null, bool verbose = false) =>
+        $$"""
+        akka.cluster.seed-nodes = ["{{Address(coordinatorHost, coordinatorPort)}}"]
+        akka.cluster.run-coordinated-shutdown-when-down = off
+        {{Common(WorkerRole, hostname, 0, publicHostname, verbose)}}
+        """;
+
+    private static string Common(string role, string hostname, int port, string? publicHostname, bool verbose)
+    {
+        var level = verbose ? "INFO" : "WARNING";
+        return $$"""
+            akka {
+              loglevel = {{level}}
+              stdout-loglevel = {{level}}
+              log-dead-letters-during-shutdown = off
+              actor.provider = cluster
+              remote.dot-netty.tcp {
+                hostname = "{{hostname}}"
+                public-hostname = "{{publicHostname ?? hostname}}"
+                port = {{port}}
+              }
+              cluster {
+                roles = ["{{role}}"]
+                # A SIGKILLed worker must be noticed in seconds, not the default ~10-20 s: heartbeats
+                # every 500 ms, unreachable after ~3 s of silence, downed 2 s later, then Terminated
+                # reaches the job actor's death watch. Loopback and pod networks have no long pauses.
+                failure-detector {
+                  heartbeat-interval = 500ms
+                  acceptable-heartbeat-pause = 3s
+                  threshold = 8.0
+                  expected-response-after = 1s
+                }
+                downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
+                split-brain-resolver {
+                  # The side holding the oldest coordinator-role node survives, so the coordinator
+                  # downs unreachable workers and never itself, even when it is left alone.
+                  active-strategy = keep-oldest
+                  stable-after = 2s
+                  down-all-when-unstable = off
+                  keep-oldest {
+                    down-if-alone = off
+                    role = "{{CoordinatorRole}}"
+                  }
+                }
+              }
+            }
+            {{PretrainSerializer.Hocon()}}
+            """;
+    }
+}

@@ -1,0 +1,65 @@
+using MessagePack;
+
+namespace Pretrain.Shared.Messages;
+
+// The coordinator's journal: past-tense events its job state is rebuilt from after a restart
+// (brief, principle 2). They live in Shared because the serializer's registry must name them, and
+// they are IPretrainMessage so the one serializer binding covers the journal too.
+
+/// <summary>Marker for events written to the coordinator's journal.</summary>
+public interface IJobEvent : IPretrainMessage;
+
+/// <summary>The job to run was submitted.</summary>
+[MessagePackObject]
+public sealed record JobDefined(
+    [property: Key(0)] JobSpec Job) : IJobEvent;
+
+/// <summary>A worker joined the pool waiting for (or belonging to) the current generation.</summary>
+[MessagePackObject]
+public sealed record WorkerJoined(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] string Host,
+    [property: Key(2)] int DataPlanePort,
+    [property: Key(3)] int MetricsPort,
+    [property: Key(4)] int ProcessId) : IJobEvent;
+
+/// <summary>A worker is gone: its node became unreachable, or a peer's collective failed on it.</summary>
+[MessagePackObject]
+public sealed record WorkerLost(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] long Generation,
+    [property: Key(2)] string Reason,
+    [property: Key(3)] string DetectedBy) : IJobEvent;
+
+/// <summary>Rank 0 of the current generation completed an optimizer step.</summary>
+[MessagePackObject]
+public sealed record StepCommitted(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] double Loss,
+    [property: Key(3)] double SamplesPerSecond) : IJobEvent;
+
+/// <summary>A verified checkpoint exists on disk for this step.</summary>
+[MessagePackObject]
+public sealed record CheckpointRecorded(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] long Step,
+    [property: Key(2)] string Path,
+    [property: Key(3)] string ManifestChecksum) : IJobEvent;
+
+/// <summary>One rank finished; its report is kept whole for summary.json.</summary>
+[MessagePackObject]
+public sealed record WorkerFinished(
+    [property: Key(0)] ReportFinished Report) : IJobEvent;
+
+/// <summary>Every rank of the current generation finished.</summary>
+[MessagePackObject]
+public sealed record JobCompleted(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] long Step) : IJobEvent;
+
+/// <summary>The job cannot go on; recovery by a new generation is not attempted yet.</summary>
+[MessagePackObject]
+public sealed record JobFailed(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] string Reason) : IJobEvent;

@@ -1,0 +1,57 @@
+using System.Collections.Frozen;
+using Pretrain.Shared.Messages;
+
+namespace Pretrain.Shared.Serialization;
+
+/// <summary>
+/// The closed list of types <see cref="PretrainSerializer"/> reads and writes, each with a short,
+/// stable manifest. Manifests are written into the journal and onto the wire, so a code once used
+/// must never change meaning; add new codes, never reuse old ones. Only these types can ever be
+/// materialised from bytes — nothing is resolved by reflection from a type name.
+/// </summary>
+public static class MessageRegistry
+{
+    private static readonly (Type Type, string Manifest)[] Entries =
+    [
+        // Rendezvous
+        (typeof(RegisterWorker), "rw"),
+        (typeof(WorkerRegistered), "wr"),
+        (typeof(GenerationStarted), "gs"),
+        // Training reports
+        (typeof(ReportProgress), "rp"),
+        (typeof(ReportCheckpoint), "rc"),
+        (typeof(ReportPeerLost), "rpl"),
+        (typeof(ReportFinished), "rf"),
+        (typeof(ReportFailed), "rx"),
+        (typeof(StopWorker), "sw"),
+        // Status and job submission
+        (typeof(FetchJobStatus), "fjs"),
+        (typeof(JobStatus), "js"),
+        (typeof(DefineJob), "dj"),
+        (typeof(JobDefinitionAnswered), "dja"),
+        // Journal events
+        (typeof(JobDefined), "e.jd"),
+        (typeof(WorkerJoined), "e.wj"),
+        (typeof(WorkerLost), "e.wl"),
+        (typeof(StepCommitted), "e.sc"),
+        (typeof(CheckpointRecorded), "e.cr"),
+        (typeof(WorkerFinished), "e.wf"),
+        (typeof(JobCompleted), "e.jc"),
+        (typeof(JobFailed), "e.jf"),
+    ];
+
+    private static readonly FrozenDictionary<Type, string> ManifestByType =
+        Entries.ToFrozenDictionary(e => e.Type, e => e.Manifest);
+
+    private static readonly FrozenDictionary<string, Type> TypeByManifest =
+        Entries.ToFrozenDictionary(e => e.Manifest, e => e.Type, StringComparer.Ordinal);
+
+    /// <summary>Every registered type, for tests that must cover them all.</summary>
+    public static IReadOnlyCollection<Type> Types => ManifestByType.Keys;
+
+    public static bool TryGetManifest(Type type, out string manifest) =>
+        ManifestByType.TryGetValue(type, out manifest!);
+
+    public static bool TryGetType(string manifest, out Type type) =>
+        TypeByManifest.TryGetValue(manifest, out type!);
+}

@@ -1,0 +1,40 @@
+using Pretrain.Shared.Messages;
+
+namespace Pretrain.Tests.Serialization;
+
+/// <summary>One filled-in instance of every registered message and event type.</summary>
+public static class SampleMessages
+{
+    public static readonly JobSpec Job = new("method: simclr\nsteps: 10\n", "abc123", 2, 10, "/tmp/run", false);
+
+    public static readonly ReportFinished Finished =
+        new("w1", 1, 10, 0.25, 512.5, "xxh64:0123", new Dictionary<string, double> { ["knn_top1"] = 0.71 });
+
+    public static readonly GenerationStarted Generation =
+        new(3, [new RankAssignment(0, "w0", "10.0.0.1", 29500), new RankAssignment(1, "w1", "10.0.0.2", 29501)]);
+
+    public static IReadOnlyList<IPretrainMessage> All() =>
+    [
+        new RegisterWorker("w0", "10.0.0.1", 29500, 9100, 4242),
+        new WorkerRegistered("w0", Job),
+        Generation,
+        new ReportProgress("w0", 3, 0, 7, 1.5, 1024),
+        new ReportCheckpoint("w0", 8, "checkpoints/step-00000008", "sha:1"),
+        new ReportPeerLost("w0", 3, 1, "w1", "connection reset"),
+        Finished,
+        new ReportFailed("w1", 1, "NaN loss"),
+        new StopWorker("job failed"),
+        new FetchJobStatus(),
+        new JobStatus("Running", 3, ["w0", "w1"], 7, 0, null),
+        new DefineJob(Job),
+        new JobDefinitionAnswered(false, "different job"),
+        new JobDefined(Job),
+        new WorkerJoined("w0", "10.0.0.1", 29500, 9100, 4242),
+        new WorkerLost("w1", 3, "unreachable", "coordinator"),
+        new StepCommitted(3, 7, 1.5, 1024),
+        new CheckpointRecorded("w0", 8, "checkpoints/step-00000008", "sha:1"),
+        new WorkerFinished(Finished),
+        new JobCompleted(3, 10),
+        new JobFailed(3, "worker w1 lost"),
+    ];
+}
