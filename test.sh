@@ -25,13 +25,13 @@ ensure_dotnet
 ensure_packages prometheus postgresql bible-kjv
 ensure_kjv_text
 
-pg_started=""
-if [ -z "${PRETRAIN_TEST_POSTGRES:-}" ] && [ -x "$root/scripts/postgres-start.sh" ]; then
-  PRETRAIN_TEST_POSTGRES=$("$root/scripts/postgres-start.sh")
+pg_dir=""
+if [ -z "${PRETRAIN_TEST_POSTGRES:-}" ]; then
+  pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/pretrain-postgres.XXXXXX")
+  PRETRAIN_TEST_POSTGRES=$("$root/scripts/postgres-start.sh" "$pg_dir")
   export PRETRAIN_TEST_POSTGRES
-  pg_started=1
 fi
-cleanup() { [ -n "$pg_started" ] && "$root/scripts/postgres-stop.sh" >/dev/null 2>&1 || true; }
+cleanup() { [ -n "$pg_dir" ] && "$root/scripts/postgres-stop.sh" "$pg_dir" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 build_if_needed

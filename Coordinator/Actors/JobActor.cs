@@ -43,9 +43,11 @@ public sealed class JobActor : ReceivePersistentActor
             Handle(c);
         });
         Command<ReportCheckpoint>(c => Handle(c));
-        Command<ReportPeerLost>(c => Handle(c));
-        Command<ReportFinished>(c => Handle(c));
-        Command<ReportFailed>(c => Handle(c));
+        // Final reports are acknowledged once journaled (or refused as stale), so a worker exits
+        // only when what it said cannot be lost.
+        Command<ReportPeerLost>(c => Handle(c, Acknowledge(c.WorkerId, "peer-lost"), (s, _) => Acknowledge(c.WorkerId, "peer-lost")(s)));
+        Command<ReportFinished>(c => Handle(c, Acknowledge(c.WorkerId, "finished"), (s, _) => Acknowledge(c.WorkerId, "finished")(s)));
+        Command<ReportFailed>(c => Handle(c, Acknowledge(c.WorkerId, "failed"), (s, _) => Acknowledge(c.WorkerId, "failed")(s)));
         Command<Terminated>(OnTerminated);
         Command<FetchJobStatus>(_ => Sender.Tell(_state.ToStatus()));
         Command<FetchJobState>(_ => Sender.Tell(_state));
@@ -165,6 +167,9 @@ public sealed class JobActor : ReceivePersistentActor
                 break;
         }
     }
+
+    private static Action<IActorRef> Acknowledge(string workerId, string report) =>
+        sender => sender.Tell(new ReportAcknowledged(workerId, report));
 
     private void Track(string workerId, IActorRef worker)
     {

@@ -54,3 +54,12 @@ public sealed record ReportFailed(
 [MessagePackObject]
 public sealed record StopWorker(
     [property: Key(0)] string Reason) : IPretrainMessage;
+
+/// <summary>
+/// Coordinator → worker: a final report (<see cref="ReportFinished"/>, <see cref="ReportPeerLost"/>,
+/// <see cref="ReportFailed"/>) is in the journal, so the worker may exit without losing it.
+/// </summary>
+[MessagePackObject]
+public sealed record ReportAcknowledged(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] string Report) : IPretrainMessage;

@@ -24,6 +24,7 @@ public static class MessageRegistry
         (typeof(ReportFinished), "rf"),
         (typeof(ReportFailed), "rx"),
         (typeof(StopWorker), "sw"),
+        (typeof(ReportAcknowledged), "ra"),
         // Status and job submission
         (typeof(FetchJobStatus), "fjs"),
         (typeof(JobStatus), "js"),

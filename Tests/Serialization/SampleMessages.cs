@@ -24,6 +24,7 @@ public static class SampleMessages
         Finished,
         new ReportFailed("w1", 1, "NaN loss"),
         new StopWorker("job failed"),
+        new ReportAcknowledged("w1", "finished"),
         new FetchJobStatus(),
         new JobStatus("Running", 3, ["w0", "w1"], 7, 0, null),
         new DefineJob(Job),

@@ -14,6 +14,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 {
     sealed record RetryRegistration;
     sealed record RegistrationDeadline;
+    sealed record AcknowledgementDeadline;
 
     readonly WorkerOptions _options;
     readonly ActorSelection _job;
@@ -88,15 +89,35 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         Receive<ReportProgress>(p => _coordinator?.Tell(p));
         Receive<ReportCheckpoint>(c => _coordinator?.Tell(c));
-        Receive<SessionOutcome.Finished>(f => { _coordinator?.Tell(f.Report); Exit(WorkerExitCodes.Finished, null); });
-        Receive<SessionOutcome.PeerLost>(p =>
-        {
-            _coordinator?.Tell(p.Report);
-            Exit(WorkerExitCodes.PeerLost, $"lost peer rank {p.Report.LostRank} ({p.Report.LostWorkerId}) in generation {p.Report.Generation}: {p.Report.Reason}");
-        });
-        Receive<SessionOutcome.Failed>(f => { _coordinator?.Tell(f.Report); Exit(WorkerExitCodes.Failed, f.Report.Reason); });
+        Receive<SessionOutcome.Finished>(f => Conclude(f.Report, WorkerExitCodes.Finished, null));
+        Receive<SessionOutcome.PeerLost>(p => Conclude(p.Report, WorkerExitCodes.PeerLost,
+            $"lost peer rank {p.Report.LostRank} ({p.Report.LostWorkerId}) in generation {p.Report.Generation}: {p.Report.Reason}"));
+        Receive<SessionOutcome.Failed>(f => Conclude(f.Report, WorkerExitCodes.Failed, f.Report.Reason));
         Receive<SessionOutcome.Cancelled>(c => Exit(WorkerExitCodes.Stopped, c.Reason));
         ReceiveCommon();
+    }
+
+    /// <summary>
+    /// Sends the final report and exits once the coordinator has journaled it — or after a bounded
+    /// wait when the coordinator is away, so a worker never hangs on its way out.
+    /// </summary>
+    void Conclude(IPretrainMessage report, int code, string? reason)
+    {
+        if (reason != null) _log.Error("worker {0}: {1}", _options.WorkerId, reason);
+        if (_coordinator == null) { Exit(code, null); return; }
+        _coordinator.Tell(report);
+        Timers.StartSingleTimer("ack", new AcknowledgementDeadline(), TimeSpan.FromSeconds(10));
+        Become(() =>
+        {
+            Receive<ReportAcknowledged>(_ => Exit(code, null));
+            Receive<AcknowledgementDeadline>(_ =>
+            {
+                _log.Warning("the coordinator did not acknowledge the final report within 10 s; exiting anyway");
+                Exit(code, null);
+            });
+            Receive<StopWorker>(_ => { });            // the job is over anyway: keep our own exit code
+            Receive<Terminated>(_ => Exit(code, null));
+        });
     }
 
     void ReceiveCommon()
