@@ -17,7 +17,7 @@ static class DemoCommand
         {
             workers, runDir, verbose,
         };
-        command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new LocalRunOptions
+        command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
         {
             RecipePath = Path.GetFullPath(Recipe),
             Workers = parse.GetValue(workers),

@@ -26,7 +26,7 @@ static class LocalCommand
         {
             recipe, workers, maxSteps, runDir, resume, metricsPort, workerMetricsPort, timeout, verbose,
         };
-        command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new LocalRunOptions
+        command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
         {
             RecipePath = parse.GetRequiredValue(recipe).FullName,
             Workers = parse.GetValue(workers),

@@ -28,7 +28,10 @@ public sealed record JobSpec(
     [property: Key(2)] int WorldSize,
     [property: Key(3)] long MaxSteps,
     [property: Key(4)] string RunDirectory,
-    [property: Key(5)] bool Resume);
+    [property: Key(5)] bool Resume,
+    // The recipe file's path where it was submitted: relative data paths in the recipe resolve
+    // against its folder (the same filesystem locally, a shared volume on Kubernetes).
+    [property: Key(6)] string RecipePath = "recipe.yaml");
 
 /// <summary>One member of a generation: its rank and where its data plane listens.</summary>
 [MessagePackObject]

@@ -1,0 +1,50 @@
+using System.CommandLine;
+using Pretrain.Cli.Runs;
+
+namespace Pretrain.Cli.Commands;
+
+/// <summary>`pretrain coordinator`: the control plane as its own process (a Kubernetes pod, or by hand).</summary>
+static class CoordinatorCommand
+{
+    public static Command Create()
+    {
+        var recipe = CommonOptions.Recipe();
+        var workers = CommonOptions.Workers(2).Positive();
+        var maxSteps = CommonOptions.MaxSteps();
+        var runDir = CommonOptions.RunDir();
+        var resume = CommonOptions.Resume();
+        var metricsPort = CommonOptions.MetricsPort("coordinator", 9400);
+        var host = new Option<string>("--host") { Description = "Address to bind (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1" };
+        var publicHost = new Option<string?>("--public-host") { Description = "Address workers use to reach this coordinator, when it differs from --host." };
+        var port = new Option<int>("--port") { Description = "Akka port workers join (0 = any free port, printed).", DefaultValueFactory = _ => 4053 };
+        var journal = new Option<string?>("--journal")
+        {
+            Description = "PostgreSQL connection string for the journal (e.g. 'Host=db;Database=pretrain;Username=pretrain'). Default: SQLite journal.db in the run directory.",
+        };
+        var jobId = new Option<string>("--job-id") { Description = "Job name in the journal; a restarted coordinator with the same id continues the job.", DefaultValueFactory = _ => "job" };
+        var timeout = CommonOptions.Timeout();
+        var verbose = CommonOptions.Verbose();
+
+        var command = new Command("coordinator", "Run the coordinator alone: workers started elsewhere join it with `pretrain worker --coordinator HOST:PORT`.")
+        {
+            recipe, workers, maxSteps, runDir, resume, metricsPort, host, publicHost, port, journal, jobId, timeout, verbose,
+        };
+        command.SetAction((parse, ct) => CommandRunner.RunAsync(() => CoordinatorRun.RunAsync(new RunOptions
+        {
+            RecipePath = parse.GetRequiredValue(recipe).FullName,
+            Workers = parse.GetValue(workers),
+            MaxSteps = parse.GetValue(maxSteps),
+            RunDirectory = parse.GetValue(runDir)?.FullName,
+            Resume = parse.GetValue(resume),
+            MetricsPort = parse.GetValue(metricsPort),
+            Host = parse.GetValue(host)!,
+            PublicHost = parse.GetValue(publicHost),
+            Port = parse.GetValue(port),
+            PostgresJournal = parse.GetValue(journal),
+            JobId = parse.GetValue(jobId),
+            Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+            Verbose = parse.GetValue(verbose),
+        }, launch: null, ct)));
+        return command;
+    }
+}

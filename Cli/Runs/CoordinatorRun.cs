@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using Pretrain.Cli.Commands;
+using Pretrain.Coordinator;
+using Pretrain.Coordinator.State;
+using Pretrain.Coordinator.Summary;
+using Pretrain.Shared.Messages;
+using Pretrain.Shared.Recipes;
+using Pretrain.Shared.Telemetry;
+
+namespace Pretrain.Cli.Runs;
+
+/// <summary>Starts the workers of a run once the coordinator listens (local runs); null for `pretrain coordinator`.</summary>
+public delegate WorkerProcesses WorkerLaunch(int coordinatorPort, string runDirectory, RunConsole console);
+
+/// <summary>
+/// A job seen from the coordinator's process: validate the recipe, start the coordinator node and its
+/// metrics, define the job, show progress, and write summary.json when it ends. Every wait is bounded.
+/// </summary>
+public static class CoordinatorRun
+{
+    public static async Task<int> RunAsync(RunOptions options, WorkerLaunch? launch, CancellationToken ct)
+    {
+        string recipePath = Path.GetFullPath(options.RecipePath);
+        if (!File.Exists(recipePath)) throw new UserError($"--recipe: {recipePath} does not exist.");
+        var recipe = RecipeLoader.Load(recipePath);               // errors name the file and the field
+        recipe.ValidateForWorldSize(options.Workers);
+        string recipeYaml = await File.ReadAllTextAsync(recipePath, ct);
+        string runDirectory = Path.GetFullPath(options.RunDirectory ?? DefaultRunDirectory(recipePath));
+        if (options.Resume && !Directory.Exists(Path.Combine(runDirectory, "checkpoints")))
+            throw new UserError($"--resume: {runDirectory} has no checkpoints/ folder to resume from.");
+        Directory.CreateDirectory(Path.Combine(runDirectory, "logs"));
+        long maxSteps = Math.Min(options.MaxSteps ?? recipe.Steps, recipe.Steps);
+
+        var console = new RunConsole(options.Verbose);
+        var clock = Stopwatch.StartNew();
+        console.Info($"{recipe.Method} on {options.Workers} worker(s), {maxSteps} of {recipe.Steps} steps; run directory {runDirectory}");
+        using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
+        if (metrics != null) console.Info($"coordinator metrics on {metrics.Url}");
+
+        await using var coordinator = await CoordinatorHost.StartAsync(new CoordinatorOptions
+        {
+            RunDirectory = runDirectory,
+            Hostname = options.Host,
+            PublicHostname = options.PublicHost,
+            Port = options.Port,
+            Journal = options.PostgresJournal is { } pg ? JournalOptions.Postgres(pg) : null,
+            JobId = options.JobId ?? "job-" + DateTime.UtcNow.ToString("yyyyMMddTHHmmssfff"),
+            VerboseLogging = options.Verbose,
+            Timeout = options.Timeout,
+        }, ct);
+        var progress = new ProgressPrinter(console, maxSteps);
+        coordinator.Progress += p => { if (p.Rank == 0) progress.Report(p); };
+        await coordinator.SubmitAsync(new JobSpec(recipeYaml, RecipeHash.Of(recipe), options.Workers, maxSteps, runDirectory, options.Resume, recipePath), ct);
+        console.Info($"coordinator at {options.PublicHost ?? options.Host}:{coordinator.Port} (workers: --coordinator {options.PublicHost ?? options.Host}:{coordinator.Port})");
+
+        await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);
+        var outcome = await WaitForOutcomeAsync(coordinator, workers, options.Timeout, ct);
+        progress.Done();
+
+        var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed);
+        string summaryPath = await summary.WriteAsync(runDirectory, ct);
+        if (!outcome.Succeeded)
+        {
+            console.Error($"the job failed: {outcome.FailureReason}");
+            console.Error($"logs: {Path.Combine(runDirectory, "logs")}; summary: {summaryPath}");
+            return 1;
+        }
+        console.Summary(summary, summaryPath);
+        return 0;
+    }
+
+    /// <summary>
+    /// The coordinator's outcome — or, when a local worker process dies and the coordinator has not
+    /// concluded within the timeout, a failure naming that worker. Never waits forever for a worker.
+    /// </summary>
+    static async Task<JobOutcome> WaitForOutcomeAsync(CoordinatorHost coordinator, WorkerProcesses? workers, TimeSpan timeout, CancellationToken ct)
+    {
+        var died = workers?.FirstUnexpectedExit ?? new TaskCompletionSource<string>().Task;
+        var first = await Task.WhenAny(coordinator.Outcome, died).WaitAsync(ct);
+        if (first == coordinator.Outcome) return await coordinator.Outcome;
+        string which = await died;
+        try
+        {
+            return await coordinator.Outcome.WaitAsync(timeout, ct);
+        }
+        catch (TimeoutException)
+        {
+            return new JobOutcome(false, null, 0, 0, [], [], $"{which}, and the coordinator did not conclude within {timeout.TotalSeconds:0} s");
+        }
+    }
+
+    static string DefaultRunDirectory(string recipePath) =>
+        Path.Combine("runs", Path.GetFileNameWithoutExtension(recipePath) + "-" + DateTime.Now.ToString("yyyyMMdd-HHmmss"));
+}

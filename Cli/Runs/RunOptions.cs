@@ -1,0 +1,28 @@
+namespace Pretrain.Cli.Runs;
+
+/// <summary>What a coordinator run needs: `pretrain local` and `pretrain coordinator` share it.</summary>
+public sealed record RunOptions
+{
+    public required string RecipePath { get; init; }
+    /// <summary>World size: the coordinator starts the generation when this many workers joined.</summary>
+    public int Workers { get; init; } = 2;
+    public long? MaxSteps { get; init; }
+    public string? RunDirectory { get; init; }
+    public bool Resume { get; init; }
+    /// <summary>Coordinator /metrics port (0 = any free, -1 = off).</summary>
+    public int MetricsPort { get; init; }
+    /// <summary>First worker /metrics port for local workers (worker i: + i; 0 = any free, -1 = off).</summary>
+    public int WorkerMetricsPort { get; init; }
+    /// <summary>Address the coordinator binds (Akka and metrics); 127.0.0.1 for local runs.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+    /// <summary>Address workers reach the coordinator at, when it differs (a Kubernetes service).</summary>
+    public string? PublicHost { get; init; }
+    /// <summary>Akka port; 0 = any free port (local runs).</summary>
+    public int Port { get; init; }
+    /// <summary>PostgreSQL connection string for the journal; null = SQLite journal.db in the run directory.</summary>
+    public string? PostgresJournal { get; init; }
+    /// <summary>Persistence id of the job; `local` makes a new one per launch.</summary>
+    public string? JobId { get; init; }
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+    public bool Verbose { get; init; }
+}

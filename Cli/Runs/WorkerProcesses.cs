@@ -1,0 +1,108 @@
+using System.Diagnostics;
+
+namespace Pretrain.Cli.Runs;
+
+/// <summary>
+/// The worker child processes of a local run: `pretrain worker …` on loopback, each logging to
+/// logs/worker-N.log in the run directory, each told our pid so it exits if we die.
+/// </summary>
+public sealed class WorkerProcesses : IAsyncDisposable
+{
+    readonly List<Process> _processes = [];
+    readonly List<StreamWriter> _logs = [];
+    readonly TaskCompletionSource<string> _firstUnexpectedExit = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    readonly RunConsole _console;
+
+    WorkerProcesses(RunConsole console) => _console = console;
+
+    /// <summary>Completes with a description of the first worker that exits with a non-zero code.</summary>
+    public Task<string> FirstUnexpectedExit => _firstUnexpectedExit.Task;
+
+    public static WorkerProcesses Start(RunOptions options, int coordinatorPort, string runDirectory, RunConsole console)
+    {
+        var set = new WorkerProcesses(console);
+        // Workers share this machine's cores: torch threads per worker = max(1, cores / workers),
+        // or they fight and every figure lies (environment.md).
+        int threads = Math.Max(1, Environment.ProcessorCount / options.Workers);
+        for (int i = 0; i < options.Workers; i++)
+        {
+            string id = $"worker-{i}";
+            var info = new ProcessStartInfo(ExecutablePath())
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (string a in LeadingArguments()) info.ArgumentList.Add(a);
+            string[] args =
+            [
+                "worker", "--coordinator", $"127.0.0.1:{coordinatorPort}", "--worker-id", id,
+                "--threads", threads.ToString(), "--parent-pid", Environment.ProcessId.ToString(),
+                "--metrics-port", options.WorkerMetricsPort <= 0 ? options.WorkerMetricsPort.ToString() : (options.WorkerMetricsPort + i).ToString(),
+                "--timeout", ((int)options.Timeout.TotalSeconds).ToString(),
+            ];
+            foreach (string a in args) info.ArgumentList.Add(a);
+            if (options.Verbose) info.ArgumentList.Add("--verbose");
+
+            var log = new StreamWriter(Path.Combine(runDirectory, "logs", id + ".log"), append: true) { AutoFlush = true };
+            var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+            process.OutputDataReceived += (_, e) => set.Line(log, id, e.Data, error: false);
+            process.ErrorDataReceived += (_, e) => set.Line(log, id, e.Data, error: true);
+            process.Exited += (_, _) => set.OnExit(id, process);
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            console.Info($"{id} started (pid {process.Id}, {threads} torch thread(s)), log {Path.Combine(runDirectory, "logs", id + ".log")}");
+            set._processes.Add(process);
+            set._logs.Add(log);
+        }
+        return set;
+    }
+
+    void Line(StreamWriter log, string id, string? line, bool error)
+    {
+        if (line == null) return;
+        lock (log) log.WriteLine(line);
+        // Workers' own announcements (metrics endpoint, errors) reach the terminal; the rest stays in the log.
+        if (error || line.Contains("metrics on", StringComparison.Ordinal)) _console.Worker(id, line);
+    }
+
+    void OnExit(string id, Process process)
+    {
+        int code = process.ExitCode;
+        if (code == 0) return;
+        string how = code > 128 ? $"was killed by signal {code - 128}" : $"exited with code {code}";
+        _firstUnexpectedExit.TrySetResult($"{id} (pid {process.Id}) {how}");
+    }
+
+    /// <summary>Waits for every worker to exit on its own; kills what is left after the timeout.</summary>
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try { await Task.WhenAll(_processes.Select(p => p.WaitForExitAsync(cts.Token))); }
+        catch (OperationCanceledException) { KillAll(); }
+    }
+
+    void KillAll()
+    {
+        foreach (var p in _processes)
+            try { if (!p.HasExited) p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await WaitForExitAsync(TimeSpan.FromSeconds(5));
+        foreach (var p in _processes) p.Dispose();
+        foreach (var l in _logs) await l.DisposeAsync();
+    }
+
+    /// <summary>This program's executable: the apphost, or `dotnet pretrain.dll` when run through dotnet.</summary>
+    static string ExecutablePath() => Environment.ProcessPath ?? "dotnet";
+
+    static IEnumerable<string> LeadingArguments()
+    {
+        string? process = Environment.ProcessPath;
+        if (process != null && Path.GetFileNameWithoutExtension(process) == "dotnet")
+            yield return typeof(WorkerProcesses).Assembly.Location;
+    }
+}

@@ -1,0 +1,71 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Pretrain.Coordinator.State;
+
+namespace Pretrain.Coordinator.Summary;
+
+/// <summary>
+/// summary.json, the run directory's account of a finished job (brief, user-facing contract): method,
+/// world size, steps, final loss, throughput, every replica's parameter checksum, evaluation.
+/// </summary>
+public sealed record RunSummary
+{
+    public required string Status { get; init; }              // "completed" or "failed"
+    public string? Error { get; init; }
+    public required string Method { get; init; }
+    public required int WorldSize { get; init; }
+    public required long Steps { get; init; }
+    public required double FinalLoss { get; init; }
+    public required double SamplesPerSecond { get; init; }
+    /// <summary>Rank → xxHash64 of that replica's parameters; all equal when data parallelism is sound.</summary>
+    public required IReadOnlyDictionary<string, string> ReplicaChecksums { get; init; }
+    public required IReadOnlyDictionary<string, double> Eval { get; init; }
+    public required long Generation { get; init; }
+    public string? RecipeHash { get; init; }
+    public string? LastCheckpoint { get; init; }
+    public required double WallSeconds { get; init; }
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,   // a NaN loss is still reported
+    };
+
+    public static RunSummary From(JobOutcome outcome, string method, TimeSpan wall)
+    {
+        var ranks = outcome.Ranks.OrderBy(r => r.Rank).ToList();
+        var rank0 = ranks.FirstOrDefault();
+        return new RunSummary
+        {
+            Status = outcome.Succeeded ? "completed" : "failed",
+            Error = outcome.FailureReason,
+            Method = method,
+            WorldSize = outcome.Job?.WorldSize ?? ranks.Count,
+            Steps = rank0?.Step ?? outcome.Steps,
+            FinalLoss = rank0?.FinalLoss ?? double.NaN,
+            SamplesPerSecond = rank0?.SamplesPerSecond ?? 0,
+            ReplicaChecksums = ranks.ToDictionary(r => r.Rank.ToString(), r => r.ReplicaChecksum),
+            Eval = rank0?.Eval ?? new Dictionary<string, double>(),
+            Generation = outcome.Generation,
+            RecipeHash = outcome.Job?.RecipeHash,
+            LastCheckpoint = outcome.Checkpoints.Count > 0 ? outcome.Checkpoints[^1].Path : null,
+            WallSeconds = Math.Round(wall.TotalSeconds, 2),
+        };
+    }
+
+    /// <summary>Writes summary.json atomically (temporary file, then rename) and returns its path.</summary>
+    public async Task<string> WriteAsync(string runDirectory, CancellationToken ct = default)
+    {
+        string path = Path.Combine(runDirectory, "summary.json");
+        string temporary = path + ".tmp";
+        await File.WriteAllTextAsync(temporary, JsonSerializer.Serialize(this, Json), ct);
+        File.Move(temporary, path, overwrite: true);
+        return path;
+    }
+
+    public static RunSummary Read(string path) =>
+        JsonSerializer.Deserialize<RunSummary>(File.ReadAllText(path), Json)
+        ?? throw new InvalidDataException(path + " is empty");
+}
