@@ -52,7 +52,7 @@ public sealed partial class RingCommunicator
         using var pin = result.Pin();
         _passCount = 0;
         for (var s = 0; s < n - 1; s++)
-            AddPass((Mod(r - s) * m, m), (Mod(r - s - 1) * m, m), reduce: false, sendWaits: s > 0);
+            AddPass((Mod(r - s) * m * 4, m * 4), (Mod(r - s - 1) * m * 4, m * 4), reduce: false, sendWaits: s > 0);
         await RunAsync("allgather", CollectiveOp.AllGather, Attach(pin, result.Length * 4L), ct);
     }
 
@@ -98,8 +98,8 @@ public sealed partial class RingCommunicator
             _progress.Reset();
             _receiveDone = false;
             Touch();
+            var sending = SendLoopAsync(buffer);  // first, so our header leaves even if the peer's is wrong
             var receiving = ReceiveLoopAsync(kind, sequence, buffer);
-            var sending = SendLoopAsync(buffer);
             await receiving;
             await sending;
             if (_failure != null || ct.IsCancellationRequested) throw await ConcludeAsync(op, ct);

@@ -50,7 +50,7 @@ public sealed partial class RingCommunicator
         }
         if (!failure.Definitive) return;
         _definitive.TrySetResult();
-        if (failure.PeerRank != Prev.Rank) SendNotice(failure);  // a dead or stalled prev would not read it
+        SendNotice(failure);  // even to a blamed prev: a desynced or stalled one is alive and should know
     }
 
     /// <summary>Tells the previous rank, on the reverse direction of its link, which rank failed and how.
