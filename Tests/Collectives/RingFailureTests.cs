@@ -1,0 +1,117 @@
+using System.Net;
+using Pretrain.Worker.Collectives;
+using Xunit;
+using static Pretrain.Tests.Collectives.RingCommunicatorTests;
+
+namespace Pretrain.Tests.Collectives;
+
+public sealed class RingFailureTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan Slack = TimeSpan.FromSeconds(1);
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public async Task Survivors_fail_fast_when_a_peer_dies(int world)
+    {
+        await using var harness = new RingHarness(world);
+        var ring = await harness.ConnectAsync(7, new CollectiveOptions { Timeout = Timeout });
+        var victim = world - 2;  // rank 0 and the last rank then only hear of it second-hand
+        var survivors = ring.Where(c => c.Rank != victim).ToArray();
+
+        var calls = survivors.Select(c => Timed(() => c.AllReduceSumAsync(new float[4 << 20]))).ToArray();
+        await Task.Delay(200);  // survivors are now inside the allreduce, waiting on the victim
+        await ring[victim].DisposeAsync();  // from outside: the sockets close, as when a process crashes
+
+        var port = harness.Listeners[victim].Port;
+        foreach (var (error, elapsed) in await Task.WhenAll(calls))
+        {
+            Assert.True(elapsed < Timeout + Slack, $"took {elapsed}");
+            Assert.Equal(victim, error.PeerRank);
+            Assert.Equal(7, error.Generation);
+            Assert.Contains($"allreduce (generation 7) lost rank {victim} (worker-{victim} at 127.0.0.1:{port})", error.Message);
+        }
+        // A failed communicator is finished: the next call fails at once, naming the same peer.
+        var again = await Timed(() => survivors[0].AllReduceSumAsync(new float[1]));
+        Assert.Equal(victim, again.Error.PeerRank);
+        Assert.True(again.Elapsed < TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public async Task Survivors_time_out_when_a_peer_stalls()
+    {
+        await using var harness = new RingHarness(3);
+        var timeout = TimeSpan.FromSeconds(1);
+        var ring = await harness.ConnectAsync(2, new CollectiveOptions { Timeout = timeout });
+
+        // Rank 1 stays connected but never joins the call.
+        var calls = ring.Where(c => c.Rank != 1).Select(c => Timed(() => c.AllReduceSumAsync(new float[1000]))).ToArray();
+
+        foreach (var (error, elapsed) in await Task.WhenAll(calls))
+        {
+            Assert.InRange(elapsed, timeout - TimeSpan.FromMilliseconds(50), timeout + Slack);
+            Assert.Contains("no data for", error.Message);
+        }
+    }
+
+    [Fact]
+    public async Task Canceling_a_collective_fails_it_on_every_rank()
+    {
+        await using var harness = new RingHarness(2);
+        var ring = await harness.ConnectAsync(1, new CollectiveOptions { Timeout = Timeout });
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+
+        // Rank 1 has not joined yet, so rank 0 waits inside the allreduce until its caller cancels.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ring[0].AllReduceSumAsync(new float[100], cancel.Token));
+        await Task.Delay(100);  // the notice travels to rank 1
+
+        var (error, elapsed) = await Timed(() => ring[1].AllReduceSumAsync(new float[100]));
+        Assert.Equal(0, error.PeerRank);
+        Assert.Contains("canceled by its caller", error.Message);
+        Assert.True(elapsed < TimeSpan.FromMilliseconds(100), $"rank 1 already knew: {elapsed}");
+    }
+
+    [Fact]
+    public async Task A_stale_generation_handshake_is_rejected()
+    {
+        await using var harness = new RingHarness(2);
+        var current = new RingCommunicator(harness.Listeners[1], 5, 1, harness.Peers);  // rank 1 is at generation 5
+        harness.Communicators.Add(current);
+        var stale = new RingCommunicator(harness.Listeners[0], 4, 0, harness.Peers, new CollectiveOptions { Timeout = Timeout });
+        harness.Communicators.Add(stale);
+
+        var (error, elapsed) = await Timed(() => stale.ConnectAsync());
+
+        Assert.Contains("StaleGeneration", error.Message);
+        Assert.Equal(1, error.PeerRank);
+        Assert.True(elapsed < Timeout, $"a stale generation is final, no retries until the timeout: {elapsed}");
+        Assert.Equal(1, harness.Listeners[1].Rejected);
+    }
+
+    [Fact]
+    public async Task A_peer_that_never_comes_fails_the_connect_within_the_timeout()
+    {
+        await using var harness = new RingHarness(2);
+        var lonely = new RingCommunicator(harness.Listeners[0], 1, 0, harness.Peers, new CollectiveOptions { Timeout = TimeSpan.FromSeconds(1) });
+        harness.Communicators.Add(lonely);
+
+        var (error, elapsed) = await Timed(() => lonely.ConnectAsync());
+
+        Assert.Equal(1, error.PeerRank);
+        Assert.Contains("worker-1", error.PeerName);
+        Assert.InRange(elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(1) + Slack);
+    }
+
+    [Fact]
+    public async Task A_connection_that_is_not_a_data_plane_handshake_is_rejected()
+    {
+        using var listener = new DataPlaneListener(IPAddress.Loopback);
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, listener.Port);
+        await client.GetStream().WriteAsync(new byte[Handshake.Size]);
+        var reply = new byte[4];
+        await client.GetStream().ReadExactlyAsync(reply);
+        Assert.Equal(HandshakeStatus.BadProtocol, (HandshakeStatus)BitConverter.ToInt32(reply));
+    }
+}

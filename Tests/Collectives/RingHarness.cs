@@ -1,0 +1,37 @@
+using System.Net;
+using Pretrain.Worker.Collectives;
+
+namespace Pretrain.Tests.Collectives;
+
+/// <summary>A ring of <c>n</c> ranks in this process, each with its own listener on 127.0.0.1, as
+/// separate worker processes would have.</summary>
+internal sealed class RingHarness : IAsyncDisposable
+{
+    public DataPlaneListener[] Listeners { get; }
+    public List<RingCommunicator> Communicators { get; } = [];
+    public List<string> Log { get; } = [];
+
+    public RingHarness(int worldSize) =>
+        Listeners = Enumerable.Range(0, worldSize).Select(_ => new DataPlaneListener(IPAddress.Loopback)).ToArray();
+
+    public IReadOnlyList<RingPeer> Peers =>
+        Listeners.Select((l, r) => new RingPeer(r, $"worker-{r}", "127.0.0.1", l.Port)).ToArray();
+
+    /// <summary>Builds and connects generation <paramref name="generation"/> on every rank.</summary>
+    public async Task<RingCommunicator[]> ConnectAsync(long generation, CollectiveOptions? options = null)
+    {
+        var ring = Listeners.Select((l, r) => new RingCommunicator(l, generation, r, Peers, options)).ToArray();
+        Communicators.AddRange(ring);
+        await Task.WhenAll(ring.Select(c => c.ConnectAsync()));
+        return ring;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var c in Communicators) await c.DisposeAsync();
+        foreach (var l in Listeners) l.Dispose();
+    }
+
+    /// <summary>Distinct, exactly representable values: sums over 4 ranks stay exact in fp32.</summary>
+    public static float Value(int rank, int index) => (index % 1021) + rank * 4096;
+}

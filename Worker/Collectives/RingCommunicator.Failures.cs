@@ -1,0 +1,166 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Pretrain.Shared.Telemetry;
+
+namespace Pretrain.Worker.Collectives;
+
+// Failure detection and reporting. Three sources: a data link breaks (EOF, reset), the watchdog sees
+// no progress for Timeout, or the next rank reports a failure on the reverse channel. A broken link to
+// the previous rank is only a *suspect*: that rank may be a survivor that failed first and closed, so
+// the real culprit is awaited for FailureGrace in a notice coming backwards round the ring.
+public sealed partial class RingCommunicator
+{
+    /// <param name="PeerRank">The rank blamed (-1: none, e.g. this rank was canceled).</param>
+    /// <param name="Definitive">False while only a neighbour's link broke and a notice may still name the cause.</param>
+    /// <param name="ReportedBy">The rank whose notice told us, or -1 when seen first-hand.</param>
+    private sealed record Failure(int PeerRank, string What, bool Definitive, int ReportedBy = -1);
+
+    private readonly Lock _failureGate = new();
+    private readonly CancellationTokenSource _abort = new();      // cancels in-flight data I/O on failure
+    private readonly CancellationTokenSource _watchStop = new();  // stops the reverse-channel watcher on dispose
+    private readonly TaskCompletionSource _definitive = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile Failure? _failure;
+    private Timer? _watchdog;
+    private long _lastProgress;  // Environment.TickCount64 of the last completed socket operation
+    private int _busy;           // 1 while a collective is in flight
+    private int _counted;        // CollectiveFailuresTotal counts each communicator once
+
+    private TimeSpan WatchdogPeriod => TimeSpan.FromMilliseconds(Math.Clamp(_options.Timeout.TotalMilliseconds / 8, 10, 1000));
+
+    private void Touch() => Volatile.Write(ref _lastProgress, Environment.TickCount64);
+
+    /// <summary>Records a failure (a definitive one overrides a suspect), aborts in-flight I/O, and
+    /// passes a definitive cause on to the previous rank.</summary>
+    private void Fail(Failure failure)
+    {
+        bool first;
+        lock (_failureGate)
+        {
+            var current = _failure;
+            if (current is { Definitive: true } || (current != null && !failure.Definitive)) return;
+            first = current == null;
+            _failure = failure;
+        }
+        if (first)
+        {
+            _abort.Cancel();
+            _progress.Fault(new OperationCanceledException("collective aborted"));
+        }
+        if (!failure.Definitive) return;
+        _definitive.TrySetResult();
+        SendNotice(failure);  // even to a blamed prev: a desynced or stalled one is alive and should know
+    }
+
+    /// <summary>Tells the previous rank, on the reverse direction of its link, which rank failed and how.
+    /// Ordered before any close of that socket, so the previous rank reads it before an EOF.</summary>
+    private void SendNotice(Failure failure)
+    {
+        if (_fromPrev is not { } socket || _disposed) return;
+        try { socket.Send(WireFormat.EncodeNotice(failure.PeerRank, failure.What)); }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { /* prev is gone too; its own neighbours report it */ }
+    }
+
+    private async Task WatchNextAsync(Socket toNext)
+    {
+        var header = new byte[WireFormat.NoticeHeaderSize];
+        try
+        {
+            while (true)
+            {
+                if (!await SocketIo.ReceiveExactlyAsync(toNext, header, _watchStop.Token))
+                {
+                    Fail(new Failure(Next.Rank, "connection closed by peer", Definitive: true));
+                    return;
+                }
+                var length = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8));
+                if (BinaryPrimitives.ReadUInt32LittleEndian(header) != WireFormat.NoticeMagic || (uint)length > WireFormat.MaxNoticeText)
+                {
+                    Fail(new Failure(Next.Rank, "sent garbage on the notice channel", Definitive: true));
+                    return;
+                }
+                var text = new byte[length];
+                if (!await SocketIo.ReceiveExactlyAsync(toNext, text, _watchStop.Token)) length = -1;
+                var failed = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4));
+                Fail(new Failure(failed, Encoding.UTF8.GetString(text), Definitive: true, ReportedBy: Next.Rank));
+                if (length < 0) return;
+            }
+        }
+        catch (Exception) when (_watchStop.IsCancellationRequested) { }
+        catch (SocketException ex) { Fail(new Failure(Next.Rank, Describe(ex), Definitive: true)); }
+        catch (ObjectDisposedException) { }
+    }
+
+    /// <summary>Timer tick: a collective that moved no byte for Timeout fails, blaming the peer it waits on.</summary>
+    private void CheckProgress()
+    {
+        if (Volatile.Read(ref _busy) == 0 || _failure != null) return;
+        var idle = Environment.TickCount64 - Volatile.Read(ref _lastProgress);
+        if (idle < _options.Timeout.TotalMilliseconds) return;
+        var peer = _receiveDone ? Next : Prev;
+        Fail(new Failure(peer.Rank, $"no data for {idle / 1000.0:0.0} s (timeout {_options.Timeout.TotalSeconds:0.#} s)", Definitive: true));
+    }
+
+    /// <summary>Classifies an exception from a data loop; an abort already recorded wins.</summary>
+    private void OnLinkError(Exception ex, RingPeer peer)
+    {
+        if (_failure != null && ex is OperationCanceledException or ObjectDisposedException) return;
+        var failure = ex switch
+        {
+            CollectiveException c => new Failure(peer.Rank, c.Message, Definitive: true),
+            EndOfStreamException => new Failure(peer.Rank, "connection closed by peer", Definitive: false),
+            SocketException s => new Failure(peer.Rank, Describe(s), Definitive: false),
+            ObjectDisposedException => new Failure(-1, "communicator disposed during the collective", Definitive: true),
+            _ => new Failure(peer.Rank, $"{ex.GetType().Name}: {ex.Message}", Definitive: false),
+        };
+        Fail(failure);
+    }
+
+    /// <summary>After a call's loops stopped on a failure: wait (bounded) for a suspect to be resolved by a
+    /// notice, then build the exception every caller sees.</summary>
+    private async Task<Exception> ConcludeAsync(string op, CancellationToken ct)
+    {
+        if (_failure is { Definitive: false })
+        {
+            try { await _definitive.Task.WaitAsync(_options.FailureGrace); }
+            catch (TimeoutException) { }
+            var suspect = _failure!;
+            if (!suspect.Definitive) Fail(suspect with { Definitive = true });
+        }
+        if (ct.IsCancellationRequested) return new OperationCanceledException($"{op} canceled", ct);
+        return FailCall(op, _failure!);
+    }
+
+    private CollectiveException FailCall(string op, Failure failure)
+    {
+        Fail(failure);
+        failure = _failure!;
+        if (Interlocked.Exchange(ref _counted, 1) == 0)
+        {
+            PretrainMetrics.CollectiveFailuresTotal.Inc();
+            _log.LogWarning("{Failure}", Describe(op, failure));
+        }
+        return new CollectiveException(Describe(op, failure), Generation, failure.PeerRank, PeerName(failure.PeerRank));
+    }
+
+    private string Describe(string op, Failure f)
+    {
+        var by = f.ReportedBy >= 0 ? $" (reported by rank {f.ReportedBy})" : "";
+        return f.PeerRank < 0 || f.PeerRank >= WorldSize || f.PeerRank == Rank
+            ? $"{op} (generation {Generation}) failed on rank {Rank}: {f.What}{by}"
+            : $"{op} (generation {Generation}) lost {_peers[f.PeerRank]}: {f.What}{by}";
+    }
+
+    private string PeerName(int rank) => rank >= 0 && rank < WorldSize ? $"{_peers[rank].WorkerId} at {_peers[rank].Host}:{_peers[rank].Port}" : "";
+
+    private static string Describe(SocketException ex) => ex.SocketErrorCode switch
+    {
+        SocketError.ConnectionReset => "connection reset by peer",
+        SocketError.ConnectionRefused => "connection refused (peer not listening)",
+        SocketError.Shutdown or SocketError.ConnectionAborted => "connection closed",
+        SocketError.TimedOut => "network timeout",
+        SocketError.HostUnreachable or SocketError.NetworkUnreachable => "host unreachable",
+        var code => $"socket error {code}",
+    };
+}

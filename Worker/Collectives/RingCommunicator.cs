@@ -1,0 +1,153 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Pretrain.Worker.Collectives;
+
+/// <summary>
+/// Collectives over a TCP ring for one rendezvous generation: rank r sends to (r+1)%n and receives
+/// from (r-1)%n, each link one socket. Create one per generation with the peers the coordinator
+/// assigned, then <see cref="ConnectAsync"/>. Calls must be issued in the same order on every rank,
+/// one at a time. After any failure the communicator is unusable: dispose it and build the next
+/// generation's.
+/// </summary>
+public sealed partial class RingCommunicator : ICollectives
+{
+    private readonly DataPlaneListener _listener;
+    private readonly RingPeer[] _peers;
+    private readonly CollectiveOptions _options;
+    private readonly ILogger _log;
+    private readonly Task<Socket>? _accepted;
+    private Socket? _toNext;     // data out; failure notices from next come back on it
+    private Socket? _fromPrev;   // data in; failure notices go back to prev on it
+    private volatile bool _connected, _disposed;
+
+    /// <param name="listener">This process's data-plane listener (it accepts the previous rank's connection).</param>
+    /// <param name="generation">Rendezvous generation; carried on the wire and checked by every peer.</param>
+    /// <param name="rank">This process's rank.</param>
+    /// <param name="peers">Every member including this one, one per rank 0..n-1 (any order).</param>
+    public RingCommunicator(DataPlaneListener listener, long generation, int rank, IReadOnlyList<RingPeer> peers,
+        CollectiveOptions? options = null, ILogger? logger = null)
+    {
+        _options = options ?? new CollectiveOptions();
+        _options.Validate();
+        _peers = peers.OrderBy(p => p.Rank).ToArray();
+        for (var i = 0; i < _peers.Length; i++)
+            if (_peers[i].Rank != i) throw new ArgumentException($"peers must hold ranks 0..{_peers.Length - 1} once each", nameof(peers));
+        if ((uint)rank >= (uint)_peers.Length) throw new ArgumentOutOfRangeException(nameof(rank), rank, $"world size is {_peers.Length}");
+        (_listener, Generation, Rank, _log) = (listener, generation, rank, logger ?? NullLogger.Instance);
+        WorldSize = _peers.Length;
+        _scratch = GC.AllocateUninitializedArray<byte>(_options.SegmentBytes, pinned: true);
+        _passes = new RingPass[Math.Max(1, 2 * WorldSize - 2)];
+        if (WorldSize > 1) _accepted = listener.Expect(generation, rank, Prev.Rank, WorldSize);
+    }
+
+    public long Generation { get; }
+    public int Rank { get; }
+    public int WorldSize { get; }
+
+    /// <summary>The failure that ended this communicator, or null while it is healthy.</summary>
+    public string? FailureReason => _failure is { } f ? Describe("communicator", f) : null;
+
+    private RingPeer Next => _peers[(Rank + 1) % WorldSize];
+    private RingPeer Prev => _peers[(Rank + WorldSize - 1) % WorldSize];
+
+    /// <summary>
+    /// Connects to the next rank (retrying until <see cref="CollectiveOptions.Timeout"/>, since peers
+    /// start at different times) and waits for the previous rank's connection. World size 1: no-op.
+    /// </summary>
+    public async Task ConnectAsync(CancellationToken ct = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_connected || WorldSize == 1) { _connected = true; return; }
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(ct, _abort.Token);
+        bound.CancelAfter(_options.Timeout);
+        var accepting = _accepted!.WaitAsync(bound.Token);
+        var connecting = ConnectNextAsync(bound.Token);
+        try
+        {
+            await await Task.WhenAny(accepting, connecting);  // a refused handshake fails at once
+            _fromPrev = await accepting;
+            _toNext = await connecting;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException && !ct.IsCancellationRequested)
+        {
+            _ = connecting.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+            var (peer, what) = _accepted!.IsCompletedSuccessfully
+                ? (Next, $"could not connect within {_options.Timeout.TotalSeconds:0.#} s: {_connectProblem}")
+                : (Prev, $"did not connect within {_options.Timeout.TotalSeconds:0.#} s");
+            throw FailCall("connect", new Failure(peer.Rank, what, Definitive: true));
+        }
+        SocketIo.Tune(_fromPrev, _options.SocketBufferBytes);
+        SocketIo.Tune(_toNext, _options.SocketBufferBytes);
+        _connected = true;
+        _ = WatchNextAsync(_toNext);
+        _watchdog = new Timer(static s => ((RingCommunicator)s!).CheckProgress(), this, WatchdogPeriod, WatchdogPeriod);
+        _log.LogDebug("generation {Generation} rank {Rank}: ring connected ({Prev} -> me -> {Next})", Generation, Rank, Prev, Next);
+    }
+
+    private string _connectProblem = "no attempt";
+
+    private async Task<Socket> ConnectNextAsync(CancellationToken ct)
+    {
+        var handshake = new byte[Handshake.Size];
+        new Handshake(Generation, Rank, Next.Rank, WorldSize).Write(handshake);
+        var reply = new byte[4];
+        while (true)
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await socket.ConnectAsync(Next.Host, Next.Port, ct);
+                socket.NoDelay = true;
+                await SocketIo.SendAllAsync(socket, handshake, ct);
+                if (!await SocketIo.ReceiveExactlyAsync(socket, reply, ct))
+                    throw new SocketException((int)SocketError.ConnectionReset);
+                var status = (HandshakeStatus)BitConverter.ToInt32(reply);
+                if (status == HandshakeStatus.Accepted) return socket;
+                _connectProblem = $"handshake answered {status}";
+                if (status != HandshakeStatus.NotReady)
+                {
+                    socket.Dispose();
+                    throw FailCall("connect", new Failure(Next.Rank, $"refused the connection: {status}", Definitive: true));
+                }
+            }
+            catch (SocketException ex)
+            {
+                _connectProblem = Describe(ex);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+            socket.Dispose();
+            await Task.Delay(50, ct);  // peers start within seconds of each other; 50 ms keeps retries cheap
+        }
+    }
+
+    private void ThrowIfUnusable(string op)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_failure is { } f) throw new CollectiveException(Describe(op, f), Generation, f.PeerRank, PeerName(f.PeerRank));
+        if (!_connected) throw new InvalidOperationException($"{op}: call ConnectAsync first");
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (_disposed) return ValueTask.CompletedTask;
+        // Mid-call, tell the previous rank why its collective is about to fail before the sockets close.
+        if (Volatile.Read(ref _busy) == 1)
+            Fail(new Failure(Rank, "communicator disposed during the collective", Definitive: true));
+        _disposed = true;
+        _watchdog?.Dispose();
+        _watchStop.Cancel();
+        _abort.Cancel();
+        _progress.Fault(new ObjectDisposedException(nameof(RingCommunicator)));
+        _toNext?.Dispose();
+        _fromPrev?.Dispose();
+        _listener.Release(Generation, Rank);
+        if (_accepted is { IsCompletedSuccessfully: true } a && a.Result != _fromPrev) a.Result.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,50 @@
+using System.Globalization;
+
+namespace Pretrain.Bench.Allreduce;
+
+/// <summary>Command line of the benchmark; the parent passes the same values on to its rank processes.</summary>
+internal sealed record BenchOptions
+{
+    public int[] Ranks { get; private init; } = [2, 4];
+    public int Iterations { get; private init; } = 10;
+    public int Warmup { get; private init; } = 3;
+    public int SegmentKib { get; private init; } = 512;
+    /// <summary>SO_SNDBUF/SO_RCVBUF in KiB; 0 keeps Linux autotuning.</summary>
+    public int SocketKib { get; private init; }
+    /// <summary>1, 16 and 64 MiB: DDP's first bucket, a mid-size bucket, and above DDP's 25 MiB default.</summary>
+    public long[] Sizes { get; private init; } = [1 << 20, 16 << 20, 64 << 20];
+    public int? ChildRank { get; private init; }
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var o = new BenchOptions();
+        var sizes = new List<long>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Next() => args[++i];
+            int NextInt() => int.Parse(Next(), CultureInfo.InvariantCulture);
+            o = args[i] switch
+            {
+                "--ranks" => o with { Ranks = Next().Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray() },
+                "--iters" => o with { Iterations = NextInt() },
+                "--warmup" => o with { Warmup = NextInt() },
+                "--segment-kib" => o with { SegmentKib = NextInt() },
+                "--socket-kib" => o with { SocketKib = NextInt() },
+                "--child" => o with { ChildRank = NextInt() },
+                var s when long.TryParse(s, CultureInfo.InvariantCulture, out var bytes) => Add(sizes, bytes & ~3L, o),
+                var s => throw new ArgumentException($"unknown argument {s}"),
+            };
+        }
+        return sizes.Count > 0 ? o with { Sizes = sizes.ToArray() } : o;
+    }
+
+    private static BenchOptions Add(List<long> sizes, long bytes, BenchOptions o)
+    {
+        sizes.Add(bytes);
+        return o;
+    }
+
+    public IEnumerable<string> ToChildArgs(int rank, int world) =>
+        ["--child", $"{rank}", "--ranks", $"{world}", "--iters", $"{Iterations}", "--warmup", $"{Warmup}",
+         "--segment-kib", $"{SegmentKib}", "--socket-kib", $"{SocketKib}", .. Sizes.Select(s => s.ToString(CultureInfo.InvariantCulture))];
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Reflection;
+using Pretrain.Worker.Collectives;
+
+namespace Pretrain.Bench.Allreduce;
+
+/// <summary>
+/// Ring allreduce throughput between rank *processes* on loopback, printed in the same format as
+/// ../shared/bench/mpi-allreduce (busBw = size / time x 2(n-1)/n, the nccl-tests definition) so
+/// bench/allreduce.sh can put both in one table.
+/// Usage: Pretrain.Bench.Allreduce [--ranks 2,4] [--iters 10] [--warmup 3] [--segment-kib 512] [BYTES...]
+/// </summary>
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var options = BenchOptions.Parse(args);
+        if (options.ChildRank is { } rank) return await RunRankAsync(rank, options);
+        foreach (var world in options.Ranks)
+            if (await RunWorldAsync(world, options) != 0) return 1;
+        return 0;
+    }
+
+    /// <summary>Parent: starts <paramref name="world"/> rank processes, tells each the others' ports, relays rank 0's lines.</summary>
+    private static async Task<int> RunWorldAsync(int world, BenchOptions options)
+    {
+        var children = Enumerable.Range(0, world).Select(r => StartChild(r, world, options)).ToArray();
+        var ports = new int[world];
+        for (var r = 0; r < world; r++)
+        {
+            var line = await children[r].StandardOutput.ReadLineAsync() ?? throw new InvalidOperationException($"rank {r} exited before binding");
+            ports[r] = int.Parse(line.Split(' ')[1], CultureInfo.InvariantCulture);
+        }
+        foreach (var child in children)
+        {
+            await child.StandardInput.WriteLineAsync(string.Join(',', ports));
+            await child.StandardInput.FlushAsync();
+        }
+        var relay = Task.Run(async () =>
+        {
+            while (await children[0].StandardOutput.ReadLineAsync() is { } line) Console.WriteLine(line);
+        });
+        foreach (var child in children) await child.WaitForExitAsync();
+        await relay;
+        return children.All(c => c.ExitCode == 0) ? 0 : 1;
+    }
+
+    private static Process StartChild(int rank, int world, BenchOptions options)
+    {
+        // Run as "dotnet X.dll" or as the apphost, whichever started us.
+        var self = Environment.ProcessPath!;
+        var info = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardOutput = true };
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
+        foreach (var a in options.ToChildArgs(rank, world)) info.ArgumentList.Add(a);
+        return Process.Start(info)!;
+    }
+
+    /// <summary>Child: one rank. Prints its port, reads every rank's port, then times allreduce per size.</summary>
+    private static async Task<int> RunRankAsync(int rank, BenchOptions options)
+    {
+        using var listener = new DataPlaneListener(IPAddress.Loopback);
+        Console.WriteLine($"PORT {listener.Port}");
+        var ports = (Console.ReadLine() ?? "").Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
+        var peers = ports.Select((p, r) => new RingPeer(r, $"bench-{r}", "127.0.0.1", p)).ToArray();
+        var collectiveOptions = new CollectiveOptions { SegmentBytes = options.SegmentKib << 10, SocketBufferBytes = options.SocketKib << 10 };
+        await using var ring = new RingCommunicator(listener, 1, rank, peers, collectiveOptions);
+        await ring.ConnectAsync();
+        var barrier = new float[1];
+        foreach (var bytes in options.Sizes)
+        {
+            var data = new float[bytes / 4];
+            Array.Fill(data, rank);
+            for (var i = 0; i < options.Warmup; i++) await ring.AllReduceSumAsync(data);
+            await ring.AllReduceSumAsync(barrier);
+            var clock = Stopwatch.StartNew();
+            for (var i = 0; i < options.Iterations; i++) await ring.AllReduceSumAsync(data);
+            var seconds = clock.Elapsed.TotalSeconds / options.Iterations;
+            var n = peers.Length;
+            if (rank == 0)
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"ranks={n} bytes={bytes} time_ms={seconds * 1e3:F3} algbw_GBps={bytes / seconds / 1e9:F3} busbw_GBps={bytes / seconds / 1e9 * 2.0 * (n - 1) / n:F3}"));
+        }
+        return 0;
+    }
+}
