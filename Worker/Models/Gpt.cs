@@ -52,7 +52,7 @@ public sealed class Gpt : Module<Tensor, Tensor>
     public Tensor Loss(Tensor inputs, Tensor targets)
     {
         var logits = forward(inputs);                                      // (B, T, 256)
-        return functional.cross_entropy(logits.view(-1, Vocabulary), targets.view(-1));
+        return functional.cross_entropy(logits.view(-1, Vocabulary), targets.reshape(-1)); // targets may be a strided view
     }
 
     /// <summary>

@@ -25,6 +25,7 @@ public sealed class GradientBuckets : IDisposable
     private readonly ICollectives _collectives;
     private readonly Bucket[] _buckets;
     private readonly Scalar _inverseWorldSize;
+    private double _localLoss; // world size 1: the loss passes through unreduced
 
     public int Count => _buckets.Length;
 
@@ -37,41 +38,54 @@ public sealed class GradientBuckets : IDisposable
         _buckets = plan.Select((members, i) => Make(members, withLossSlot: i == plan.Count - 1)).ToArray();
     }
 
-    /// <summary>
-    /// Averages the gradients over all ranks and returns the global mean of <paramref name="localLoss"/>.
-    /// </summary>
-    public async Task<double> AllReduceAsync(double localLoss, CancellationToken ct)
+    // Three calls rather than one async method: TorchSharp's dispose scopes and libtorch's grad mode are
+    // per thread, and an await may resume on another thread. Pack and Unpack run inside the step's
+    // scopes; ReduceAsync touches only native memory through ICollectives.
+
+    /// <summary>Copies the gradients into the buckets and the local loss into the loss slot.</summary>
+    public void Pack(double localLoss)
     {
         if (_buckets.Length == 0)
-            return localLoss;
-        using (no_grad())
-            foreach (var bucket in _buckets)
-                foreach (var e in bucket.Entries)
-                {
-                    using var grad = e.Parameter.grad;
-                    if (grad is null) e.View.zero_(); else e.View.copy_(grad);
-                }
-        var last = _buckets[^1];
-        last.Memory.GetSpan()[^1] = (float)localLoss;
+        {
+            _localLoss = localLoss;
+            return;
+        }
+        using var noGrad = no_grad();
+        foreach (var bucket in _buckets)
+            foreach (var e in bucket.Entries)
+            {
+                using var grad = e.Parameter.grad;
+                if (grad is null) e.View.zero_(); else e.View.copy_(grad);
+            }
+        _buckets[^1].Memory.GetSpan()[^1] = (float)localLoss;
+    }
 
+    /// <summary>Sums every bucket over all ranks, in place.</summary>
+    public async Task ReduceAsync(CancellationToken ct)
+    {
         foreach (var bucket in _buckets)
         {
             await _collectives.AllReduceSumAsync(bucket.Memory.Memory, ct);
             PretrainMetrics.AllReduceBytesTotal.Inc(bucket.Memory.Memory.Length * sizeof(float));
         }
+    }
 
-        var globalLoss = last.Memory.GetSpan()[^1] / (double)_collectives.WorldSize;
-        using (no_grad())
-            foreach (var bucket in _buckets)
+    /// <summary>Divides by the world size, copies the averages back into <c>.grad</c>; returns the global mean loss.</summary>
+    public double Unpack()
+    {
+        if (_buckets.Length == 0)
+            return _localLoss;
+        using var noGrad = no_grad();
+        foreach (var bucket in _buckets)
+        {
+            bucket.Flat.mul_(_inverseWorldSize);
+            foreach (var e in bucket.Entries)
             {
-                bucket.Flat.mul_(_inverseWorldSize);
-                foreach (var e in bucket.Entries)
-                {
-                    using var grad = e.Parameter.grad;
-                    grad?.copy_(e.View);
-                }
+                using var grad = e.Parameter.grad;
+                grad?.copy_(e.View);
             }
-        return globalLoss;
+        }
+        return _buckets[^1].Memory.GetSpan()[^1]; // already divided by the world size with the gradients
     }
 
     /// <summary>Groups consecutive parameters until a bucket reaches its cap (1 MiB first, then 25 MiB).</summary>
