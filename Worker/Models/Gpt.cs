@@ -84,7 +84,8 @@ public sealed class Gpt : Module<Tensor, Tensor>
             if (name.EndsWith(".bias", StringComparison.Ordinal))
                 init.zeros_(p);
             else
-                init.normal_(p, 0, name.EndsWith("projection.weight", StringComparison.Ordinal) ? residualStd : 0.02, generator);
+                // Tensor.normal_ honours the generator; nn.init.normal_ in TorchSharp 0.107 ignores it.
+                p.normal_(0, name.EndsWith("Projection.weight", StringComparison.Ordinal) ? residualStd : 0.02, generator);
         }
     }
 }
