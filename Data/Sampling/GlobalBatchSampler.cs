@@ -1,0 +1,78 @@
+namespace Pretrain.Data.Sampling;
+
+/// <summary>
+/// Which samples each step and rank train on (brief, principle 4). The order of an epoch is a
+/// permutation of [0, samples) that is a pure function of (seed, epoch): Fisher–Yates driven by
+/// SplitMix64. Epochs are concatenated into one endless order; step <c>s</c> consumes the fixed slice
+/// [s·B, (s+1)·B) of it as the global batch (crossing an epoch boundary when it has to), and rank
+/// <c>r</c> of <c>W</c> takes the contiguous part [r·B/W, (r+1)·B/W). The global batch therefore does not
+/// depend on W, and the resume state is the step alone.
+/// </summary>
+public sealed class GlobalBatchSampler
+{
+    private readonly ulong _seed;
+    private int[] _order = [];   // permutation of the cached epoch; rebuilt once per epoch (4 bytes per sample)
+    private long _orderEpoch = -1;
+
+    public long Samples { get; }
+    public int GlobalBatch { get; }
+
+    public GlobalBatchSampler(long seed, long samples, int globalBatch)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(samples, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(samples, int.MaxValue);
+        ArgumentOutOfRangeException.ThrowIfLessThan(globalBatch, 1);
+        _seed = (ulong)seed;
+        Samples = samples;
+        GlobalBatch = globalBatch;
+    }
+
+    /// <summary>The epoch that the first sample of <paramref name="step"/> belongs to.</summary>
+    public long EpochOf(long step) => step * GlobalBatch / Samples;
+
+    /// <summary>Fills <paramref name="ids"/> (length B/W) with rank <paramref name="rank"/>'s part of step <paramref name="step"/>'s global batch.</summary>
+    public void RankBatch(long step, int rank, int worldSize, Span<long> ids)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        if (worldSize < 1 || GlobalBatch % worldSize != 0)
+            throw new ArgumentException($"global batch {GlobalBatch} is not divisible by world size {worldSize}");
+        ArgumentOutOfRangeException.ThrowIfNegative(rank);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(rank, worldSize);
+        var perRank = GlobalBatch / worldSize;
+        if (ids.Length != perRank)
+            throw new ArgumentException($"expected room for {perRank} sample ids, got {ids.Length}");
+        var first = step * GlobalBatch + (long)rank * perRank;
+        for (var i = 0; i < perRank; i++)
+            ids[i] = At(first + i);
+    }
+
+    /// <summary>The whole global batch of <paramref name="step"/> (rank 0 of world size 1).</summary>
+    public void GlobalBatchOf(long step, Span<long> ids) => RankBatch(step, 0, 1, ids);
+
+    /// <summary>Sample at <paramref name="position"/> of the epoch-concatenated order.</summary>
+    public long At(long position)
+    {
+        var epoch = position / Samples;
+        if (epoch != _orderEpoch)
+        {
+            _order = Permutation(_seed, epoch, (int)Samples);
+            _orderEpoch = epoch;
+        }
+        return _order[position % Samples];
+    }
+
+    /// <summary>The order of epoch <paramref name="epoch"/>: a pure function of (seed, epoch).</summary>
+    public static int[] Permutation(ulong seed, long epoch, int samples)
+    {
+        var order = new int[samples];
+        for (var i = 0; i < samples; i++)
+            order[i] = i;
+        var epochSeed = SplitMix64.Combine(seed, (ulong)epoch);
+        for (var i = samples - 1; i > 0; i--)
+        {
+            var j = (int)SplitMix64.Below(SplitMix64.At(epochSeed, (ulong)i), i + 1);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        return order;
+    }
+}

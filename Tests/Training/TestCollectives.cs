@@ -1,0 +1,61 @@
+using Pretrain.Worker.Collectives;
+
+namespace Pretrain.Tests.Training;
+
+/// <summary>World size 1: every collective is the identity, which is what a ring of one does.</summary>
+public sealed class SingleRankCollectives : ICollectives
+{
+    public long Generation => 1;
+    public int Rank => 0;
+    public int WorldSize => 1;
+    public Task AllReduceSumAsync(Memory<float> data, CancellationToken ct = default) => Task.CompletedTask;
+    public Task AllGatherAsync(ReadOnlyMemory<float> local, Memory<float> result, CancellationToken ct = default)
+    {
+        local.CopyTo(result);
+        return Task.CompletedTask;
+    }
+    public Task BroadcastAsync(Memory<byte> data, int root, CancellationToken ct = default) => Task.CompletedTask;
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>
+/// Several ranks in one process for tests of the training side (the TCP ring is tested elsewhere): an
+/// allreduce publishes each rank's buffer, waits for all, and sums in rank order so every rank gets the
+/// same bits. Each rank must run on its own thread (the barrier blocks).
+/// </summary>
+public sealed class InProcessGroup(int worldSize)
+{
+    private readonly Barrier _barrier = new(worldSize);
+    private readonly Memory<float>[] _buffers = new Memory<float>[worldSize];
+
+    public ICollectives Rank(int rank) => new Member(this, rank);
+
+    private sealed class Member(InProcessGroup group, int rank) : ICollectives
+    {
+        public long Generation => 1;
+        public int Rank => rank;
+        public int WorldSize => group._buffers.Length;
+
+        public Task AllReduceSumAsync(Memory<float> data, CancellationToken ct = default)
+        {
+            group._buffers[rank] = data;
+            group._barrier.SignalAndWait(ct);
+            var sum = new float[data.Length];
+            foreach (var buffer in group._buffers)
+                for (var i = 0; i < sum.Length; i++)
+                    sum[i] += buffer.Span[i];
+            group._barrier.SignalAndWait(ct); // everyone has read before anyone writes
+            sum.CopyTo(data);
+            group._barrier.SignalAndWait(ct);
+            return Task.CompletedTask;
+        }
+
+        public Task AllGatherAsync(ReadOnlyMemory<float> local, Memory<float> result, CancellationToken ct = default) =>
+            throw new NotSupportedException();
+
+        public Task BroadcastAsync(Memory<byte> data, int root, CancellationToken ct = default) =>
+            throw new NotSupportedException();
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,98 @@
+using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Training;
+using Xunit;
+
+namespace Pretrain.Tests.Training;
+
+public class TrainerTests
+{
+    internal static async Task<(TrainingResult Result, List<StepReport> Steps)> Train(
+        Recipe recipe, string runDirectory, long maxSteps = long.MaxValue, bool resume = false, List<string>? log = null)
+    {
+        var steps = new List<StepReport>();
+        using var trainer = new Trainer(recipe, 0, 1, new SingleRankCollectives(), runDirectory, m => log?.Add(m));
+        var result = await trainer.RunAsync(maxSteps, resume, new SynchronousProgress<StepReport>(steps.Add), CancellationToken.None);
+        return (result, steps);
+    }
+
+    [Fact]
+    public async Task Loss_decreases_over_30_steps_on_the_KJV_text()
+    {
+        var (result, steps) = await Train(TestRecipes.Tiny(), TestRecipes.TemporaryDirectory());
+        Assert.Equal(30, result.Step);
+        Assert.Equal(30, steps.Count);
+        var first = steps.Take(3).Average(s => s.Loss);   // ≈ ln 256 = 5.5 at init
+        var last = steps.TakeLast(3).Average(s => s.Loss);
+        Assert.True(first > 5.0, $"initial loss {first} should be near ln 256");
+        Assert.True(last < first - 1.0, $"loss went from {first} to {last}");
+        Assert.True(result.Eval["val_loss"] < first - 1.0);
+        Assert.Equal(result.Eval["val_loss"] / Math.Log(2), result.Eval["bits_per_byte"], 9);
+        Assert.Matches("^[0-9a-f]{16}$", result.ReplicaChecksum);
+        Assert.True(result.SamplesPerSecond > 0);
+    }
+
+    [Fact]
+    public async Task Same_recipe_twice_gives_the_same_replica_checksum()
+    {
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(t, "steps", "6"));
+        var a = await Train(recipe, TestRecipes.TemporaryDirectory());
+        var b = await Train(recipe, TestRecipes.TemporaryDirectory());
+        Assert.Equal(a.Result.ReplicaChecksum, b.Result.ReplicaChecksum);
+        Assert.Equal(a.Steps.Select(s => s.Loss), b.Steps.Select(s => s.Loss));
+        var other = await Train(TestRecipes.Tiny(t => TestRecipes.Set(TestRecipes.Set(t, "steps", "6"), "seed", "1")), TestRecipes.TemporaryDirectory());
+        Assert.NotEqual(a.Result.ReplicaChecksum, other.Result.ReplicaChecksum);
+    }
+
+    [Fact]
+    public async Task Dropout_runs_are_reproducible_because_dropout_is_seeded_per_step_and_rank()
+    {
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(TestRecipes.Set(t, "steps", "6"), "dropout", "0.2"));
+        var a = await Train(recipe, TestRecipes.TemporaryDirectory());
+        var b = await Train(recipe, TestRecipes.TemporaryDirectory());
+        Assert.Equal(a.Result.ReplicaChecksum, b.Result.ReplicaChecksum);
+    }
+
+    [Fact]
+    public async Task Max_steps_stops_early_but_the_schedule_still_spans_the_recipe_steps()
+    {
+        var (result, steps) = await Train(TestRecipes.Tiny(), TestRecipes.TemporaryDirectory(), maxSteps: 6);
+        Assert.Equal(6, result.Step);
+        Assert.Equal(new LrSchedule(0.003, 0.0003, 5, 30).At(5), steps[^1].LearningRate, 12);
+    }
+
+    [Fact]
+    public async Task Divergent_loss_stops_with_an_error_naming_the_step_and_keeps_the_last_good_checkpoint()
+    {
+        var run = TestRecipes.TemporaryDirectory();
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(t,
+            "lr", "1e30"), "min_lr", "1e30"), "warmup_steps", "0"), "every", "1"));
+        var e = await Assert.ThrowsAsync<TrainingDivergedException>(() => Train(recipe, run));
+        Assert.Contains($"at step {e.Step}", e.Message);
+        Assert.Contains(Path.Combine(run, "checkpoints", $"step-{e.Step:D8}"), e.Message); // written after step e.Step
+        Assert.NotNull(new Pretrain.Worker.Training.Checkpoints.CheckpointStore(run, _ => { }).FindNewest(recipe.Source.Hash));
+    }
+
+    [Fact]
+    public async Task Two_workers_match_one_worker_with_the_same_global_batch()
+    {
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(t, "steps", "5"));
+        var single = await Train(recipe, TestRecipes.TemporaryDirectory());
+        var group = new InProcessGroup(2);
+        var run = TestRecipes.TemporaryDirectory();
+        var results = await Task.WhenAll(Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+        {
+            using var trainer = new Trainer(recipe, rank, 2, group.Rank(rank), run, _ => { });
+            return trainer.RunAsync(long.MaxValue, false, null, CancellationToken.None).GetAwaiter().GetResult();
+        }, TaskCreationOptions.LongRunning)));
+        Assert.Equal(results[0].ReplicaChecksum, results[1].ReplicaChecksum);      // replicas identical
+        Assert.Equal(results[0].FinalLoss, results[1].FinalLoss);                  // both report the global mean
+        Assert.Equal(single.Result.FinalLoss, results[0].FinalLoss, 3);            // same global batch ⇒ same training
+        Assert.Equal(single.Result.Eval["val_loss"], results[0].Eval["val_loss"], 3);
+    }
+}
+
+/// <summary>IProgress that reports on the caller's thread (Progress&lt;T&gt; posts to the thread pool).</summary>
+public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

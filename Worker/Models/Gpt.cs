@@ -1,0 +1,91 @@
+using Pretrain.Shared.Recipes;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Pretrain.Worker.Models;
+
+/// <summary>
+/// A byte-level GPT in nanoGPT's shape: token + position embeddings, pre-LayerNorm blocks of causal
+/// self-attention and a GELU MLP, a final LayerNorm and an LM head tied to the token embedding.
+/// Parameter names (the checkpoint's tensor names) come from the field names below.
+/// </summary>
+public sealed class Gpt : Module<Tensor, Tensor>
+{
+    public const int Vocabulary = 256; // bytes are the tokens
+
+    private readonly Embedding tokenEmbedding;    // (256, C); also the LM head (weight tying)
+    private readonly Embedding positionEmbedding; // (T, C)
+    private readonly ModuleList<GptBlock> blocks;
+    private readonly LayerNorm finalNorm;
+    private readonly double dropout;
+
+    public ModelRecipe Shape { get; }
+
+    public Gpt(ModelRecipe shape, long seed) : base(nameof(Gpt))
+    {
+        Shape = shape;
+        dropout = shape.Dropout;
+        tokenEmbedding = Embedding(Vocabulary, shape.Width);
+        positionEmbedding = Embedding(shape.Context, shape.Width);
+        blocks = new ModuleList<GptBlock>(Enumerable.Range(0, shape.Layers).Select(_ => new GptBlock(shape)).ToArray());
+        finalNorm = LayerNorm(shape.Width);
+        RegisterComponents();
+        Initialize(seed);
+    }
+
+    /// <summary>Token ids (B, T) → logits (B, T, 256).</summary>
+    public override Tensor forward(Tensor idx)
+    {
+        var t = idx.shape[1];
+        using var positions = arange(t, dtype: ScalarType.Int64);         // (T,)
+        var x = tokenEmbedding.forward(idx) + positionEmbedding.forward(positions); // (B, T, C)
+        x = Dropout(x, dropout, training);
+        foreach (var block in blocks)
+            x = block.forward(x);                                          // (B, T, C)
+        x = finalNorm.forward(x);
+        return functional.linear(x, tokenEmbedding.weight!);              // (B, T, 256), tied head
+    }
+
+    /// <summary>Mean cross-entropy of predicting <paramref name="targets"/> (B, T) from <paramref name="inputs"/> (B, T).</summary>
+    public Tensor Loss(Tensor inputs, Tensor targets)
+    {
+        var logits = forward(inputs);                                      // (B, T, 256)
+        return functional.cross_entropy(logits.view(-1, Vocabulary), targets.reshape(-1)); // targets may be a strided view
+    }
+
+    /// <summary>
+    /// Whether AdamW decays a parameter: only the matrices of Linear layers. Biases, LayerNorm gains and
+    /// biases, and the embeddings (token/LM head and position) are not decayed — decaying a LayerNorm gain
+    /// pulls it towards zero and fights the normalisation; embeddings are looked up sparsely.
+    /// </summary>
+    public static bool UsesWeightDecay(string name, Tensor parameter) =>
+        parameter.dim() >= 2 && !name.StartsWith(nameof(tokenEmbedding), StringComparison.Ordinal)
+                             && !name.StartsWith(nameof(positionEmbedding), StringComparison.Ordinal);
+
+    internal static Tensor Dropout(Tensor x, double p, bool training) =>
+        p > 0 && training ? functional.dropout(x, p, training) : x;
+
+    /// <summary>
+    /// nanoGPT's init from one generator seeded with <paramref name="seed"/>: N(0, 0.02) for matrices and
+    /// embeddings, residual projections scaled by 1/sqrt(2·layers) (GPT-2), zero biases, LayerNorm at 1/0.
+    /// Parameters are visited by name in ordinal order so the result does not depend on field reflection order.
+    /// </summary>
+    private void Initialize(long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        using var noGrad = no_grad();
+        var residualStd = 0.02 / Math.Sqrt(2.0 * Shape.Layers);
+        foreach (var (name, p) in named_parameters().OrderBy(n => n.name, StringComparer.Ordinal))
+        {
+            if (name.Contains("Norm", StringComparison.Ordinal))
+                continue; // LayerNorm keeps weight 1, bias 0
+            if (name.EndsWith(".bias", StringComparison.Ordinal))
+                init.zeros_(p);
+            else
+                // Tensor.normal_ honours the generator; nn.init.normal_ in TorchSharp 0.107 ignores it.
+                p.normal_(0, name.EndsWith("Projection.weight", StringComparison.Ordinal) ? residualStd : 0.02, generator);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+using System.Globalization;
+using System.IO.Hashing;
+using System.Text.Json;
+using Pretrain.Shared.Recipes;
+using Pretrain.Shared.Telemetry;
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Training.Checkpoints;
+
+/// <summary>What a checkpoint holds besides its manifest.</summary>
+public sealed record CheckpointContent(
+    TrainingState State,
+    IReadOnlyList<(string Name, Tensor Tensor)> Model,     // parameters, by name
+    IReadOnlyList<(string Name, Tensor Tensor)> Optimizer, // AdamW's m.NAME and v.NAME
+    Recipe Recipe,
+    int WorldSize);
+
+/// <summary>A checkpoint whose manifest and checksums verified.</summary>
+public sealed record VerifiedCheckpoint(string Directory, CheckpointManifest Manifest, TrainingState State)
+{
+    public void LoadModel(IReadOnlyDictionary<string, Tensor> parameters) =>
+        TensorFile.Read(Path.Combine(Directory, CheckpointStore.ModelFile), parameters);
+
+    public void LoadOptimizer(IReadOnlyDictionary<string, Tensor> state) =>
+        TensorFile.Read(Path.Combine(Directory, CheckpointStore.OptimizerFile), state);
+}
+
+/// <summary>
+/// <c>RUN/checkpoints/step-NNNNNNNN/</c>, written atomically: every file goes into
+/// <c>.tmp-step-NNNNNNNN-RANDOM/</c> and is fsynced, the manifest last; the directory is renamed to its
+/// final name and the parent fsynced. A kill at any moment leaves either the old set of checkpoints or
+/// the new one, plus at worst a <c>.tmp-*</c> directory that loading ignores.
+/// </summary>
+public sealed class CheckpointStore(string runDirectory, Action<string> log)
+{
+    public const string ModelFile = "model.tensors";
+    public const string OptimizerFile = "optimizer.tensors";
+    public const string StateFile = "training_state.json";
+    public const string RecipeFile = "recipe.yaml";
+    private const string Prefix = "step-";
+
+    public string Directory { get; } = Path.Combine(runDirectory, "checkpoints");
+
+    public static string NameOf(long step) => $"{Prefix}{step:D8}";
+
+    /// <summary>Writes the checkpoint of <c>content.State.Step</c>, keeps the newest <paramref name="keep"/>, returns its directory.</summary>
+    public string Write(CheckpointContent content, int keep)
+    {
+        System.IO.Directory.CreateDirectory(Directory);
+        var step = content.State.Step;
+        var temporary = Path.Combine(Directory, $".tmp-{NameOf(step)}-{Guid.NewGuid():N}");
+        System.IO.Directory.CreateDirectory(temporary);
+
+        TensorFile.Write(Path.Combine(temporary, ModelFile), content.Model);
+        TensorFile.Write(Path.Combine(temporary, OptimizerFile), content.Optimizer);
+        WriteDurably(Path.Combine(temporary, StateFile), JsonSerializer.SerializeToUtf8Bytes(content.State, CheckpointManifest.Json));
+        WriteDurably(Path.Combine(temporary, RecipeFile), System.Text.Encoding.UTF8.GetBytes(content.Recipe.Source.Text));
+        var files = new[] { ModelFile, OptimizerFile, StateFile, RecipeFile }
+            .Select(name => Describe(Path.Combine(temporary, name))).ToList();
+        var manifest = new CheckpointManifest(CheckpointManifest.CurrentFormat, step, content.Recipe.Source.Hash, content.WorldSize, files);
+        WriteDurably(Path.Combine(temporary, CheckpointManifest.FileName), JsonSerializer.SerializeToUtf8Bytes(manifest, CheckpointManifest.Json));
+        DirectorySync.Flush(temporary);
+
+        var final = Path.Combine(Directory, NameOf(step));
+        if (System.IO.Directory.Exists(final)) // re-running a step (e.g. a fresh run in an old run directory)
+            System.IO.Directory.Delete(final, recursive: true);
+        System.IO.Directory.Move(temporary, final);
+        DirectorySync.Flush(Directory);
+        PretrainMetrics.CheckpointsTotal.Inc();
+
+        foreach (var (_, old) in Published().Skip(keep))
+            System.IO.Directory.Delete(old, recursive: true);
+        return final;
+    }
+
+    /// <summary>
+    /// The newest checkpoint whose manifest parses and whose files match their sizes and checksums; broken
+    /// ones are skipped with a warning naming the file. Throws when that checkpoint belongs to another recipe.
+    /// </summary>
+    public VerifiedCheckpoint? FindNewest(string recipeHash)
+    {
+        foreach (var (step, directory) in Published())
+        {
+            if (Verify(directory) is not { } manifest)
+                continue;
+            if (manifest.Step != step)
+            {
+                log($"warning: {directory}: manifest says step {manifest.Step}; skipping");
+                continue;
+            }
+            if (manifest.RecipeHash != recipeHash)
+                throw new InvalidOperationException(
+                    $"{directory} was written by recipe {manifest.RecipeHash} but this job's recipe is {recipeHash}; " +
+                    "refusing to resume (use a new run directory, or the original recipe)");
+            var state = JsonSerializer.Deserialize<TrainingState>(File.ReadAllBytes(Path.Combine(directory, StateFile)), CheckpointManifest.Json)
+                        ?? throw new InvalidDataException($"{directory}/{StateFile}: empty");
+            return new VerifiedCheckpoint(directory, manifest, state);
+        }
+        return null;
+    }
+
+    /// <summary>Published checkpoint directories, newest first; <c>.tmp-*</c> and other names are ignored.</summary>
+    public IEnumerable<(long Step, string Directory)> Published() =>
+        !System.IO.Directory.Exists(Directory) ? [] :
+        System.IO.Directory.EnumerateDirectories(Directory, Prefix + "*")
+            .Select(d => (Ok: long.TryParse(Path.GetFileName(d).AsSpan(Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var s), Step: s, Dir: d))
+            .Where(x => x.Ok)
+            .OrderByDescending(x => x.Step)
+            .Select(x => (x.Step, x.Dir))
+            .ToList();
+
+    private CheckpointManifest? Verify(string directory)
+    {
+        var manifestPath = Path.Combine(directory, CheckpointManifest.FileName);
+        CheckpointManifest? manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize<CheckpointManifest>(File.ReadAllBytes(manifestPath), CheckpointManifest.Json);
+        }
+        catch (Exception e) when (e is IOException or JsonException)
+        {
+            log($"warning: {manifestPath}: unreadable manifest ({e.Message}); skipping {directory}");
+            return null;
+        }
+        if (manifest is null || manifest.FormatVersion != CheckpointManifest.CurrentFormat || manifest.Files is null)
+        {
+            log($"warning: {manifestPath}: not a format {CheckpointManifest.CurrentFormat} manifest; skipping {directory}");
+            return null;
+        }
+        foreach (var expected in manifest.Files)
+        {
+            var path = Path.Combine(directory, expected.Name);
+            var actual = File.Exists(path) ? Describe(path) : null;
+            if (actual is null || actual.Size != expected.Size || actual.Xxhash64 != expected.Xxhash64)
+            {
+                log($"warning: {path}: checksum mismatch (expected {expected.Size} bytes xxhash64 {expected.Xxhash64}, " +
+                    $"found {(actual is null ? "no file" : $"{actual.Size} bytes xxhash64 {actual.Xxhash64}")}); skipping {directory}");
+                return null;
+            }
+        }
+        return manifest;
+    }
+
+    private static CheckpointFile Describe(string path)
+    {
+        using var stream = File.OpenRead(path);
+        var hash = new XxHash64();
+        hash.Append(stream);
+        return new CheckpointFile(Path.GetFileName(path), stream.Length, hash.GetCurrentHashAsUInt64().ToString("x16", CultureInfo.InvariantCulture));
+    }
+
+    private static void WriteDurably(string path, ReadOnlySpan<byte> bytes)
+    {
+        using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+        stream.Write(bytes);
+        stream.Flush(flushToDisk: true);
+    }
+}

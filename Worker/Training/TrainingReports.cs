@@ -1,0 +1,25 @@
+namespace Pretrain.Worker.Training;
+
+/// <summary>What one completed step reports (same values on every rank: the loss is the global mean).</summary>
+public sealed record StepReport(
+    long Step,               // steps completed, 1-based
+    double Loss,             // global mean training loss of the step
+    double LearningRate,     // LR the step used
+    double GradientNorm,     // global L2 norm of the averaged gradient, before clipping
+    double SamplesPerSecond); // global batch / wall time of the step
+
+/// <summary>The outcome of <see cref="Trainer.RunAsync"/>.</summary>
+public sealed record TrainingResult(
+    long Step,                                // steps completed
+    double FinalLoss,                         // global mean loss of the last step
+    double SamplesPerSecond,                  // global samples / wall time, over the steps this run executed
+    string ReplicaChecksum,                   // xxHash64 of all parameters (see ReplicaChecksum); equal on all ranks
+    IReadOnlyDictionary<string, double> Eval); // "val_loss" (nats per byte) and "bits_per_byte"
+
+/// <summary>The loss became NaN or infinite; nothing of that step was applied or saved.</summary>
+public sealed class TrainingDivergedException(long step, double loss, string? lastCheckpoint)
+    : Exception($"training diverged at step {step}: global loss is {loss}; the weights were not updated and " +
+                (lastCheckpoint is null ? "no checkpoint was written yet" : $"the last good checkpoint is {lastCheckpoint}"))
+{
+    public long Step { get; } = step;
+}
