@@ -50,7 +50,7 @@ public static class CoordinatorRun
         }, ct);
         var progress = new ProgressPrinter(console, maxSteps);
         coordinator.Progress += p => { if (p.Rank == 0) progress.Report(p); };
-        await coordinator.SubmitAsync(new JobSpec(recipeYaml, RecipeHash.Of(recipe), options.Workers, maxSteps, runDirectory, options.Resume, recipePath), ct);
+        await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume, recipePath), ct);
         console.Info($"coordinator at {options.PublicHost ?? options.Host}:{coordinator.Port} (workers: --coordinator {options.PublicHost ?? options.Host}:{coordinator.Port})");
 
         await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);

@@ -17,7 +17,7 @@ public sealed class RunConsole(bool verbose)
 
     public void Error(string message) => Write(Console.Error, "[pretrain] error: " + message);
 
-    public void Worker(string id, string line) => Write(Console.Error, $"[{id}] {line}");
+    public void Worker(string id, string line) => Write(Console.Error, line.StartsWith($"[{id}]", StringComparison.Ordinal) || line.Contains($" [{id}] ", StringComparison.Ordinal) ? line : $"[{id}] {line}");
 
     /// <summary>Rewrites the progress line in place on a terminal; a plain line otherwise.</summary>
     public void Progress(string line)

@@ -13,4 +13,5 @@ public abstract record SessionOutcome
 
 /// <summary>Runs the training of one generation; the actor pipes its outcome back to itself.</summary>
 public delegate Task<SessionOutcome> RunSession(
-    JobSpec job, GenerationStarted generation, int rank, Action<ReportProgress> progress, CancellationToken ct);
+    JobSpec job, GenerationStarted generation, int rank, Action<ReportProgress> progress, Action<ReportCheckpoint> checkpoint,
+    CancellationToken ct);

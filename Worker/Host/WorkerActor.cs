@@ -78,7 +78,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             if (me == null) { _log.Warning("generation {0} does not include {1}; waiting", g.Generation, _options.WorkerId); return; }
             _log.Info("generation {0}: rank {1} of {2}", g.Generation, me.Rank, g.Ranks.Count);
             var self = Self;
-            _runSession(_jobSpec!, g, me.Rank, p => self.Tell(p), _sessionCancel.Token).PipeTo(self,
+            _runSession(_jobSpec!, g, me.Rank, p => self.Tell(p), c => self.Tell(c), _sessionCancel.Token).PipeTo(self,
                 failure: e => new SessionOutcome.Failed(new ReportFailed(_options.WorkerId, me.Rank, e.ToString())));
             Become(Training);
         });

@@ -60,6 +60,9 @@ public sealed class Trainer : IDisposable
         (_allReduceSeconds, _optimizerSeconds) = (phase.WithLabels(PretrainMetrics.Phase.AllReduce), phase.WithLabels(PretrainMetrics.Phase.Optimizer));
     }
 
+    /// <summary>Raised on rank 0 after a checkpoint directory is published: (step, directory).</summary>
+    public event Action<long, string>? CheckpointWritten;
+
     /// <summary>Checksum of this replica's parameters now.</summary>
     public string ReplicaChecksumNow() => ReplicaChecksum.Of(_parameters.Select(p => (p.Name, (Tensor)p.Parameter)));
 
@@ -167,6 +170,7 @@ public sealed class Trainer : IDisposable
         var directory = _checkpoints.Write(new CheckpointContent(state, model, _optimizer.StateTensors().ToList(), _recipe, _worldSize),
             _recipe.Checkpoint.Keep);
         _log($"checkpoint {directory}");
+        CheckpointWritten?.Invoke(step, directory);
         return directory;
     }
 

@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Net;
+using Akka.Actor;
+using Akka.Configuration;
+using Microsoft.Extensions.Logging;
+using Pretrain.Shared.Cluster;
+using Pretrain.Shared.Messages;
+using Pretrain.Shared.Telemetry;
+using Pretrain.Worker.Collectives;
+using Pretrain.Worker.Training;
+
+namespace Pretrain.Worker.Host;
+
+/// <summary>
+/// A worker process from start to exit: metrics endpoint, data-plane listener, the Akka cluster node
+/// with its <see cref="WorkerActor"/>, and a bounded shutdown. Returns the process exit code
+/// (<see cref="WorkerExitCodes"/>).
+/// </summary>
+public static class WorkerProcess
+{
+    public static async Task<int> RunAsync(WorkerOptions options, CancellationToken ct)
+    {
+        var log = new StderrLogger(options.WorkerId, options.Verbose ? LogLevel.Information : LogLevel.Warning);
+        int threads = options.Threads > 0 ? options.Threads : TorchThreads.For(1, Environment.ProcessorCount);
+        TorchSharp.torch.set_num_threads(threads);
+        using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
+        using var listener = new DataPlaneListener(IPAddress.Parse(options.Host), options.DataPort, log);
+        // Always printed: an operator needs the ports to scrape and to debug the ring.
+        Console.Error.WriteLine($"[{options.WorkerId}] pid {Environment.ProcessId}, data plane {options.Host}:{listener.Port}, " +
+                                (metrics != null ? $"metrics on {metrics.Url}" : "metrics off") + $", {threads} torch thread(s)");
+
+        var config = ConfigurationFactory.ParseString(ClusterHocon.Worker(options.CoordinatorHost, options.CoordinatorPort, options.Host, verbose: options.Verbose));
+        var system = ActorSystem.Create(ClusterHocon.SystemName, config);
+        try
+        {
+            if (!await JoinAsync(system, options.Timeout, ct))
+            {
+                log.LogError("could not join the coordinator at {Host}:{Port} within {Seconds} s (is `pretrain coordinator` running there?)",
+                    options.CoordinatorHost, options.CoordinatorPort, options.Timeout.TotalSeconds);
+                return WorkerExitCodes.CoordinatorUnreachable;
+            }
+            var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var session = new TrainingSession(options, listener, log);
+            var registration = new RegisterWorker(options.WorkerId, options.Host, listener.Port, metrics?.Port ?? -1, Environment.ProcessId);
+            system.ActorOf(WorkerActor.Props(options, ClusterHocon.JobPath(options.CoordinatorHost, options.CoordinatorPort),
+                registration, session.RunAsync, exit), "worker");
+
+            using var cancel = ct.Register(() => exit.TrySetResult(WorkerExitCodes.Stopped));
+            using var parentGone = WatchParent(options.ParentProcessId, () =>
+            {
+                log.LogError("parent process {Pid} exited; stopping", options.ParentProcessId);
+                exit.TrySetResult(WorkerExitCodes.Stopped);
+            });
+            return await exit.Task;
+        }
+        finally
+        {
+            // Leave the cluster politely so the coordinator sees an exit, not a failure; bounded.
+            var shutdown = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+            if (await Task.WhenAny(shutdown, Task.Delay(TimeSpan.FromSeconds(10))) != shutdown)
+                log.LogWarning("cluster shutdown took longer than 10 s; exiting anyway");
+        }
+    }
+
+    static async Task<bool> JoinAsync(ActorSystem system, TimeSpan timeout, CancellationToken ct)
+    {
+        var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => up.TrySetResult());
+        try { await up.Task.WaitAsync(timeout, ct); return true; }
+        catch (TimeoutException) { return false; }
+    }
+
+    /// <summary>Polls the parent once a second; `pretrain local` passes its pid so no worker outlives it.</summary>
+    static Timer? WatchParent(int? pid, Action onGone)
+    {
+        if (pid is not { } parent) return null;
+        return new Timer(_ =>
+        {
+            try
+            {
+                using var p = Process.GetProcessById(parent);
+                if (!p.HasExited) return;
+            }
+            catch (ArgumentException) { }   // no such process any more
+            onGone();
+        }, null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+}
