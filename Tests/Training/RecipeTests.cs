@@ -38,33 +38,20 @@ public class RecipeTests
         Assert.Contains(File_, e.Message);
     }
 
-    [Fact]
-    public void Wrong_type_is_rejected_naming_the_field() =>
-        Assert.Contains("optimizer.lr", Rejected(TestRecipes.Set(Tiny, "lr", "fast")).Message);
-
-    [Fact]
-    public void Mapping_where_a_number_belongs_is_rejected() =>
-        Assert.Contains("model.layers", Rejected(TestRecipes.Set(Tiny, "layers", "{a: 1}")).Message);
-
-    [Fact]
-    public void Out_of_range_value_is_rejected() =>
-        Assert.Contains("data.validation_fraction", Rejected(TestRecipes.Set(Tiny, "validation_fraction", "0.9")).Message);
+    [Theory]
+    [InlineData("lr", "fast", "optimizer.lr: expected a number")]                    // wrong type
+    [InlineData("layers", "{a: 1}", "model.layers: expected an integer")]            // mapping where a number belongs
+    [InlineData("validation_fraction", "0.9", "data.validation_fraction: 0.9 is out of range")]
+    [InlineData("heads", "3", "model.heads: width 64 is not divisible by heads 3")]  // impossible combination
+    [InlineData("min_lr", "0.1", "optimizer.min_lr: 0.1 is out of range")]           // above lr
+    [InlineData("warmup_steps", "31", "schedule.warmup_steps: 31 is out of range")]  // beyond steps
+    [InlineData("method", "simclr", "method: unknown method 'simclr'; supported: gpt")]
+    public void Bad_value_is_rejected_naming_the_field(string key, string value, string expected) =>
+        Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
 
     [Fact]
     public void Missing_field_is_rejected() =>
         Assert.Contains("checkpoint.keep: missing", Rejected(System.Text.RegularExpressions.Regex.Replace(Tiny, "(?m)^  keep:.*$", "")).Message);
-
-    [Fact]
-    public void Width_not_divisible_by_heads_is_rejected() =>
-        Assert.Contains("model.heads", Rejected(TestRecipes.Set(Tiny, "heads", "3")).Message);
-
-    [Fact]
-    public void Min_lr_above_lr_is_rejected() =>
-        Assert.Contains("optimizer.min_lr", Rejected(TestRecipes.Set(Tiny, "min_lr", "0.1")).Message);
-
-    [Fact]
-    public void Unknown_method_is_rejected_listing_the_supported_ones() =>
-        Assert.Contains("supported: gpt", Rejected(TestRecipes.Set(Tiny, "method", "simclr")).Message);
 
     [Fact]
     public void Global_batch_not_divisible_by_world_size_is_rejected()

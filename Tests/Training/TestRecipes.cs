@@ -16,6 +16,9 @@ public static class TestRecipes
     public static Recipe Tiny(Func<string, string>? edit = null)
     {
         EnsureKjvText();
+        // One torch thread: tests run classes in parallel on 2 shared cores, and oversubscribed OpenMP
+        // threads spin; results are bit-identical only between runs with the same thread count anyway.
+        Pretrain.Worker.Training.TorchThreads.Configure(workersOnThisMachine: Environment.ProcessorCount);
         var text = File.ReadAllText(TinyRecipePath);
         return RecipeLoader.Parse(edit is null ? text : edit(text), TinyRecipePath);
     }

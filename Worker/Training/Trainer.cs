@@ -165,11 +165,12 @@ public sealed class Trainer : IDisposable
 
     private string WriteCheckpoint(long step, double loss, double lr)
     {
+        var started = Stopwatch.GetTimestamp();
         var state = new TrainingState(step, _sampler.EpochOf(step), _optimizer.Step, lr, _recipe.Seed, loss);
         var model = _parameters.Select(p => (p.Name, (Tensor)p.Parameter)).ToList();
         var directory = _checkpoints.Write(new CheckpointContent(state, model, _optimizer.StateTensors().ToList(), _recipe, _worldSize),
             _recipe.Checkpoint.Keep);
-        _log($"checkpoint {directory}");
+        _log($"checkpoint {directory} written in {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
         CheckpointWritten?.Invoke(step, directory);
         return directory;
     }
