@@ -54,7 +54,22 @@ public static class CoordinatorRun
         console.Info($"coordinator at {options.PublicHost ?? options.Host}:{coordinator.Port} (workers: --coordinator {options.PublicHost ?? options.Host}:{coordinator.Port})");
 
         await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);
-        var outcome = await WaitForOutcomeAsync(coordinator, workers, options.Timeout, ct);
+        JobOutcome outcome;
+        try
+        {
+            outcome = await WaitForOutcomeAsync(coordinator, workers, options.Timeout, ct);
+        }
+        catch (Exception e) when (e is OperationCanceledException || (e is InvalidOperationException && coordinator.System.WhenTerminated.IsCompleted))
+        {
+            // Ctrl+C or SIGTERM: Akka's shutdown hook stops the coordinator, System.CommandLine cancels ct.
+            // Checkpoints are written atomically, so stopping the workers now loses at most the steps
+            // since the last one.
+            progress.Done();
+            workers?.Stop();
+            console.Error("interrupted; the workers were stopped. Continue with --resume --run-dir " + runDirectory);
+            await RunSummary.Interrupted(recipe.Method, options.Workers, clock.Elapsed).WriteAsync(runDirectory, CancellationToken.None);
+            return 130;
+        }
         progress.Done();
 
         var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed);

@@ -83,6 +83,9 @@ public sealed class WorkerProcesses : IAsyncDisposable
         catch (OperationCanceledException) { KillAll(); }
     }
 
+    /// <summary>Stops every worker now (SIGKILL: their checkpoints are atomic, nothing half-written survives).</summary>
+    public void Stop() => KillAll();
+
     void KillAll()
     {
         foreach (var p in _processes)

@@ -10,7 +10,7 @@ namespace Pretrain.Coordinator.Summary;
 /// </summary>
 public sealed record RunSummary
 {
-    public required string Status { get; init; }              // "completed" or "failed"
+    public required string Status { get; init; }              // "completed", "failed" or "interrupted"
     public string? Error { get; init; }
     public required string Method { get; init; }
     public required int WorldSize { get; init; }
@@ -54,6 +54,22 @@ public sealed record RunSummary
             WallSeconds = Math.Round(wall.TotalSeconds, 2),
         };
     }
+
+    /// <summary>A run stopped by the user before the job ended.</summary>
+    public static RunSummary Interrupted(string method, int worldSize, TimeSpan wall) => new()
+    {
+        Status = "interrupted",
+        Error = "stopped by a signal before the job ended",
+        Method = method,
+        WorldSize = worldSize,
+        Steps = 0,
+        FinalLoss = double.NaN,
+        SamplesPerSecond = 0,
+        ReplicaChecksums = new Dictionary<string, string>(),
+        Eval = new Dictionary<string, double>(),
+        Generation = 0,
+        WallSeconds = Math.Round(wall.TotalSeconds, 2),
+    };
 
     /// <summary>Writes summary.json atomically (temporary file, then rename) and returns its path.</summary>
     public async Task<string> WriteAsync(string runDirectory, CancellationToken ct = default)
