@@ -85,6 +85,23 @@ public sealed class RingCommunicatorTests
     }
 
     [Fact]
+    public async Task A_rank_that_finishes_first_and_leaves_does_not_fail_the_others()
+    {
+        await using var harness = new RingHarness(3);
+        for (var generation = 1; generation <= 10; generation++)
+        {
+            var ring = await harness.ConnectAsync(generation);
+            // Each rank disposes the moment its own last call returns, while the others still drain
+            // that call's data: the end of every job and every generation.
+            await Task.WhenAll(ring.Select(async c =>
+            {
+                await c.AllReduceSumAsync(new float[1 << 18]);
+                await c.DisposeAsync();
+            }));
+        }
+    }
+
+    [Fact]
     public async Task Ranks_that_call_different_lengths_detect_the_desync()
     {
         await using var harness = new RingHarness(2);

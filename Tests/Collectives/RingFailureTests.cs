@@ -11,9 +11,11 @@ public sealed class RingFailureTests
     private static readonly TimeSpan Slack = TimeSpan.FromSeconds(1);
 
     [Theory]
-    [InlineData(2)]
-    [InlineData(4)]
-    public async Task Survivors_fail_fast_when_a_peer_dies(int world)
+    [InlineData(2, false)]
+    [InlineData(4, false)]
+    [InlineData(2, true)]
+    [InlineData(4, true)]
+    public async Task Survivors_fail_fast_when_a_peer_dies(int world, bool crash)
     {
         await using var harness = new RingHarness(world);
         var ring = await harness.ConnectAsync(7, new CollectiveOptions { Timeout = Timeout });
@@ -22,11 +24,15 @@ public sealed class RingFailureTests
 
         var calls = survivors.Select(c => Timed(() => c.AllReduceSumAsync(new float[4 << 20]))).ToArray();
         await Task.Delay(200);  // survivors are now inside the allreduce, waiting on the victim
-        await ring[victim].DisposeAsync();  // from outside: the sockets close, as when a process crashes
+        if (crash) ring[victim].CloseAbruptly();  // sockets close, nothing said: a killed process
+        else await ring[victim].DisposeAsync();  // the victim's owner gives up on the generation
 
         var port = harness.Listeners[victim].Port;
-        foreach (var (error, elapsed) in await Task.WhenAll(calls))
+        var outcomes = await Task.WhenAll(calls);
+        var all = string.Join("\n", outcomes.Select(o => $"{o.Elapsed.TotalMilliseconds:0} ms: {o.Error.Message}"));
+        foreach (var (error, elapsed) in outcomes)
         {
+            Assert.True(error.PeerRank == victim, all);
             Assert.True(elapsed < Timeout + Slack, $"took {elapsed}");
             Assert.Equal(victim, error.PeerRank);
             Assert.Equal(7, error.Generation);

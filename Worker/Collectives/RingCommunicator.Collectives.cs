@@ -21,7 +21,7 @@ public sealed partial class RingCommunicator
     private readonly PointerMemory _view = new();
     private long _sequence;
     private int _passCount;
-    private volatile bool _receiveDone;
+    private volatile bool _receiveDone, _sendDone;
 
     /// <summary>Ring reduce-scatter then ring all-gather: each rank sends 2(n-1)/n of the data, the
     /// bandwidth optimum. Chunk c holds elements [c*L/n, (c+1)*L/n) (the first L%n chunks one longer).</summary>
@@ -96,7 +96,7 @@ public sealed partial class RingCommunicator
             var sequence = ++_sequence;
             WireFormat.WriteCallHeader(_headerOut, kind, Generation, sequence, buffer.Length);
             _progress.Reset();
-            _receiveDone = false;
+            _receiveDone = _sendDone = false;
             Touch();
             var sending = SendLoopAsync(buffer);  // first, so our header leaves even if the peer's is wrong
             var receiving = ReceiveLoopAsync(kind, sequence, buffer);
@@ -132,6 +132,7 @@ public sealed partial class RingCommunicator
                     Touch();
                 }
             }
+            _sendDone = true;
         }
         catch (Exception ex) { OnLinkError(ex, Next); }
     }

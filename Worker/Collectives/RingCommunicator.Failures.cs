@@ -22,6 +22,7 @@ public sealed partial class RingCommunicator
     private readonly CancellationTokenSource _watchStop = new();  // stops the reverse-channel watcher on dispose
     private readonly TaskCompletionSource _definitive = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile Failure? _failure;
+    private volatile Failure? _departed;  // the next rank left in good order; no call may start
     private Timer? _watchdog;
     private long _lastProgress;  // Environment.TickCount64 of the last completed socket operation
     private int _busy;           // 1 while a collective is in flight
@@ -83,6 +84,11 @@ public sealed partial class RingCommunicator
                 var text = new byte[length];
                 if (!await SocketIo.ReceiveExactlyAsync(toNext, text, _watchStop.Token)) length = -1;
                 var failed = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4));
+                if (failed == WireFormat.LeftRank)
+                {
+                    await OnNextLeftAsync();
+                    return;
+                }
                 Fail(new Failure(failed, Encoding.UTF8.GetString(text), Definitive: true, ReportedBy: Next.Rank));
                 if (length < 0) return;
             }
@@ -90,6 +96,22 @@ public sealed partial class RingCommunicator
         catch (Exception) when (_watchStop.IsCancellationRequested) { }
         catch (SocketException ex) { Fail(new Failure(Next.Rank, Describe(ex), Definitive: true)); }
         catch (ObjectDisposedException) { }
+    }
+
+    /// <summary>
+    /// The next rank disposed its communicator while idle. At the end of a job it may finish the last
+    /// call before this rank has drained it (its data is still in flight to us), so that is fine once
+    /// our own sends are done; only a rank that still has data for it fails. Our last send completes
+    /// a moment after the peer read it, hence the bounded wait.
+    /// </summary>
+    private async Task OnNextLeftAsync()
+    {
+        var left = new Failure(Next.Rank, "left the generation (its communicator was disposed)", Definitive: true);
+        var deadline = Environment.TickCount64 + (long)_options.FailureGrace.TotalMilliseconds;
+        while (Volatile.Read(ref _busy) == 1 && !_sendDone && Environment.TickCount64 < deadline)
+            await Task.Delay(5);
+        if (Volatile.Read(ref _busy) == 1 && _sendDone) _departed = left;  // the call in flight may finish; no other starts
+        else Fail(left);
     }
 
     /// <summary>Timer tick: a collective that moved no byte for Timeout fails, blaming the peer it waits on.</summary>

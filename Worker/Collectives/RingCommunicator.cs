@@ -129,16 +129,27 @@ public sealed partial class RingCommunicator : ICollectives
     private void ThrowIfUnusable(string op)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_departed is { } left) Fail(left);  // also tells the previous rank, which may already wait on us
         if (_failure is { } f) throw new CollectiveException(Describe(op, f), Generation, f.PeerRank, PeerName(f.PeerRank));
         if (!_connected) throw new InvalidOperationException($"{op}: call ConnectAsync first");
     }
 
+    /// <summary>Closes the sockets at once. Idle, it first tells the previous rank it is leaving (so a
+    /// peer still draining its last call's data is not failed); mid-call, it tells it the call is dead.</summary>
     public ValueTask DisposeAsync()
     {
         if (_disposed) return ValueTask.CompletedTask;
-        // Mid-call, tell the previous rank why its collective is about to fail before the sockets close.
         if (Volatile.Read(ref _busy) == 1)
             Fail(new Failure(Rank, "communicator disposed during the collective", Definitive: true));
+        else if (_failure == null)
+            SendNotice(new Failure(WireFormat.LeftRank, "left the generation", Definitive: true));
+        CloseAbruptly();
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>What a crash looks like to the peers: the sockets close, nothing is said.</summary>
+    internal void CloseAbruptly()
+    {
         _disposed = true;
         _watchdog?.Dispose();
         _watchStop.Cancel();
@@ -148,6 +159,5 @@ public sealed partial class RingCommunicator : ICollectives
         _fromPrev?.Dispose();
         _listener.Release(Generation, Rank);
         if (_accepted is { IsCompletedSuccessfully: true } a && a.Result != _fromPrev) a.Result.Dispose();
-        return ValueTask.CompletedTask;
     }
 }

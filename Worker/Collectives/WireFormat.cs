@@ -61,6 +61,8 @@ internal static class WireFormat
     public const int CallHeaderSize = 32;
     public const int NoticeHeaderSize = 12;
     public const int MaxNoticeText = 1024;
+    /// <summary>Failed-rank value of the notice a rank sends when it leaves a generation in good order.</summary>
+    public const int LeftRank = -2;
 
     public static void WriteCallHeader(Span<byte> b, CollectiveOp op, long generation, long sequence, long length)
     {
