@@ -60,14 +60,11 @@ public sealed class GradientBuckets : IDisposable
         _buckets[^1].Memory.GetSpan()[^1] = (float)localLoss;
     }
 
-    /// <summary>Sums every bucket over all ranks, in place.</summary>
+    /// <summary>Sums every bucket over all ranks, in place (the collective counts pretrain_allreduce_bytes_total).</summary>
     public async Task ReduceAsync(CancellationToken ct)
     {
         foreach (var bucket in _buckets)
-        {
             await _collectives.AllReduceSumAsync(bucket.Memory.Memory, ct);
-            PretrainMetrics.AllReduceBytesTotal.Inc(bucket.Memory.Memory.Length * sizeof(float));
-        }
     }
 
     /// <summary>Divides by the world size, copies the averages back into <c>.grad</c>; returns the global mean loss.</summary>
