@@ -17,6 +17,7 @@ public static class Program
             LocalCommand.Create(),
             CoordinatorCommand.Create(),
             WorkerCommand.Create(),
+            StatusCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

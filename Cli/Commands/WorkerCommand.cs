@@ -15,7 +15,7 @@ static class WorkerCommand
         };
         coordinator.Validators.Add(r =>
         {
-            if (!TryParseEndpoint(r.GetValueOrDefault<string>(), out _, out _))
+            if (!Endpoint.TryParse(r.GetValueOrDefault<string>(), out _, out _))
                 r.AddError($"--coordinator must be HOST:PORT (e.g. 127.0.0.1:4053), got '{r.GetValueOrDefault<string>()}'.");
         });
         var host = new Option<string>("--host") { Description = "Address this worker binds and advertises.", DefaultValueFactory = _ => "127.0.0.1" };
@@ -33,7 +33,7 @@ static class WorkerCommand
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
-            TryParseEndpoint(parse.GetRequiredValue(coordinator), out string coordinatorHost, out int coordinatorPort);
+            Endpoint.TryParse(parse.GetRequiredValue(coordinator), out string coordinatorHost, out int coordinatorPort);
             var options = new WorkerOptions
             {
                 CoordinatorHost = coordinatorHost,
@@ -50,14 +50,5 @@ static class WorkerCommand
             return WorkerProcess.RunAsync(options, ct);
         }));
         return command;
-    }
-
-    static bool TryParseEndpoint(string? text, out string host, out int port)
-    {
-        host = ""; port = 0;
-        int colon = text?.LastIndexOf(':') ?? -1;
-        if (colon <= 0) return false;
-        host = text![..colon];
-        return int.TryParse(text[(colon + 1)..], out port) && port is > 0 and < 65536;
     }
 }

@@ -48,6 +48,7 @@ public static class CoordinatorRun
             VerboseLogging = options.Verbose,
             Timeout = options.Timeout,
         }, ct);
+        new CoordinatorFile(options.PublicHost ?? options.Host, coordinator.Port, metrics?.Url, Environment.ProcessId, DateTime.UtcNow).Write(runDirectory);
         var progress = new ProgressPrinter(console, maxSteps);
         coordinator.Progress += p => { if (p.Rank == 0) progress.Report(p); };
         await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume, recipePath), ct);

@@ -35,6 +35,12 @@ public sealed class MetricsScrapeTests : IDisposable
         await prometheus.WaitForSeriesAsync($"pretrain_workers{{instance=\"{coordinator}\"}} == 2", timeout);
         await prometheus.WaitForSeriesAsync($"pretrain_steps_total{{instance=\"{coordinator}\"}} > 0", timeout);
         await prometheus.WaitForSeriesAsync($"pretrain_loss{{instance=\"{coordinator}\"}}", timeout);
+
+        // The same running job, asked through `pretrain status`.
+        var (code, status) = await CliProcess.RunAsync(TimeSpan.FromSeconds(30), "status", "--run-dir", Path.Combine(_dir, "run"));
+        Assert.True(code == 0, status);
+        Assert.Matches(@"phase\s+Running", status);
+        Assert.Contains("worker-0, worker-1", status);
     }
 
     public void Dispose()

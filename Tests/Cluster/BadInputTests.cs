@@ -1,0 +1,71 @@
+using Pretrain.Tests.Infrastructure;
+using Xunit;
+
+namespace Pretrain.Tests.Cluster;
+
+/// <summary>Bad input to the real CLI: a clear message naming the file, field or option, exit code 2, nothing written.</summary>
+public sealed class BadInputTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("pretrain-bad-").FullName;
+    static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    string Recipe(string name, Func<string, string> edit)
+    {
+        string path = Path.Combine(_dir, name);
+        string text = File.ReadAllText(RepoPaths.Recipe("gpt-kjv-tiny.yaml")).Replace("../data/kjv.txt", RepoPaths.KjvText);
+        File.WriteAllText(path, edit(text));
+        return path;
+    }
+
+    [Fact]
+    public async Task A_recipe_with_an_unknown_field_is_refused_naming_the_file_and_field()
+    {
+        string recipe = Recipe("typo.yaml", t => t.Replace("  layers: 2", "  layerz: 2"));
+        string runDir = Path.Combine(_dir, "run");
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", recipe, "--run-dir", runDir);
+        Assert.Equal(2, code);
+        Assert.Contains(recipe, output);
+        Assert.Contains("model.layerz", output);
+        Assert.False(Directory.Exists(runDir), "nothing may be written for a refused recipe");
+    }
+
+    [Fact]
+    public async Task A_world_size_that_does_not_divide_the_global_batch_is_refused_naming_the_field()
+    {
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", Recipe("ok.yaml", t => t), "--workers", "5",
+            "--run-dir", Path.Combine(_dir, "run"));
+        Assert.Equal(2, code);
+        Assert.Contains("batch.global", output);
+    }
+
+    [Fact]
+    public async Task A_missing_recipe_file_is_named()
+    {
+        string missing = Path.Combine(_dir, "nope.yaml");
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", missing);
+        Assert.Equal(2, code);
+        Assert.Contains(missing, output);
+    }
+
+    [Fact]
+    public async Task Resume_without_checkpoints_says_so()
+    {
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", Recipe("ok.yaml", t => t), "--resume",
+            "--run-dir", Path.Combine(_dir, "empty"));
+        Assert.Equal(2, code);
+        Assert.Contains("no checkpoints", output);
+    }
+
+    [Fact]
+    public async Task A_worker_with_a_malformed_coordinator_address_is_told_what_was_expected()
+    {
+        var (code, output) = await CliProcess.RunAsync(Timeout, "worker", "--coordinator", "localhost");
+        Assert.NotEqual(0, code);
+        Assert.Contains("HOST:PORT", output);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+}
