@@ -51,6 +51,7 @@ public static class ClusterHocon
               loglevel = {{level}}
               stdout-loglevel = {{level}}
               log-dead-letters-during-shutdown = off
+              loggers = ["Pretrain.Shared.Cluster.PretrainLogger, Pretrain.Shared"]
               # Workers leaving at the end of a job are not news: lifecycle events (disassociations)
               # would print stack traces on every normal exit.
               remote.log-remote-lifecycle-events = off
