@@ -86,6 +86,7 @@ public sealed partial class RingCommunicator
 
     private async Task RunAsync(string op, CollectiveOp kind, Memory<byte> buffer, CancellationToken ct)
     {
+        Touch();  // before _busy: the watchdog must never see a busy call with a stale progress stamp
         if (Interlocked.Exchange(ref _busy, 1) == 1)
             throw new InvalidOperationException($"{op}: another collective is in flight; issue them one at a time, in the same order on every rank");
         var registration = ct.CanBeCanceled
@@ -97,7 +98,6 @@ public sealed partial class RingCommunicator
             WireFormat.WriteCallHeader(_headerOut, kind, Generation, sequence, buffer.Length);
             _progress.Reset();
             _receiveDone = _sendDone = false;
-            Touch();
             var sending = SendLoopAsync(buffer);  // first, so our header leaves even if the peer's is wrong
             var receiving = ReceiveLoopAsync(kind, sequence, buffer);
             await receiving;
