@@ -102,10 +102,15 @@ public sealed class CoordinatorHost : IAsyncDisposable
     public Task StopAsync() =>
         CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ActorSystemTerminateReason.Instance);
 
+    /// <summary>
+    /// Stops the node, bounded: every event is already journaled when the job's outcome is known, and
+    /// leaving a cluster whose workers are gone or unreachable would otherwise wait on gossip for seconds.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        await StopAsync();
-        await System.WhenTerminated;
+        var stopped = Task.WhenAll(StopAsync(), System.WhenTerminated);
+        if (await Task.WhenAny(stopped, Task.Delay(TimeSpan.FromSeconds(3))) != stopped)
+            await System.Terminate().WaitAsync(TimeSpan.FromSeconds(2)).ContinueWith(_ => { }, TaskScheduler.Default);
     }
 
     /// <summary>Bridges the actor's callbacks to the host's task and event without blocking the actor.</summary>

@@ -72,6 +72,9 @@ public static class CoordinatorRun
             return 130;
         }
         progress.Done();
+        // The job is decided and journaled: what the cluster says while its members leave or vanish
+        // (unreachable, downing) is no longer news to the user.
+        if (!options.Verbose) coordinator.System.EventStream.SetLogLevel(Akka.Event.LogLevel.ErrorLevel);
 
         var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed);
         string summaryPath = await summary.WriteAsync(runDirectory, ct);

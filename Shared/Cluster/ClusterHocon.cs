@@ -40,6 +40,9 @@ public static class ClusterHocon
         $$"""
         akka.cluster.seed-nodes = ["{{Address(coordinatorHost, coordinatorPort)}}"]
         akka.cluster.run-coordinated-shutdown-when-down = off
+        # The worker process decides how it exits (a polite leave when finished, at once after a
+        # failure); Akka's own process-exit hook would block the exit on the leave phases.
+        akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
         {{Common(WorkerRole, hostname, 0, publicHostname, verbose)}}
         """;
 

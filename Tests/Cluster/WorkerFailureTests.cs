@@ -8,7 +8,7 @@ using Xunit;
 namespace Pretrain.Tests.Cluster;
 
 /// <summary>A worker killed with SIGKILL mid-run: the job fails fast and clearly, and nothing hangs.</summary>
-public sealed class WorkerFailureTests : IDisposable
+public sealed class WorkerFailureTests(Xunit.Abstractions.ITestOutputHelper output) : IDisposable
 {
     readonly string _dir = Directory.CreateTempSubdirectory("pretrain-kill-").FullName;
 
@@ -28,6 +28,7 @@ public sealed class WorkerFailureTests : IDisposable
             Assert.True(survivor.WaitForExit(TimeSpan.FromSeconds(10)), $"survivor pid {survivor.Id} still running 10 s after the kill");
         var survivorsStopped = clock.Elapsed;
         int code = await cli.WaitAsync(TimeSpan.FromSeconds(30));
+        output.WriteLine($"survivors exited {survivorsStopped.TotalSeconds:0.0} s after the kill; the run ended after {clock.Elapsed.TotalSeconds:0.0} s");
 
         Assert.True(survivorsStopped < TimeSpan.FromSeconds(10), $"survivors took {survivorsStopped}");
         Assert.Equal(1, code);

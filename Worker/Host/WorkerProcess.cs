@@ -31,13 +31,14 @@ public static class WorkerProcess
 
         var config = ConfigurationFactory.ParseString(ClusterHocon.Worker(options.CoordinatorHost, options.CoordinatorPort, options.Host, verbose: options.Verbose));
         var system = ActorSystem.Create(ClusterHocon.SystemName, config);
+        int code = WorkerExitCodes.Failed;
         try
         {
             if (!await JoinAsync(system, options.Timeout, ct))
             {
                 log.LogError("could not join the coordinator at {Host}:{Port} within {Seconds} s (is `pretrain coordinator` running there?)",
                     options.CoordinatorHost, options.CoordinatorPort, options.Timeout.TotalSeconds);
-                return WorkerExitCodes.CoordinatorUnreachable;
+                return code = WorkerExitCodes.CoordinatorUnreachable;
             }
             var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
             var session = new TrainingSession(options, listener, log);
@@ -51,13 +52,20 @@ public static class WorkerProcess
                 log.LogError("parent process {Pid} exited; stopping", options.ParentProcessId);
                 exit.TrySetResult(WorkerExitCodes.Stopped);
             });
-            return await exit.Task;
+            code = await exit.Task;
+            return code;
         }
         finally
         {
-            // Leave the cluster politely so the coordinator sees an exit, not a failure; bounded.
-            var shutdown = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
-            if (await Task.WhenAny(shutdown, Task.Delay(TimeSpan.FromSeconds(10))) != shutdown)
+            // A finished worker leaves the cluster politely (the coordinator sees an exit, not a
+            // failure). After a failure the job is over and its final report journaled: stop at once,
+            // so survivors of a lost peer are gone within seconds. Both bounded.
+            // (Terminate alone would still run the cluster-leave phases, ~4 s of gossip toward the
+            // dead peer; the process exit closes every socket anyway.)
+            bool finished = code == WorkerExitCodes.Finished;
+            var shutdown = finished ? CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance) : system.Terminate();
+            var bound = finished ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(1);
+            if (await Task.WhenAny(shutdown, Task.Delay(bound)) != shutdown && finished)
                 log.LogWarning("cluster shutdown took longer than 10 s; exiting anyway");
         }
     }
