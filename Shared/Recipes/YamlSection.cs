@@ -98,9 +98,29 @@ internal sealed class YamlSection(string file, string path, YamlMappingNode node
     private YamlNode Node(string key)
     {
         _read.Add(key);
-        return node.Children.TryGetValue(new YamlScalarNode(key), out var child)
-            ? child
-            : throw Fail(key, "missing required field");
+        if (node.Children.TryGetValue(new YamlScalarNode(key), out var child)) return child;
+        // A missing field next to an unknown one is almost always a typo: name the typo, not the gap.
+        foreach (var (other, _) in node.Children)
+            if (other is YamlScalarNode { Value: { } name } && !_read.Contains(name) && EditDistance(name, key) <= 2)
+                throw Fail(name, $"unknown field (line {other.Start.Line}); did you mean '{key}'?");
+        throw Fail(key, "missing required field");
+    }
+
+    private static int EditDistance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var diagonal = row[0];
+            row[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
     }
 
     private RecipeException Wrong(string key, YamlNode got, string expected) =>

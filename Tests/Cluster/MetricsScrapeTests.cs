@@ -40,7 +40,7 @@ public sealed class MetricsScrapeTests : IDisposable
         var (code, status) = await CliProcess.RunAsync(TimeSpan.FromSeconds(30), "status", "--run-dir", Path.Combine(_dir, "run"));
         Assert.True(code == 0, status);
         Assert.Matches(@"phase\s+Running", status);
-        Assert.Contains("worker-0, worker-1", status);
+        Assert.Matches(@"workers\s+2: worker-[01], worker-[01]", status);   // in registration order
     }
 
     public void Dispose()

@@ -34,8 +34,17 @@ public class RecipeTests
     public void Unknown_field_is_rejected_naming_the_field_and_file()
     {
         var e = Rejected(Tiny.Replace("  warmup_steps: 5", "  warmup_step: 5"));
-        Assert.Contains("schedule.warmup_step", e.Message);
+        Assert.Contains("schedule.warmup_step: unknown field", e.Message);   // the typo, not the missing field
+        Assert.Contains("did you mean 'warmup_steps'?", e.Message);
         Assert.Contains(File_, e.Message);
+    }
+
+    [Fact]
+    public void An_extra_field_is_rejected_listing_the_known_ones()
+    {
+        var e = Rejected(Tiny.Replace("  dropout: 0.0", "  dropout: 0.0\n  colour: blue"));
+        Assert.Contains("model.colour: unknown field", e.Message);
+        Assert.Contains("layers", e.Message);
     }
 
     [Theory]
