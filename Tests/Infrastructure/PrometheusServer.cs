@@ -10,18 +10,18 @@ namespace Pretrain.Tests.Infrastructure;
 public sealed class PrometheusServer : IDisposable
 {
     public const string Binary = "/usr/bin/prometheus";
-    readonly Process _process;
+    Process _process = null!;
     readonly string _dir;
     readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(5) };
+    readonly System.Text.StringBuilder _log = new();
 
-    public int Port { get; }
+    public int Port { get; private set; }
 
     public static bool IsInstalled => File.Exists(Binary);
 
     public PrometheusServer(IEnumerable<string> targets)
     {
         _dir = Directory.CreateTempSubdirectory("prometheus-").FullName;
-        Port = FreePorts.Next();
         string config = Path.Combine(_dir, "prometheus.yml");
         File.WriteAllText(config, $"""
             global:
@@ -32,19 +32,50 @@ public sealed class PrometheusServer : IDisposable
                 static_configs:
                   - targets: [{string.Join(", ", targets.Select(t => "'" + t + "'"))}]
             """);
-        var info = new ProcessStartInfo(Binary)
+        // The probed port can be taken by someone else before Prometheus binds it (outbound
+        // connections of the running job use ephemeral ports too): retry on a fresh port.
+        for (int attempt = 1; ; attempt++)
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (string a in new[] { "--config.file=" + config, "--storage.tsdb.path=" + Path.Combine(_dir, "data"),
-                     "--web.listen-address=127.0.0.1:" + Port, "--log.level=warn" })
+            Port = FreePorts.Next();
+            _process = Start(config, Port);
+            if (WaitUntilReady(TimeSpan.FromSeconds(20))) return;
+            string log;
+            lock (_log) log = _log.ToString();
+            if (!_process.HasExited && attempt >= 3) throw new TimeoutException($"Prometheus on port {Port} not ready within 20 s; its log:\n{log}");
+            if (attempt >= 3) throw new InvalidOperationException($"Prometheus exited with code {_process.ExitCode} three times; its log:\n{log}");
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.Dispose();
+        }
+    }
+
+    Process Start(string config, int port)
+    {
+        var info = new ProcessStartInfo(Binary) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in new[] { "--config.file=" + config, "--storage.tsdb.path=" + Path.Combine(_dir, "data-" + port),
+                     "--web.listen-address=127.0.0.1:" + port, "--log.level=warn" })
             info.ArgumentList.Add(a);
-        _process = Process.Start(info)!;
-        _process.OutputDataReceived += (_, _) => { };
-        _process.ErrorDataReceived += (_, _) => { };
-        _process.BeginOutputReadLine();
-        _process.BeginErrorReadLine();
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, e) => { lock (_log) _log.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (_log) _log.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    bool WaitUntilReady(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline && !_process.HasExited)
+        {
+            try
+            {
+                if (_http.GetAsync($"http://127.0.0.1:{Port}/-/ready").GetAwaiter().GetResult().IsSuccessStatusCode) return true;
+            }
+            catch (HttpRequestException) { }
+            catch (TaskCanceledException) { }
+            Thread.Sleep(200);
+        }
+        return false;
     }
 
     /// <summary>Runs an instant PromQL query and returns the "result" array of the answer.</summary>
@@ -70,7 +101,10 @@ public sealed class PrometheusServer : IDisposable
             catch (HttpRequestException e) { last = e; }   // the server is still starting
             await Task.Delay(500);
         }
-        throw new TimeoutException($"Prometheus on port {Port} found no series for '{promql}' within {timeout}" + (last == null ? "" : ": " + last.Message));
+        string log;
+        lock (_log) log = _log.ToString();
+        throw new TimeoutException($"Prometheus on port {Port} found no series for '{promql}' within {timeout}" + (last == null ? "" : ": " + last.Message)
+            + (_process.HasExited ? $"; prometheus exited with code {_process.ExitCode}" : "") + $"; its log:\n{log}");
     }
 
     public void Dispose()
