@@ -44,28 +44,9 @@ namespace Pretrain.Build
             var sections = ReadSections(elf, libraryPath);
             var result = new ElfPatchResult();
 
-            Section? verneed = Find(sections, ShtGnuVerneed);
-            if (verneed == null) { result.NotRequired = true; result.Message = libraryPath + " has no .gnu.version_r section"; return result; }
-            Section strings = sections[(int)verneed.Link];
-
-            int flagsOffset = -1; ushort versionIndex = 0;
-            int entry = checked((int)verneed.Offset);
-            for (uint i = 0; i < verneed.Info; i++)
-            {
-                ushort count = U16(elf, entry + 2);
-                int aux = entry + (int)U32(elf, entry + 8);
-                for (int j = 0; j < count; j++)
-                {
-                    if (CString(elf, strings, U32(elf, aux + 8)) == version)
-                    {
-                        flagsOffset = aux + 4;
-                        versionIndex = U16(elf, aux + 6);
-                    }
-                    aux += (int)U32(elf, aux + 12);
-                }
-                entry += (int)U32(elf, entry + 12);
-            }
-            if (flagsOffset < 0) { result.NotRequired = true; result.Message = libraryPath + " does not require " + version; return result; }
+            var found = FindRequirement(elf, sections, version);
+            if (found == null) { result.NotRequired = true; result.Message = libraryPath + " does not require " + version; return result; }
+            int flagsOffset = found.Value.flagsOffset; ushort versionIndex = found.Value.index;
             if ((U16(elf, flagsOffset) & VerFlagWeak) != 0) { result.AlreadyWeak = true; result.Message = version + " is already weak in " + libraryPath; return result; }
 
             var bound = SymbolsBoundTo(elf, sections, versionIndex);
@@ -127,18 +108,25 @@ namespace Pretrain.Build
         static (bool weak, ushort index)? Inspect(string libraryPath, string version)
         {
             byte[] elf = File.ReadAllBytes(libraryPath);
-            var sections = ReadSections(elf, libraryPath);
+            var found = FindRequirement(elf, ReadSections(elf, libraryPath), version);
+            if (found == null) return null;
+            return ((U16(elf, found.Value.flagsOffset) & VerFlagWeak) != 0, found.Value.index);
+        }
+
+        /// <summary>The Vernaux entry (in .gnu.version_r) that requires <paramref name="version"/>: its flags' offset and version index.</summary>
+        static (int flagsOffset, ushort index)? FindRequirement(byte[] elf, List<Section> sections, string version)
+        {
             Section? verneed = Find(sections, ShtGnuVerneed);
             if (verneed == null) return null;
             Section strings = sections[(int)verneed.Link];
             int entry = checked((int)verneed.Offset);
             for (uint i = 0; i < verneed.Info; i++)
             {
+                ushort count = U16(elf, entry + 2);
                 int aux = entry + (int)U32(elf, entry + 8);
-                for (int j = 0; j < U16(elf, entry + 2); j++)
+                for (int j = 0; j < count; j++)
                 {
-                    if (CString(elf, strings, U32(elf, aux + 8)) == version)
-                        return ((U16(elf, aux + 4) & VerFlagWeak) != 0, U16(elf, aux + 6));
+                    if (CString(elf, strings, U32(elf, aux + 8)) == version) return (aux + 4, U16(elf, aux + 6));
                     aux += (int)U32(elf, aux + 12);
                 }
                 entry += (int)U32(elf, entry + 12);
