@@ -15,7 +15,7 @@ namespace Pretrain.Worker.Training;
 /// Which parameters decay is the caller's choice (<see cref="Models.Gpt.UsesWeightDecay"/>: Linear
 /// matrices only; not biases, LayerNorm or embeddings).
 /// </summary>
-public sealed class AdamW : IDisposable
+public sealed class AdamW : Optimizers.IOptimizer
 {
     private sealed record Slot(string Name, Parameter Parameter, Tensor M, Tensor V, Tensor Scratch, bool Decays);
 
