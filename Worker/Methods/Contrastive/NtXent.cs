@@ -1,0 +1,44 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Methods.Contrastive;
+
+/// <summary>
+/// NT-Xent, SimCLR's normalized-temperature cross entropy. Rows are L2-normalized; anchor i's positive
+/// is its other view, and every other row of the batch (both views) is a negative.
+/// </summary>
+public static class NtXent
+{
+    /// <summary>
+    /// Summed loss of the anchor rows <paramref name="anchors"/> of <paramref name="embeddings"/> (M, d):
+    /// each anchor's logits are its cosine similarities to every row but itself, divided by
+    /// <paramref name="temperature"/>; its target is row <paramref name="positives"/>[k]. Returns a scalar.
+    /// </summary>
+    public static Tensor SumOverAnchors(Tensor embeddings, long[] anchors, long[] positives, double temperature)
+    {
+        using var scope = NewDisposeScope();
+        var z = nn.functional.normalize(embeddings, p: 2, dim: 1);                      // (M, d)
+        using var anchorIndex = tensor(anchors);
+        var logits = z.index_select(0, anchorIndex).matmul(z.t()).div_(temperature);   // (A, M)
+        // An anchor is never its own negative: its self-similarity (1/τ) would dominate the softmax.
+        using var self = anchorIndex.unsqueeze(1);                                       // (A, 1)
+        using var minusInfinity = full(anchors.Length, 1, float.NegativeInfinity, dtype: logits.dtype);
+        logits = logits.scatter(1, self, minusInfinity);
+        using var targets = tensor(positives);
+        return nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.Sum).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The SimCLR loss of one batch of paired views (N, d) each: mean over the 2N anchors. The
+    /// single-process reference that <see cref="DistributedNtXent"/> must equal.
+    /// </summary>
+    public static Tensor Loss(Tensor view1, Tensor view2, double temperature)
+    {
+        long n = view1.shape[0];
+        using var both = cat([view1, view2], 0);                                        // (2N, d)
+        var anchors = Enumerable.Range(0, (int)(2 * n)).Select(i => (long)i).ToArray();
+        var positives = anchors.Select(i => i < n ? i + n : i - n).ToArray();
+        using var sum = SumOverAnchors(both, anchors, positives, temperature);
+        return sum.div(2 * n);
+    }
+}
