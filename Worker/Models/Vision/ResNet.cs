@@ -1,0 +1,67 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Pretrain.Worker.Models.Vision;
+
+/// <summary>
+/// ResNet-18 (He et al. 2016) as a feature encoder, with the small-image stem SimCLR and MoCo use on
+/// 28–32 px inputs: a 3x3 stride-1 first convolution and no max-pool, so a 28x28 image is not reduced
+/// to 7x7 before the first block. Output: the globally average-pooled 512-d feature (no classifier).
+/// </summary>
+public sealed class ResNet18 : Module<Tensor, Tensor>
+{
+    private readonly Conv2d stem;
+    private readonly BatchNorm2d stemNorm;
+    private readonly ModuleList<BasicBlock> blocks;
+
+    public const int FeatureSize = 512;
+
+    public ResNet18(int inputChannels) : base(nameof(ResNet18))
+    {
+        stem = Conv2d(inputChannels, 64, kernel_size: 3, stride: 1, padding: 1, bias: false);
+        stemNorm = BatchNorm2d(64);
+        blocks = new ModuleList<BasicBlock>(
+            new BasicBlock(64, 64, 1), new BasicBlock(64, 64, 1),
+            new BasicBlock(64, 128, 2), new BasicBlock(128, 128, 1),
+            new BasicBlock(128, 256, 2), new BasicBlock(256, 256, 1),
+            new BasicBlock(256, 512, 2), new BasicBlock(512, 512, 1));
+        RegisterComponents();
+    }
+
+    /// <summary>(B, C, H, W) → (B, 512).</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = functional.relu(stemNorm.forward(stem.forward(x)));              // (B, 64, H, W)
+        foreach (var block in blocks) h = block.forward(h);                       // (B, 512, H/8, W/8)
+        return h.mean([2L, 3L]).MoveToOuterDisposeScope();                        // (B, 512)
+    }
+
+    /// <summary>Two 3x3 convolutions with batch norm and a shortcut (1x1 projection when the shape changes).</summary>
+    public sealed class BasicBlock : Module<Tensor, Tensor>
+    {
+        private readonly Conv2d conv1, conv2;
+        private readonly BatchNorm2d norm1, norm2;
+        private readonly Sequential? shortcut;
+
+        public BasicBlock(int inChannels, int outChannels, int stride) : base(nameof(BasicBlock))
+        {
+            conv1 = Conv2d(inChannels, outChannels, kernel_size: 3, stride: stride, padding: 1, bias: false);
+            norm1 = BatchNorm2d(outChannels);
+            conv2 = Conv2d(outChannels, outChannels, kernel_size: 3, stride: 1, padding: 1, bias: false);
+            norm2 = BatchNorm2d(outChannels);
+            if (stride != 1 || inChannels != outChannels)
+                shortcut = Sequential(Conv2d(inChannels, outChannels, kernel_size: 1, stride: stride, bias: false), BatchNorm2d(outChannels));
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            var h = functional.relu(norm1.forward(conv1.forward(x)));
+            h = norm2.forward(conv2.forward(h));
+            return functional.relu(h + (shortcut is null ? x : shortcut.forward(x)));
+        }
+    }
+}
