@@ -108,7 +108,10 @@ public sealed class CoordinatorHost : IAsyncDisposable
     /// </summary>
     public async ValueTask DisposeAsync()
     {
-        var stopped = Task.WhenAll(StopAsync(), System.WhenTerminated);
+        // A failed job's workers are gone or going: leaving their cluster politely only waits on
+        // gossip toward dead nodes. Everything is journaled already, so stop at once.
+        bool failed = Outcome.IsCompletedSuccessfully && !Outcome.Result.Succeeded;
+        var stopped = failed ? System.Terminate() : Task.WhenAll(StopAsync(), System.WhenTerminated);
         if (await Task.WhenAny(stopped, Task.Delay(TimeSpan.FromSeconds(3))) != stopped)
             await System.Terminate().WaitAsync(TimeSpan.FromSeconds(2)).ContinueWith(_ => { }, TaskScheduler.Default);
     }
