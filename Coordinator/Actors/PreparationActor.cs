@@ -103,7 +103,7 @@ public sealed class PreparationActor : ReceivePersistentActor
         _workers[r.WorkerId] = Sender;
         Context.Watch(Sender);
         Sender.Tell(new PreparerRegistered(r.WorkerId, _state.Spec!));
-        if (_state.IsFinished || _failed) Sender.Tell(new StopWorker(_failed ? "the preparation failed" : "the preparation is finished"));
+        if (_state.IsFinished || _failed) Sender.Tell(new StopWorker(_failed ? "the preparation failed" : PreparationStopReasons.Finished));
         else Dispatch();
     }
 
@@ -181,7 +181,7 @@ public sealed class PreparationActor : ReceivePersistentActor
 
     private void Conclude(string? failure)
     {
-        foreach (var worker in _workers.Values) worker.Tell(new StopWorker(failure ?? "the preparation is finished"));
+        foreach (var worker in _workers.Values) worker.Tell(new StopWorker(failure ?? PreparationStopReasons.Finished));
         _observer.OnOutcome(new PreparationOutcome(failure is null, _state.TaskIds.Count, _skipped, _state.CompletedBytes, failure));
     }
 

@@ -57,3 +57,9 @@ public sealed record ReportTaskFailed(
     [property: Key(0)] string TaskId,
     [property: Key(1)] string WorkerId,
     [property: Key(2)] string Reason) : IPretrainMessage;
+
+/// <summary>Reasons the preparation actor gives in <see cref="StopWorker"/>, so a preparing worker knows how to exit.</summary>
+public static class PreparationStopReasons
+{
+    public const string Finished = "the preparation is finished";
+}
