@@ -1,6 +1,4 @@
 using Akka.Actor;
-using Akka.Configuration;
-using Akka.Persistence.Sql;
 using Pretrain.Coordinator.Actors;
 using Pretrain.Coordinator.State;
 using Pretrain.Shared.Cluster;
@@ -54,35 +52,12 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
     public static async Task<CoordinatorHost> StartAsync(CoordinatorOptions options, CancellationToken ct = default)
     {
-        Directory.CreateDirectory(options.RunDirectory);
-        var journal = options.Journal ?? JournalOptions.InRunDirectory(options.RunDirectory);
-        var config = ConfigurationFactory.ParseString(journal.Hocon())
-            .WithFallback(ConfigurationFactory.ParseString(
-                ClusterHocon.Coordinator(options.Hostname, options.Port, options.PublicHostname, options.VerboseLogging)))
-            .WithFallback(SqlPersistence.DefaultConfiguration);
-
-        var system = ActorSystem.Create(ClusterHocon.SystemName, config);
-        try
-        {
-            // The coordinator is its own seed: with port 0 its address is only known once bound.
-            var cluster = Akka.Cluster.Cluster.Get(system);
-            var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            cluster.RegisterOnMemberUp(() => up.TrySetResult());
-            cluster.Join(cluster.SelfAddress);
-            await up.Task.WaitAsync(options.Timeout, ct);
-
-            var observer = new Observer();
-            _ = system.WhenTerminated.ContinueWith(_ => observer.Outcome.TrySetException(
-                new InvalidOperationException("The coordinator stopped before the job completed or failed.")), TaskScheduler.Default);
-            var job = system.ActorOf(JobActor.Props(options.JobId, observer), ClusterHocon.JobActorName);
-            var port = cluster.SelfAddress.Port ?? throw new InvalidOperationException("The Akka transport has no port.");
-            return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout);
-        }
-        catch
-        {
-            await system.Terminate();
-            throw;
-        }
+        var (system, port) = await CoordinatorNode.StartAsync(options, ct);
+        var observer = new Observer();
+        _ = system.WhenTerminated.ContinueWith(_ => observer.Outcome.TrySetException(
+            new InvalidOperationException("The coordinator stopped before the job completed or failed.")), TaskScheduler.Default);
+        var job = system.ActorOf(JobActor.Props(options.JobId, observer), ClusterHocon.JobActorName);
+        return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout);
     }
 
     /// <summary>Defines the job the workers run. Idempotent for the same spec; throws if the journal holds another.</summary>
@@ -103,18 +78,11 @@ public sealed class CoordinatorHost : IAsyncDisposable
         CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ActorSystemTerminateReason.Instance);
 
     /// <summary>
-    /// Stops the node, bounded: every event is already journaled when the job's outcome is known, and
-    /// leaving a cluster whose workers are gone or unreachable would otherwise wait on gossip for seconds.
+    /// Stops the node, bounded (<see cref="CoordinatorNode.StopAsync"/>). A failed job's workers are gone
+    /// or going, and everything is journaled already, so its node stops without the polite leave.
     /// </summary>
-    public async ValueTask DisposeAsync()
-    {
-        // A failed job's workers are gone or going: leaving their cluster politely only waits on
-        // gossip toward dead nodes. Everything is journaled already, so stop at once.
-        bool failed = Outcome.IsCompletedSuccessfully && !Outcome.Result.Succeeded;
-        var stopped = failed ? System.Terminate() : Task.WhenAll(StopAsync(), System.WhenTerminated);
-        if (await Task.WhenAny(stopped, Task.Delay(TimeSpan.FromSeconds(3))) != stopped)
-            await System.Terminate().WaitAsync(TimeSpan.FromSeconds(2)).ContinueWith(_ => { }, TaskScheduler.Default);
-    }
+    public async ValueTask DisposeAsync() =>
+        await CoordinatorNode.StopAsync(System, immediately: Outcome.IsCompletedSuccessfully && !Outcome.Result.Succeeded);
 
     /// <summary>Bridges the actor's callbacks to the host's task and event without blocking the actor.</summary>
     private sealed class Observer : IJobObserver

@@ -1,12 +1,14 @@
 using System.CommandLine;
+using Pretrain.Data.Preparation;
 using Pretrain.Worker.Host;
+using Pretrain.Worker.Preparation;
 
 namespace Pretrain.Cli.Commands;
 
 /// <summary>`pretrain worker`: one data-parallel training process (a pod on Kubernetes, a child of `local`).</summary>
 static class WorkerCommand
 {
-    public static Command Create()
+    public static Command Create(Func<PrepareSpec, IPreparationPlan> plans)
     {
         var coordinator = new Option<string>("--coordinator")
         {
@@ -26,10 +28,11 @@ static class WorkerCommand
         var parentPid = new Option<int?>("--parent-pid") { Description = "Exit when this process exits (set by `pretrain local`)." };
         var timeout = CommonOptions.Timeout();
         var verbose = CommonOptions.Verbose();
+        var prepare = new Option<bool>("--prepare") { Description = "Take corpus-preparation tasks from `pretrain prepare` instead of a training rank." };
 
         var command = new Command("worker", "Run one data-parallel worker: join the coordinator, take a rank, train, report.")
         {
-            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, verbose,
+            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, verbose, prepare,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
@@ -47,7 +50,7 @@ static class WorkerCommand
                 Verbose = parse.GetValue(verbose),
             };
             if (parse.GetValue(workerId) is { } id) options = options with { WorkerId = id };
-            return WorkerProcess.RunAsync(options, ct);
+            return parse.GetValue(prepare) ? PreparationWorkerProcess.RunAsync(options, plans, ct) : WorkerProcess.RunAsync(options, ct);
         }));
         return command;
     }

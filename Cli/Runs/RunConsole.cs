@@ -63,18 +63,26 @@ public sealed class ProgressPrinter(RunConsole console, long totalSteps)
     {
         if (_firstStep < 0) _firstStep = p.Step - 1;
         var now = DateTime.UtcNow;
-        // A terminal redraws at most 10 times a second; a log gets a line every 2 s and the last step.
-        var every = console.Interactive ? TimeSpan.FromMilliseconds(100) : TimeSpan.FromSeconds(2);
-        if (now - _lastPrint < every && p.Step != totalSteps) return;
+        // The last step is always shown.
+        if (now - _lastPrint < Interval(console) && p.Step != totalSteps) return;
         _lastPrint = now;
         double fraction = totalSteps > 0 ? Math.Clamp((double)p.Step / totalSteps, 0, 1) : 0;
-        const int width = 24;
-        int filled = (int)(fraction * width);
-        string bar = new string('=', filled) + (filled < width ? ">" + new string(' ', width - filled - 1) : "");
+        string bar = Bar(fraction);
         double perStep = (now - _start).TotalSeconds / Math.Max(1, p.Step - _firstStep);
         var eta = TimeSpan.FromSeconds(perStep * Math.Max(0, totalSteps - p.Step));
         console.Progress($"step {p.Step}/{totalSteps} [{bar}] {fraction:P0}  loss {p.Loss:0.0000}  {p.SamplesPerSecond:0} samples/s  eta {eta:h\\:mm\\:ss}");
     }
 
     public void Done() => console.EndProgress();
+
+    /// <summary>A 24-character bar, e.g. <c>=========>              </c>.</summary>
+    public static string Bar(double fraction)
+    {
+        const int width = 24;
+        int filled = (int)(Math.Clamp(fraction, 0, 1) * width);
+        return new string('=', filled) + (filled < width ? ">" + new string(' ', width - filled - 1) : "");
+    }
+
+    /// <summary>A terminal redraws at most 10 times a second; a log gets a line every 2 s.</summary>
+    public static TimeSpan Interval(RunConsole console) => console.Interactive ? TimeSpan.FromMilliseconds(100) : TimeSpan.FromSeconds(2);
 }

@@ -27,36 +27,60 @@ public sealed class WorkerProcesses : IAsyncDisposable
         for (int i = 0; i < options.Workers; i++)
         {
             string id = $"worker-{i}";
-            var info = new ProcessStartInfo(ExecutablePath())
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (string a in LeadingArguments()) info.ArgumentList.Add(a);
             string[] args =
             [
                 "worker", "--coordinator", $"127.0.0.1:{coordinatorPort}", "--worker-id", id,
                 "--threads", threads.ToString(), "--parent-pid", Environment.ProcessId.ToString(),
                 "--metrics-port", options.WorkerMetricsPort <= 0 ? options.WorkerMetricsPort.ToString() : (options.WorkerMetricsPort + i).ToString(),
                 "--timeout", ((int)options.Timeout.TotalSeconds).ToString(),
+                .. options.Verbose ? ["--verbose"] : Array.Empty<string>(),
             ];
-            foreach (string a in args) info.ArgumentList.Add(a);
-            if (options.Verbose) info.ArgumentList.Add("--verbose");
-
-            var log = new StreamWriter(Path.Combine(runDirectory, "logs", id + ".log"), append: true) { AutoFlush = true };
-            var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-            process.OutputDataReceived += (_, e) => set.Line(log, id, e.Data, error: false);
-            process.ErrorDataReceived += (_, e) => set.Line(log, id, e.Data, error: true);
-            process.Exited += (_, _) => set.OnExit(id, process);
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
+            var process = set.Spawn(id, args, runDirectory);
             console.Info($"{id} started (pid {process.Id}, {threads} torch thread(s)), log {Path.Combine(runDirectory, "logs", id + ".log")}");
-            set._processes.Add(process);
-            set._logs.Add(log);
         }
         return set;
+    }
+
+    /// <summary>`pretrain prepare --workers N`: N workers on loopback that take preparation tasks.</summary>
+    public static WorkerProcesses StartPreparers(int count, int coordinatorPort, string runDirectory, TimeSpan timeout, RunConsole console)
+    {
+        var set = new WorkerProcesses(console);
+        for (int i = 0; i < count; i++)
+        {
+            string id = $"preparer-{i}";
+            var process = set.Spawn(id,
+            [
+                "worker", "--prepare", "--coordinator", $"127.0.0.1:{coordinatorPort}", "--worker-id", id,
+                "--parent-pid", Environment.ProcessId.ToString(), "--metrics-port", "-1", "--timeout", ((int)timeout.TotalSeconds).ToString(),
+            ], runDirectory);
+            console.Detail($"{id} started (pid {process.Id}), log {Path.Combine(runDirectory, "logs", id + ".log")}");
+        }
+        return set;
+    }
+
+    Process Spawn(string id, IEnumerable<string> args, string runDirectory)
+    {
+        var info = new ProcessStartInfo(ExecutablePath())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string a in LeadingArguments()) info.ArgumentList.Add(a);
+        foreach (string a in args) info.ArgumentList.Add(a);
+
+        Directory.CreateDirectory(Path.Combine(runDirectory, "logs"));
+        var log = new StreamWriter(Path.Combine(runDirectory, "logs", id + ".log"), append: true) { AutoFlush = true };
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        process.OutputDataReceived += (_, e) => Line(log, id, e.Data, error: false);
+        process.ErrorDataReceived += (_, e) => Line(log, id, e.Data, error: true);
+        process.Exited += (_, _) => OnExit(id, process);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _processes.Add(process);
+        _logs.Add(log);
+        return process;
     }
 
     void Line(StreamWriter log, string id, string? line, bool error)
@@ -105,7 +129,9 @@ public sealed class WorkerProcesses : IAsyncDisposable
     static IEnumerable<string> LeadingArguments()
     {
         string? process = Environment.ProcessPath;
+        // The entry assembly, not this one: a host that embeds the CLI (the tests' prepare host) starts
+        // workers of its own kind.
         if (process != null && Path.GetFileNameWithoutExtension(process) == "dotnet")
-            yield return typeof(WorkerProcesses).Assembly.Location;
+            yield return System.Reflection.Assembly.GetEntryAssembly()?.Location ?? typeof(WorkerProcesses).Assembly.Location;
     }
 }

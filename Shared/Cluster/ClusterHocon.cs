@@ -14,12 +14,16 @@ public static class ClusterHocon
     public const string CoordinatorRole = "coordinator";
     public const string WorkerRole = "worker";
     public const string JobActorName = "job";
+    public const string PreparationActorName = "prepare";
 
     /// <summary>The coordinator node's address, e.g. <c>akka.tcp://pretrain@10.0.0.5:4053</c>.</summary>
     public static string Address(string host, int port) => $"akka.tcp://{SystemName}@{host}:{port}";
 
     /// <summary>Where workers send <c>RegisterWorker</c> and their reports.</summary>
     public static string JobPath(string host, int port) => $"{Address(host, port)}/user/{JobActorName}";
+
+    /// <summary>Where preparing workers send <c>RegisterPreparer</c> and their task reports (`pretrain prepare`).</summary>
+    public static string PreparationPath(string host, int port) => $"{Address(host, port)}/user/{PreparationActorName}";
 
     /// <summary>
     /// Config of the coordinator node. It joins itself as seed (see CoordinatorHost), which is why no

@@ -39,6 +39,17 @@ public static class MessageRegistry
         (typeof(WorkerFinished), "e.wf"),
         (typeof(JobCompleted), "e.jc"),
         (typeof(JobFailed), "e.jf"),
+        // Preparation (`pretrain prepare`)
+        (typeof(RegisterPreparer), "rpr"),
+        (typeof(PreparerRegistered), "prr"),
+        (typeof(ReportTaskCompleted), "rtc"),
+        (typeof(ReportTaskFailed), "rtf"),
+        (typeof(PreparationDefined), "e.pd"),
+        (typeof(PreparationTaskAssigned), "e.pta"),
+        (typeof(PreparationTaskCompleted), "e.ptc"),
+        (typeof(PreparationTaskInvalidated), "e.pti"),
+        (typeof(PreparerLost), "e.pl"),
+        (typeof(PreparationFinished), "e.pf"),
     ];
 
     private static readonly FrozenDictionary<Type, string> ManifestByType =

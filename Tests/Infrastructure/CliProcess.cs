@@ -15,14 +15,26 @@ public sealed class CliProcess : IDisposable
 
     CliProcess(Process process) => _process = process;
 
-    public static CliProcess Start(params string[] args)
+    public static CliProcess Start(params string[] args) => Start(new ProcessStartInfo(RepoPaths.Cli), args);
+
+    /// <summary>
+    /// Runs the test assembly as the CLI (<c>dotnet exec Pretrain.Tests.dll …</c>, see
+    /// Preparation/PrepareTestHost): the real commands plus test-only preparation kinds.
+    /// </summary>
+    public static CliProcess StartTestHost(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
-        var info = new ProcessStartInfo(RepoPaths.Cli)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = RepoPaths.Root,
-        };
+        var info = new ProcessStartInfo("dotnet");
+        info.ArgumentList.Add("exec");
+        info.ArgumentList.Add(typeof(CliProcess).Assembly.Location);
+        foreach (var (name, value) in environment) info.Environment[name] = value;
+        return Start(info, args);
+    }
+
+    static CliProcess Start(ProcessStartInfo info, string[] args)
+    {
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.WorkingDirectory = RepoPaths.Root;
         foreach (string a in args) info.ArgumentList.Add(a);
         var cli = new CliProcess(new Process { StartInfo = info, EnableRaisingEvents = true });
         cli._process.OutputDataReceived += (_, e) => cli.Append(e.Data);
@@ -46,6 +58,13 @@ public sealed class CliProcess : IDisposable
     public string Output { get { lock (_gate) return _output.ToString(); } }
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>SIGKILL, like a lost node or `kill -9`: the process gets no chance to clean up.</summary>
+    public void Kill()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+    }
 
     public async Task<int> WaitAsync(TimeSpan timeout)
     {

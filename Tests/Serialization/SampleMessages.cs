@@ -13,6 +13,9 @@ public static class SampleMessages
     public static readonly GenerationStarted Generation =
         new(3, [new RankAssignment(0, "w0", "10.0.0.1", 29500), new RankAssignment(1, "w1", "10.0.0.2", 29501)]);
 
+    public static readonly PreparationSpec Preparation =
+        new("text", ["/data/kjv.txt"], "/data/kjv-shards", "cl100k_base", true, "text", 0.01, 64L << 20, 7);
+
     public static IReadOnlyList<IPretrainMessage> All() =>
     [
         new RegisterWorker("w0", "10.0.0.1", 29500, 9100, 4242),
@@ -37,5 +40,15 @@ public static class SampleMessages
         new WorkerFinished(Finished),
         new JobCompleted(3, 10),
         new JobFailed(3, "worker w1 lost"),
+        new RegisterPreparer("w0", 4242),
+        new PreparerRegistered("w0", Preparation),
+        new ReportTaskCompleted("train-00001", "w0", 1, 1 << 20),
+        new ReportTaskFailed("train-00002", "w0", "corpus.jsonl line 3: not JSON"),
+        new PreparationDefined(Preparation, ["train-00000", "train-00001"]),
+        new PreparationTaskAssigned("train-00001", "w0", 2),
+        new PreparationTaskCompleted("train-00001", "w0", 2, 1 << 20),
+        new PreparationTaskInvalidated("train-00001", "checksum mismatch"),
+        new PreparerLost("w0", "unreachable"),
+        new PreparationFinished(2, 2 << 20),
     ];
 }

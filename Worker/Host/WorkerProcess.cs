@@ -70,7 +70,7 @@ public static class WorkerProcess
         }
     }
 
-    static async Task<bool> JoinAsync(ActorSystem system, TimeSpan timeout, CancellationToken ct)
+    internal static async Task<bool> JoinAsync(ActorSystem system, TimeSpan timeout, CancellationToken ct)
     {
         var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => up.TrySetResult());
@@ -79,7 +79,7 @@ public static class WorkerProcess
     }
 
     /// <summary>Polls the parent once a second; `pretrain local` passes its pid so no worker outlives it.</summary>
-    static Timer? WatchParent(int? pid, Action onGone)
+    internal static Timer? WatchParent(int? pid, Action onGone)
     {
         if (pid is not { } parent) return null;
         return new Timer(_ =>
