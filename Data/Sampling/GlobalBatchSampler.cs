@@ -30,6 +30,33 @@ public sealed class GlobalBatchSampler
     /// <summary>The epoch that the first sample of <paramref name="step"/> belongs to.</summary>
     public long EpochOf(long step) => step * GlobalBatch / Samples;
 
+    /// <summary>
+    /// Where <paramref name="step"/> starts, as MosaicML Streaming states resume positions:
+    /// (epoch, sample_in_epoch). A pure function of (step, samples, global batch).
+    /// </summary>
+    public SamplePosition PositionOf(long step)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        var position = step * GlobalBatch;
+        return new SamplePosition(position / Samples, position % Samples);
+    }
+
+    /// <summary>
+    /// The step that starts at <paramref name="position"/>; the inverse of <see cref="PositionOf"/>.
+    /// Refuses a position that falls inside a global batch, since no step starts there.
+    /// </summary>
+    public long StepOf(SamplePosition position)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(position.Epoch);
+        ArgumentOutOfRangeException.ThrowIfNegative(position.SampleInEpoch);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(position.SampleInEpoch, Samples);
+        var absolute = position.Epoch * Samples + position.SampleInEpoch;
+        if (absolute % GlobalBatch != 0)
+            throw new ArgumentException(
+                $"position (epoch {position.Epoch}, sample {position.SampleInEpoch}) is not the start of a step of global batch {GlobalBatch}");
+        return absolute / GlobalBatch;
+    }
+
     /// <summary>Fills <paramref name="ids"/> (length B/W) with rank <paramref name="rank"/>'s part of step <paramref name="step"/>'s global batch.</summary>
     public void RankBatch(long step, int rank, int worldSize, Span<long> ids)
     {
