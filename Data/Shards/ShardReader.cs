@@ -6,7 +6,7 @@ namespace Pretrain.Data.Shards;
 
 /// <summary>
 /// One shard, memory-mapped read-only. Opening checks magic, version and section bounds and, unless told
-/// not to, the xxHash64 checksum (about 2-4 GB/s on one core: a 64 MiB shard costs ~20-30 ms once).
+/// not to, the xxHash64 checksum (map + verify measured ~0.6 GB/s here, page faults included: ~0.1 s per 64 MiB shard, once).
 /// Records are spans straight over the mapping: reading allocates nothing, and the page cache is the only
 /// cache. Thread-safe for reading; spans are valid until the reader is disposed.
 /// </summary>
