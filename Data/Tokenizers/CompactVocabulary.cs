@@ -7,8 +7,8 @@ namespace Pretrain.Data.Tokenizers;
 /// <summary>
 /// Only the token ids a corpus uses, renumbered densely: compact id i stands for <see cref="OriginalIds"/>[i].
 /// The ordinary ids that occur come first in ascending original order, then the four specials, so
-/// [CLS], [SEP], [MASK], [PAD] are always the last four compact ids. The KJV uses ~12k of cl100k_base's
-/// 100k ids: a 512-wide embedding shrinks from ~51M to ~6M parameters. Stored as vocabulary.json next to
+/// [CLS], [SEP], [MASK], [PAD] are always the last four compact ids. The KJV uses 11,537 of cl100k_base's
+/// 100,277 ordinary ids (bench/textprep.sh): a 512-wide embedding shrinks from 51M to 5.9M parameters. Stored as vocabulary.json next to
 /// the shards (which keep original ids; see docs/FORMATS.md, "Text shards").
 /// </summary>
 public sealed record CompactVocabulary(string Tokenizer, IReadOnlyList<int> OriginalIds)

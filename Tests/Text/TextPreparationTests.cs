@@ -129,7 +129,7 @@ public class TextPreparationTests
     public void A_long_line_is_cut_between_characters_and_decodes_whole()
     {
         // 100 KB of 3- and 4-byte characters without a line break: a cut at exactly 64 KiB would split one.
-        var text = string.Concat(Enumerable.Repeat("東京🚀", 10_000)) + "x";
+        var text = "ab" + string.Concat(Enumerable.Repeat("東京🚀", 10_000)) + "x"; // byte 65,536 falls inside 京
         var spec = Spec(Folder(("long.txt", text)));
         Prepare(spec);
         var documents = Documents(spec.Output, "train");

@@ -22,7 +22,7 @@ foreach (var tokenizer in tokenizers)
 {
     var best = double.MaxValue;
     long tokens = 0, shardBytes = 0;
-    int tasks = 0;
+    int tasks = 0, compact = 0;
     for (var run = 0; run <= repeat; run++) // run 0 warms up
     {
         var output = Path.Combine(Path.GetTempPath(), $"textprep-{Environment.ProcessId}-{tokenizer}-{run}");
@@ -39,7 +39,8 @@ foreach (var tokenizer in tokenizers)
         tokens = index["splits"]!.AsObject().Sum(s => (long)s.Value!["tokens"]!);
         shardBytes = index["splits"]!.AsObject().Sum(s => s.Value!["shards"]!.AsArray().Sum(e => (long)e!["bytes"]!));
         tasks = plan.Tasks.Count;
+        compact = (int)index["tokenizer"]!["compact"]!["vocabularySize"]!;
         Directory.Delete(output, recursive: true);
     }
-    Console.WriteLine($"tokenizer={tokenizer} bytes={bytes} tokens={tokens} shard_bytes={shardBytes} tasks={tasks} seconds={best:F3} mb_per_s={bytes / 1e6 / best:F2}");
+    Console.WriteLine($"tokenizer={tokenizer} bytes={bytes} tokens={tokens} shard_bytes={shardBytes} tasks={tasks} compact_vocabulary={compact} seconds={best:F3} mb_per_s={bytes / 1e6 / best:F2}");
 }
