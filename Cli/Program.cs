@@ -23,6 +23,19 @@ public static class Program
             PrepareCommand.Create(plans),
             StatusCommand.Create(),
         };
-        return root.Parse(args).Invoke();
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // Bad input exits 2 with what was expected (README, exit codes); System.CommandLine's own
+            // handling would exit 1 and print the whole help after the error.
+            foreach (var error in parsed.Errors) Console.Error.WriteLine("[pretrain] error: " + error.Message);
+            var names = new List<string>();
+            for (var r = (System.CommandLine.Parsing.SymbolResult?)parsed.CommandResult; r != null; r = r.Parent)
+                if (r is System.CommandLine.Parsing.CommandResult c) names.Insert(0, c.Command.Name);
+            names[0] = "pretrain";
+            Console.Error.WriteLine($"[pretrain] see `{string.Join(' ', names)} --help`");
+            return 2;
+        }
+        return parsed.Invoke();
     }
 }

@@ -39,6 +39,15 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
+    public async Task An_option_value_out_of_range_exits_2_naming_the_option_and_where_help_is()
+    {
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", Recipe("ok.yaml", t => t), "--workers", "0");
+        Assert.Equal(2, code);
+        Assert.Contains("--workers must be at least 1, got 0", output);
+        Assert.Contains("pretrain local --help", output);
+    }
+
+    [Fact]
     public async Task A_missing_recipe_file_is_named()
     {
         string missing = Path.Combine(_dir, "nope.yaml");
