@@ -1,3 +1,4 @@
+using Pretrain.Shared.IO;
 using System.Globalization;
 using System.IO.Hashing;
 using System.Text.Json;

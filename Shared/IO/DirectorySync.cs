@@ -1,12 +1,12 @@
 using System.Runtime.InteropServices;
 
-namespace Pretrain.Worker.Training.Checkpoints;
+namespace Pretrain.Shared.IO;
 
 /// <summary>
 /// fsync of a directory, which .NET has no API for: after a rename, the parent directory's entry is
 /// durable only once the directory itself is synced (POSIX). A no-op on Windows, where NTFS journals renames.
 /// </summary>
-internal static partial class DirectorySync
+public static partial class DirectorySync
 {
     private const int ReadOnlyDirectory = 0x10000; // O_RDONLY | O_DIRECTORY on Linux
 
