@@ -17,6 +17,8 @@ public sealed record RunSummary
     public required long Steps { get; init; }
     public required double FinalLoss { get; init; }
     public required double SamplesPerSecond { get; init; }
+    /// <summary>Model FLOPs utilization against the matmul peak measured on the workers' machine (GPT).</summary>
+    public double Mfu { get; init; }
     /// <summary>Rank → xxHash64 of that replica's parameters; all equal when data parallelism is sound.</summary>
     public required IReadOnlyDictionary<string, string> ReplicaChecksums { get; init; }
     public required IReadOnlyDictionary<string, double> Eval { get; init; }
@@ -46,6 +48,7 @@ public sealed record RunSummary
             Steps = rank0?.Step ?? outcome.Steps,
             FinalLoss = rank0?.FinalLoss ?? double.NaN,
             SamplesPerSecond = rank0?.SamplesPerSecond ?? 0,
+            Mfu = rank0?.Mfu ?? 0,
             ReplicaChecksums = ranks.ToDictionary(r => r.Rank.ToString(), r => r.ReplicaChecksum),
             Eval = rank0?.Eval ?? new Dictionary<string, double>(),
             Generation = outcome.Generation,

@@ -41,7 +41,8 @@ public sealed record ReportFinished(
     [property: Key(3)] double FinalLoss,
     [property: Key(4)] double SamplesPerSecond,
     [property: Key(5)] string ReplicaChecksum,
-    [property: Key(6)] IReadOnlyDictionary<string, double> Eval) : IPretrainMessage;
+    [property: Key(6)] IReadOnlyDictionary<string, double> Eval,
+    [property: Key(7)] double Mfu = 0) : IPretrainMessage;
 
 /// <summary>A rank failed for a reason other than a lost peer (bad data, NaN loss, I/O error).</summary>
 [MessagePackObject]

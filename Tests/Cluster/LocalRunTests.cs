@@ -27,6 +27,8 @@ public sealed class LocalRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
         Assert.Single(summary.ReplicaChecksums.Values.Distinct());
         Assert.True(double.IsFinite(summary.FinalLoss) && summary.FinalLoss < 5.0, $"final loss {summary.FinalLoss}");  // ln 256 = 5.55 at the start
         Assert.True(summary.SamplesPerSecond > 0);
+        Assert.InRange(summary.Mfu, 1e-6, 1.0);                                        // a utilization, measured
+        Assert.Equal(Math.Exp(summary.Eval["val_loss"]), summary.Eval["perplexity"], 6);
         Assert.True(summary.Eval["val_loss"] > 0 && summary.Eval["bits_per_byte"] > 0);
         Assert.True(File.Exists(Path.Combine(run.Directory, "journal.db")));
         Assert.True(File.Exists(Path.Combine(run.Checkpoint(30), "manifest.json")));

@@ -96,15 +96,19 @@ public sealed class Trainer : IDisposable
         var throughput = step > firstStep ? (step - firstStep) * _recipe.Batch.Global / elapsed : 0;
         var eval = new Dictionary<string, double>(await EvaluateAsync(ct));
         eval["perplexity"] = Math.Exp(eval["val_loss"]);
-        if (throughput > 0)
-        {
-            // Every rank runs the same model on an equal share with the same threads, so the global
-            // rate over the summed peaks is each rank's own utilization.
-            long parameters = _parameters.Sum(p => p.Parameter.numel());
-            double flopsPerSecond = ModelFlops.PerToken(_recipe.Model, parameters) * _recipe.Model.Context * throughput;
-            eval["mfu"] = flopsPerSecond / (ModelFlops.MeasuredPeak() * _worldSize);
-        }
-        return new TrainingResult(step, loss, throughput, ReplicaChecksumNow(), eval);
+        return new TrainingResult(step, loss, throughput, ReplicaChecksumNow(), eval, Mfu(throughput));
+    }
+
+    /// <summary>
+    /// Achieved over peak FLOP/s. Every rank runs the same model on an equal share with the same threads,
+    /// so the global rate over the summed peaks is each rank's own utilization.
+    /// </summary>
+    private double Mfu(double samplesPerSecond)
+    {
+        if (samplesPerSecond <= 0) return 0;
+        long parameters = _parameters.Sum(p => p.Parameter.numel());
+        double flopsPerSecond = ModelFlops.PerToken(_recipe.Model, parameters) * _recipe.Model.Context * samplesPerSecond;
+        return flopsPerSecond / (ModelFlops.MeasuredPeak() * _worldSize);
     }
 
     /// <summary>

@@ -14,7 +14,8 @@ public sealed record TrainingResult(
     double FinalLoss,                         // global mean loss of the last step
     double SamplesPerSecond,                  // global samples / wall time, over the steps this run executed
     string ReplicaChecksum,                   // xxHash64 of all parameters (see ReplicaChecksum); equal on all ranks
-    IReadOnlyDictionary<string, double> Eval); // "val_loss" (nats per byte) and "bits_per_byte"
+    IReadOnlyDictionary<string, double> Eval, // "val_loss" (nats per byte), "bits_per_byte", "perplexity"
+    double Mfu);                              // model FLOPs utilization over the steps this run executed (0 if none)
 
 /// <summary>The loss became NaN or infinite; nothing of that step was applied or saved.</summary>
 public sealed class TrainingDivergedException(long step, double loss, string? lastCheckpoint)
