@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Pretrain.Shared.Messages;
 using Pretrain.Shared.Recipes;
@@ -12,6 +13,8 @@ namespace Pretrain.Worker.Host;
 /// </summary>
 public sealed class TrainingSession(WorkerOptions options, DataPlaneListener listener, StderrLogger log)
 {
+    static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(500);
+
     public async Task<SessionOutcome> RunAsync(JobSpec job, GenerationStarted generation, int rank,
         Action<ReportProgress> progress, Action<ReportCheckpoint> checkpoint, CancellationToken ct)
     {
@@ -27,8 +30,16 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
             using var trainer = new Trainer(recipe, rank, peers.Count, ring, job.RunDirectory, log.Info);
             trainer.CheckpointWritten += (step, directory) =>
                 checkpoint(new ReportCheckpoint(options.WorkerId, step, directory, ManifestChecksum(directory)));
+            // The coordinator journals rank 0's progress and ignores the rest (replicas agree after every
+            // step), so only rank 0 reports, and at most twice a second plus the last step: a report per
+            // step would be a remote message and a journal write per step (50 a second for a tiny model).
+            long lastStep = Math.Min(job.MaxSteps, recipe.Steps), sentAt = 0;
             var reports = new InlineProgress<StepReport>(s =>
-                progress(new ReportProgress(options.WorkerId, generation.Generation, rank, s.Step, s.Loss, s.SamplesPerSecond)));
+            {
+                if (rank != 0 || (s.Step != lastStep && Stopwatch.GetElapsedTime(sentAt) < ProgressInterval)) return;
+                sentAt = Stopwatch.GetTimestamp();
+                progress(new ReportProgress(options.WorkerId, generation.Generation, rank, s.Step, s.Loss, s.SamplesPerSecond));
+            });
             var result = await trainer.RunAsync(job.MaxSteps, job.Resume, reports, ct);
             log.Info($"finished at step {result.Step}: loss {result.FinalLoss:0.0000}, replica checksum {result.ReplicaChecksum}");
             return new SessionOutcome.Finished(new ReportFinished(options.WorkerId, rank, result.Step, result.FinalLoss,
