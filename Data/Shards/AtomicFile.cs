@@ -9,8 +9,33 @@ namespace Pretrain.Data.Shards;
 /// </summary>
 public static class AtomicFile
 {
-    /// <summary>The temporary name for <paramref name="path"/>; the process id keeps two writers apart.</summary>
-    public static string TemporaryPath(string path) => $"{path}.tmp-{Environment.ProcessId}";
+    /// <summary>
+    /// The temporary name to write <paramref name="path"/> under; the process id keeps two writers apart.
+    /// Leftovers of writers that died mid-write (killed <c>prepare</c> runs) are removed first: they are
+    /// never mistaken for output, but a resumed run must not leave them lying beside its shards.
+    /// </summary>
+    public static string StartTemporary(string path)
+    {
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!, prefix = Path.GetFileName(path) + ".tmp-";
+        if (Directory.Exists(folder))
+            foreach (var leftover in Directory.EnumerateFiles(folder, prefix + "*"))
+                if (int.TryParse(Path.GetFileName(leftover)[prefix.Length..], out int pid) && !IsRunning(pid))
+                    File.Delete(leftover);
+        return $"{path}.tmp-{Environment.ProcessId}";
+    }
+
+    static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;   // no such process
+        }
+    }
 
     /// <summary>Renames the (already fsynced) <paramref name="temporary"/> to <paramref name="path"/> and makes the rename durable.</summary>
     public static void Publish(string temporary, string path)
@@ -22,7 +47,7 @@ public static class AtomicFile
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/> atomically (small files: index.json).</summary>
     public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
     {
-        var temporary = TemporaryPath(path);
+        var temporary = StartTemporary(path);
         using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
         {
             stream.Write(bytes);

@@ -33,7 +33,7 @@ public sealed class ShardWriter : IDisposable
         this.path = path;
         this.layout = layout;
         recordBytes = layout.RecordElements * layout.ElementBytes;
-        temporary = AtomicFile.TemporaryPath(path);
+        temporary = AtomicFile.StartTemporary(path);
         stream = new FileStream(temporary, FileMode.Create, FileAccess.ReadWrite, FileShare.None, BufferBytes);
         stream.Write(new byte[ShardFormat.HeaderBytes]); // placeholder: the header is written last
     }
