@@ -1,25 +1,42 @@
 namespace Pretrain.Shared.Recipes;
 
-// One recipe file describes a job (brief, principle 8). The records mirror the YAML one to one;
-// keys are the snake_case of the property names (`validation_fraction` ↔ ValidationFraction).
+// One recipe file describes a job (brief, principle 8). The records mirror the YAML: keys are the
+// snake_case of the property names (`validation_fraction` ↔ ValidationFraction). Sections that depend on
+// the method are small unions: a text method has TextData and a TransformerModel, a vision method
+// ImageData, a VisionModel and an Augment section; the method's own knobs live in a section named after
+// it (`simclr:`, `moco:`, `bert:`; GPT has none).
 
 /// <summary>A validated job description, as loaded by <see cref="RecipeLoader"/>.</summary>
 public sealed record Recipe(
-    string Method,               // pretraining method; "gpt" (causal language modelling) for now
-    long Seed,                   // seeds init, sample order and dropout; same seed ⇒ same run
-    long Steps,                  // total optimizer steps; the LR schedule spans these (--max-steps only stops early)
-    DataRecipe Data,             // where the samples come from
-    ModelRecipe Model,           // network shape
-    OptimizerRecipe Optimizer,   // AdamW settings
-    ScheduleRecipe Schedule,     // warmup, then cosine decay to optimizer.min_lr over `steps`
-    BatchRecipe Batch,           // global batch, split over ranks
-    CheckpointRecipe Checkpoint, // how often to write checkpoints and how many to keep
-    EvalRecipe Eval,             // end-of-run evaluation
-    RecipeSource Source)         // the file it came from (not a YAML key)
+    string Method,                 // pretraining method: gpt, bert, simclr or moco (RecipeLoader.Methods)
+    long Seed,                     // seeds init, sample order, augmentations, masking and dropout; same seed ⇒ same run
+    long Steps,                    // total optimizer steps; the LR schedule spans these (--max-steps only stops early)
+    DataRecipe Data,               // where the samples come from
+    ModelRecipe Model,             // network shape
+    MethodRecipe Options,          // the method's own settings (temperature, queue, masking…)
+    AugmentRecipe? Augment,        // vision methods only: how an image becomes a view
+    OptimizerRecipe Optimizer,     // AdamW, LARS or LAMB
+    ScheduleRecipe Schedule,       // warmup, then cosine decay to optimizer.min_lr over `steps`
+    BatchRecipe Batch,             // global batch, split over ranks and micro-steps
+    CheckpointRecipe Checkpoint,   // how often to write checkpoints and how many to keep
+    EvalRecipe Eval,               // evaluation during and at the end of the run
+    NonFiniteLoss OnNonFiniteLoss, // `on_nonfinite_loss`: stop (default) or skip the step
+    RecipeSource Source)           // the file it came from (not a YAML key)
 {
+    /// <summary>GPT and BERT read text; SimCLR and MoCo read images.</summary>
+    public bool IsVision => Data is ImageData;
+
+    /// <summary>The transformer shape of a text method.</summary>
+    public TransformerModel Transformer => Model as TransformerModel
+        ?? throw new InvalidOperationException($"method {Method} has no transformer model");
+
+    /// <summary>Samples each rank computes in one micro-step: global / (world size × accumulation).</summary>
+    public int MicroBatch(int worldSize) => Batch.Global / worldSize / Batch.Accumulation;
+
     /// <summary>
     /// Checks the combinations that depend on the world size, known only at rendezvous: the global
-    /// batch must split evenly so every rank gets the same share (and changing W keeps the batch).
+    /// batch must split evenly over ranks and micro-steps, so every rank gets the same share (and
+    /// changing W keeps the batch).
     /// </summary>
     public void ValidateForWorldSize(int worldSize)
     {
@@ -28,31 +45,98 @@ public sealed record Recipe(
         if (Batch.Global % worldSize != 0)
             throw new RecipeException(Source.Path, "batch.global",
                 $"{Batch.Global} is not divisible by the world size {worldSize}; pick a multiple of {worldSize}");
+        if (Batch.Global / worldSize % Batch.Accumulation != 0)
+            throw new RecipeException(Source.Path, "batch.accumulation",
+                $"each of {worldSize} rank(s) takes {Batch.Global / worldSize} samples, which {Batch.Accumulation} micro-steps cannot split evenly");
     }
 }
 
-/// <summary>Training text. Bytes are the tokens (vocabulary 256).</summary>
-public sealed record DataRecipe(
+/// <summary>What to do when a step's global loss or gradient norm is NaN or infinite.</summary>
+public enum NonFiniteLoss
+{
+    Stop, // fail the job with the step named; the last good checkpoint stays intact (default)
+    Skip, // drop the step's update, count it in pretrain_skipped_steps_total, go on
+}
+
+/// <summary>Training data: a text file (text methods) or a prepared image folder (vision methods).</summary>
+public abstract record DataRecipe;
+
+/// <summary>UTF-8 text; bytes are the tokens (vocabulary 256, plus BERT's special tokens above it).</summary>
+public sealed record TextData(
     string Text,                 // UTF-8 text file as written in the recipe (relative to the recipe's folder)
     string TextPath,             // Text resolved to an absolute path (not a YAML key)
-    double ValidationFraction);  // share of the file's tail held out for evaluation, in (0, 0.5]
+    double ValidationFraction)   // share of the file's tail held out for evaluation, in (0, 0.5]
+    : DataRecipe;
 
-/// <summary>GPT shape (nanoGPT's names: n_layer, n_head, n_embd, block_size).</summary>
-public sealed record ModelRecipe(
+/// <summary>A folder written by <c>pretrain prepare fashion-mnist|cifar10|images</c>: index.json and shards.</summary>
+public sealed record ImageData(
+    string Images,               // the prepared folder as written in the recipe (relative to the recipe's folder)
+    string ImagesPath)           // Images resolved to an absolute path (not a YAML key)
+    : DataRecipe;
+
+/// <summary>Network shape.</summary>
+public abstract record ModelRecipe;
+
+/// <summary>A transformer (nanoGPT's names: n_layer, n_head, n_embd, block_size): decoder for GPT, encoder for BERT.</summary>
+public sealed record TransformerModel(
     int Layers,      // transformer blocks
     int Heads,       // attention heads; must divide width
     int Width,       // embedding width (n_embd)
     int Context,     // tokens per sample (block_size)
-    double Dropout); // dropout probability in [0, 1); 0 turns dropout off
+    double Dropout)  // dropout probability in [0, 1); 0 turns dropout off
+    : ModelRecipe;
 
-/// <summary>AdamW with decoupled weight decay and global-norm gradient clipping.</summary>
+/// <summary>An image encoder and the MLP projection head of SimCLR / MoCo v2.</summary>
+public sealed record VisionModel(
+    string Encoder,        // small-cnn or resnet18 (small-image stem)
+    int ProjectionHidden,  // hidden width of the projection MLP
+    int ProjectionDim)     // output width of the projection MLP (the contrastive embedding)
+    : ModelRecipe;
+
+/// <summary>The method's own settings.</summary>
+public abstract record MethodRecipe;
+
+/// <summary>GPT causal language modelling has no settings of its own.</summary>
+public sealed record CausalLmOptions : MethodRecipe;
+
+/// <summary>BERT masked language modelling (Devlin et al. 2019, §3.1).</summary>
+public sealed record MaskedLmOptions(
+    double MaskProbability,     // share of tokens chosen for prediction (BERT: 0.15)
+    double MaskTokenFraction,   // of those, replaced by [MASK] (0.8)
+    double RandomTokenFraction) // of those, replaced by a random token (0.1); the rest stay unchanged
+    : MethodRecipe;
+
+public enum ContrastiveKind { SimClr, MoCo }
+
+/// <summary>SimCLR (section `simclr:`) or MoCo v2 (section `moco:`).</summary>
+public sealed record ContrastiveOptions(
+    ContrastiveKind Kind,
+    double Temperature,     // softmax temperature τ (SimCLR 0.1–0.5, MoCo v2 0.2)
+    bool GlobalBatchNorm,   // SimCLR: batch-norm statistics over the global batch (all workers)
+    int QueueSize,          // MoCo: keys in the queue (K); 0 for SimCLR
+    double Momentum)        // MoCo: EMA coefficient of the key encoder (0.99–0.999); 0 for SimCLR
+    : MethodRecipe;
+
+/// <summary>How an image becomes a view (SimCLR appendix A, sized for small images).</summary>
+public sealed record AugmentRecipe(
+    double[] CropScale,          // [min, max] area fraction of the random resized crop
+    double FlipProbability,      // horizontal flip
+    double JitterProbability,    // brightness/contrast jitter applied with this probability
+    double Brightness,           // factor drawn in [1 − b, 1 + b]
+    double Contrast,             // factor drawn in [1 − c, 1 + c]
+    double GrayscaleProbability, // colour images only
+    double BlurProbability);     // Gaussian blur, σ in [0.1, 2]
+
+/// <summary>AdamW, LARS or LAMB, with global-norm gradient clipping.</summary>
 public sealed record OptimizerRecipe(
-    string Name,        // "adamw" (the only one for now)
+    string Name,        // adamw, lars or lamb
     double Lr,          // peak learning rate, reached at the end of warmup
     double MinLr,       // floor of the cosine decay, in [0, lr]
-    double[] Betas,     // [beta1, beta2], each in [0, 1)
-    double Eps,         // added to sqrt(v) for stability, > 0
-    double WeightDecay, // decoupled decay on matrix weights, >= 0
+    double[] Betas,     // adamw/lamb: [beta1, beta2], each in [0, 1)
+    double Momentum,    // lars: heavy-ball momentum in [0, 1)
+    double Eta,         // lars: trust coefficient η
+    double Eps,         // added to denominators for stability, > 0
+    double WeightDecay, // decoupled decay, >= 0; never on biases and norms (see the method's exclusions)
     double GradClip);   // max global L2 norm of the gradient; 0 turns clipping off
 
 /// <summary>LR schedule: linear warmup from 0 then cosine to min_lr at `steps`.</summary>
@@ -61,16 +145,20 @@ public sealed record ScheduleRecipe(
 
 /// <summary>Batch sizes, in samples.</summary>
 public sealed record BatchRecipe(
-    int Global); // samples per step over all ranks; each rank takes global / world_size
+    int Global,        // samples per optimizer step over all ranks; each rank takes global / world_size
+    int Accumulation); // micro-steps per step (default 1); gradients cross the network only after the last
 
 /// <summary>Checkpoint policy; rank 0 writes, atomically.</summary>
 public sealed record CheckpointRecipe(
     long Every, // write every N steps (and at the end)
     int Keep);  // keep the newest K checkpoints, delete older ones
 
-/// <summary>Evaluation at the end of the run on the held-out tail.</summary>
+/// <summary>Evaluation: text methods on the held-out tail, vision methods by a kNN monitor on the test split.</summary>
 public sealed record EvalRecipe(
-    int Batches); // validation batches of batch.global samples each
+    int Batches, // text: validation batches of batch.global samples at the end; vision: 0 (unused)
+    long Every,  // evaluate every N steps as well as at the end; 0 = only at the end
+    int KnnK,    // vision: neighbours of the kNN monitor (200)
+    double KnnTemperature); // vision: temperature of its weighted vote (0.07)
 
 /// <summary>Where a recipe came from: the file, its text (saved into checkpoints) and its hash.</summary>
 public sealed record RecipeSource(

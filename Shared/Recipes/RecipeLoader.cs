@@ -3,8 +3,12 @@ namespace Pretrain.Shared.Recipes;
 /// <summary>Loads and validates a recipe file. Every error names the file and the field.</summary>
 public static class RecipeLoader
 {
-    /// <summary>Methods the loop knows; SimCLR, MoCo and BERT join as plug-ins later (brief, principle 7).</summary>
-    public static readonly IReadOnlyList<string> Methods = ["gpt"];
+    /// <summary>The methods the loop knows (brief, principle 7).</summary>
+    public static readonly IReadOnlyList<string> Methods = ["gpt", "bert", "simclr", "moco"];
+
+    public static readonly IReadOnlyList<string> VisionMethods = ["simclr", "moco"];
+    public static readonly IReadOnlyList<string> Encoders = ["small-cnn", "resnet18"];
+    public static readonly IReadOnlyList<string> Optimizers = ["adamw", "lars", "lamb"];
 
     public static Recipe Load(string file)
     {
@@ -19,33 +23,83 @@ public static class RecipeLoader
     {
         var root = YamlSection.Root(path, text);
         var folder = System.IO.Path.GetDirectoryName(path) ?? ".";
+        string Resolve(string relative) => System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, relative));
 
         var method = root.String("method");
         if (!Methods.Contains(method))
             throw root.Fail("method", $"unknown method '{method}'; supported: {string.Join(", ", Methods)}");
+        var vision = VisionMethods.Contains(method);
         var seed = root.Long("seed", 0);
         var steps = root.Long("steps", 1);
 
         var d = root.Section("data");
-        var textFile = d.String("text");
-        var data = new DataRecipe(textFile, System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, textFile)),
-            d.Double("validation_fraction", 0, 0.5, minExclusive: true));
+        DataRecipe data;
+        if (vision)
+        {
+            d.Forbid("text", $"{method} trains on images: give data.images, a folder written by `pretrain prepare fashion-mnist` (or cifar10, images)");
+            var images = d.String("images");
+            data = new ImageData(images, Resolve(images));
+        }
+        else
+        {
+            d.Forbid("images", $"{method} trains on text: give data.text, a UTF-8 text file");
+            var textFile = d.String("text");
+            data = new TextData(textFile, Resolve(textFile), d.Double("validation_fraction", 0, 0.5, minExclusive: true));
+        }
         d.RejectUnknown();
 
         var m = root.Section("model");
-        var model = new ModelRecipe(m.Int("layers", 1, 1024), m.Int("heads", 1, 1024), m.Int("width", 1, 1 << 16),
-            m.Int("context", 1, 1 << 20), m.Double("dropout", 0, 0.99));
-        if (model.Width % model.Heads != 0)
-            throw m.Fail("heads", $"width {model.Width} is not divisible by heads {model.Heads}");
+        ModelRecipe model;
+        if (vision)
+        {
+            model = new VisionModel(m.Choice("encoder", Encoders), m.Int("projection_hidden", 1, 1 << 16, 512), m.Int("projection_dim", 1, 1 << 16, 128));
+        }
+        else
+        {
+            var shape = new TransformerModel(m.Int("layers", 1, 1024), m.Int("heads", 1, 1024), m.Int("width", 1, 1 << 16),
+                m.Int("context", 1, 1 << 20), m.Double("dropout", 0, 0.99));
+            if (shape.Width % shape.Heads != 0)
+                throw m.Fail("heads", $"width {shape.Width} is not divisible by heads {shape.Heads}");
+            model = shape;
+        }
         m.RejectUnknown();
 
+        var options = ReadMethodOptions(root, method);
+
+        AugmentRecipe? augment = null;
+        if (vision)
+        {
+            var a = root.OptionalSection("augment");
+            augment = new AugmentRecipe(a.Doubles("crop_scale", 2, 0, 1.0000001, [0.2, 1.0]), a.Double("flip_probability", 0, 1, 0.5),
+                a.Double("jitter_probability", 0, 1, 0.8), a.Double("brightness", 0, 1, 0.4), a.Double("contrast", 0, 1, 0.4),
+                a.Double("grayscale_probability", 0, 1, 0.2), a.Double("blur_probability", 0, 1, 0.0));
+            if (!(augment.CropScale[0] > 0 && augment.CropScale[0] <= augment.CropScale[1]))
+                throw a.Fail("crop_scale", $"expected [min, max] with 0 < min <= max <= 1, got [{augment.CropScale[0]}, {augment.CropScale[1]}]");
+            a.RejectUnknown();
+        }
+        else
+            root.Forbid("augment", $"{method} trains on text; augment is for simclr and moco");
+
         var o = root.Section("optimizer");
-        var name = o.String("name");
-        if (name != "adamw")
-            throw o.Fail("name", $"unknown optimizer '{name}'; supported: adamw");
+        var name = o.Choice("name", Optimizers);
         var lr = o.Double("lr", 0, double.MaxValue, minExclusive: true);
-        var optimizer = new OptimizerRecipe(name, lr, o.Double("min_lr", 0, lr), o.Doubles("betas", 2, 0, 1),
-            o.Double("eps", 0, 1, minExclusive: true), o.Double("weight_decay", 0, 10), o.Double("grad_clip", 0, double.MaxValue));
+        var minLr = o.Double("min_lr", 0, lr);
+        double[] betas = [0.9, 0.999];
+        double momentum = 0, eta = 0;
+        if (name == "lars")
+        {
+            o.Forbid("betas", "lars takes momentum (and eta), not betas");
+            momentum = o.Double("momentum", 0, 0.999999, 0.9);
+            eta = o.Double("eta", 0, 1, 0.001, minExclusive: true);
+        }
+        else
+        {
+            o.Forbid("momentum", $"{name} takes betas, not momentum");
+            o.Forbid("eta", $"eta is the trust coefficient of lars, not of {name}");
+            betas = o.Doubles("betas", 2, 0, 1, betas);
+        }
+        var optimizer = new OptimizerRecipe(name, lr, minLr, betas, momentum, eta,
+            o.Double("eps", 0, 1, 1e-8, minExclusive: true), o.Double("weight_decay", 0, 10), o.Double("grad_clip", 0, double.MaxValue, 0));
         o.RejectUnknown();
 
         var s = root.Section("schedule");
@@ -53,20 +107,70 @@ public static class RecipeLoader
         s.RejectUnknown();
 
         var b = root.Section("batch");
-        var batch = new BatchRecipe(b.Int("global", 1));
+        var batch = new BatchRecipe(b.Int("global", 1), b.Int("accumulation", 1, 1 << 16, 1));
+        if (batch.Global % batch.Accumulation != 0)
+            throw b.Fail("accumulation", $"{batch.Accumulation} micro-steps cannot split batch.global {batch.Global} evenly");
+        if (options is ContrastiveOptions { Kind: ContrastiveKind.MoCo, QueueSize: var queue } && queue % batch.Global != 0)
+            throw root.Fail("moco.queue_size", $"{queue} is not a multiple of batch.global {batch.Global}: the queue advances by a whole global batch of keys per step");
         b.RejectUnknown();
 
         var c = root.Section("checkpoint");
         var checkpoint = new CheckpointRecipe(c.Long("every", 1), c.Int("keep", 1));
         c.RejectUnknown();
 
-        var e = root.Section("eval");
-        var eval = new EvalRecipe(e.Int("batches", 1));
+        var e = vision ? root.OptionalSection("eval") : root.Section("eval");
+        EvalRecipe eval;
+        if (vision)
+        {
+            e.Forbid("batches", $"{method} is evaluated by the kNN monitor on the test split; batches is for text methods");
+            eval = new EvalRecipe(0, e.Long("every", 0, long.MaxValue, 0), e.Int("knn_k", 1, 100_000, 200),
+                e.Double("knn_temperature", 0, 100, 0.07, minExclusive: true));
+        }
+        else
+        {
+            e.Forbid("knn_k", "the kNN monitor is for vision methods");
+            e.Forbid("knn_temperature", "the kNN monitor is for vision methods");
+            eval = new EvalRecipe(e.Int("batches", 1), e.Long("every", 0, long.MaxValue, 0), 0, 0);
+        }
         e.RejectUnknown();
+
+        var onNonFinite = root.Choice("on_nonfinite_loss", ["stop", "skip"], "stop") == "skip" ? NonFiniteLoss.Skip : NonFiniteLoss.Stop;
         root.RejectUnknown();
 
-        var recipe = new Recipe(method, seed, steps, data, model, optimizer, schedule, batch, checkpoint, eval,
-            new RecipeSource(path, text, ""));
-        return recipe with { Source = recipe.Source with { Hash = RecipeHash.Of(recipe) } };
+        var recipe = new Recipe(method, seed, steps, data, model, options, augment, optimizer, schedule, batch, checkpoint, eval,
+            onNonFinite, new RecipeSource(path, text, RecipeHash.Of(root.Values)));
+        return recipe;
+    }
+
+    /// <summary>The section named after the method, with the reference defaults; other methods' sections are refused.</summary>
+    private static MethodRecipe ReadMethodOptions(YamlSection root, string method)
+    {
+        foreach (var other in Methods.Where(x => x != method && x != "gpt"))
+            root.Forbid(other, $"this recipe's method is {method}; the {other} section belongs to method {other}");
+        root.Forbid("gpt", "gpt has no settings of its own");
+        if (method == "gpt")
+            return new CausalLmOptions();
+
+        var section = root.OptionalSection(method);
+        MethodRecipe options = method switch
+        {
+            "bert" => ReadMaskedLm(section),
+            "simclr" => new ContrastiveOptions(ContrastiveKind.SimClr, section.Double("temperature", 0, 100, 0.1, minExclusive: true),
+                section.Bool("global_batch_norm", true), 0, 0),
+            _ => new ContrastiveOptions(ContrastiveKind.MoCo, section.Double("temperature", 0, 100, 0.2, minExclusive: true), false,
+                section.Int("queue_size", 1, 1 << 24, 65536), section.Double("momentum", 0, 1, 0.999)),
+        };
+        section.RejectUnknown();
+        return options;
+    }
+
+    private static MaskedLmOptions ReadMaskedLm(YamlSection section)
+    {
+        var options = new MaskedLmOptions(section.Double("mask_probability", 0, 1, 0.15, minExclusive: true),
+            section.Double("mask_token_fraction", 0, 1, 0.8), section.Double("random_token_fraction", 0, 1, 0.1));
+        if (options.MaskTokenFraction + options.RandomTokenFraction > 1)
+            throw section.Fail("random_token_fraction",
+                $"mask_token_fraction {options.MaskTokenFraction} + random_token_fraction {options.RandomTokenFraction} exceeds 1");
+        return options;
     }
 }

@@ -8,9 +8,15 @@ namespace Pretrain.Shared.Recipes;
 /// <see cref="RejectUnknown"/> turns any key nobody asked for into an "unknown field" error, so a typo
 /// such as <c>warmup_step</c> fails on load instead of silently taking a default.
 /// </summary>
-internal sealed class YamlSection(string file, string path, YamlMappingNode node)
+internal sealed class YamlSection(string file, string path, YamlMappingNode node, SortedDictionary<string, string> values)
 {
     private readonly HashSet<string> _read = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Every value read so far, by dotted path, normalized (numbers in invariant round-trip form, defaults
+    /// filled in) and shared by all sections of one file: what <see cref="RecipeHash"/> hashes.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Values => values;
 
     public static YamlSection Root(string file, string text)
     {
@@ -22,23 +28,76 @@ internal sealed class YamlSection(string file, string path, YamlMappingNode node
         }
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode map)
             throw new RecipeException(file, "(root)", "expected a mapping of fields such as `method: gpt`");
-        return new YamlSection(file, "", map);
+        return new YamlSection(file, "", map, new SortedDictionary<string, string>(StringComparer.Ordinal));
     }
+
+    /// <summary>The mapping at <paramref name="key"/>, or an empty one when the key is absent (all its fields take their defaults).</summary>
+    public YamlSection OptionalSection(string key) => Has(key) ? Section(key) : new YamlSection(file, Path(key), new YamlMappingNode(), values).Marked(this, key);
+
+    private YamlSection Marked(YamlSection parent, string key)
+    {
+        parent._read.Add(key);
+        return this;
+    }
+
+    /// <summary>Whether <paramref name="key"/> is present (reading it later still marks it known).</summary>
+    public bool Has(string key) => node.Children.ContainsKey(new YamlScalarNode(key));
+
+    /// <summary>Marks <paramref name="key"/> as known without reading it, so RejectUnknown lists it.</summary>
+    public void Known(string key) => _read.Add(key);
 
     public YamlSection Section(string key) => Node(key) switch
     {
-        YamlMappingNode map => new YamlSection(file, Path(key), map),
+        YamlMappingNode map => new YamlSection(file, Path(key), map, values),
         var other => throw Wrong(key, other, "a mapping of fields"),
     };
 
-    public string String(string key) => Scalar(key, "a string");
+    public string String(string key) => Record(key, Scalar(key, "a string"));
+
+    /// <summary>One of <paramref name="allowed"/>, or a "did you mean" error listing them.</summary>
+    public string Choice(string key, IReadOnlyList<string> allowed, string? fallback = null)
+    {
+        if (fallback is not null && !Has(key))
+        {
+            _read.Add(key);
+            return Record(key, fallback);
+        }
+        var value = String(key);
+        if (!allowed.Contains(value))
+            throw Fail(key, $"'{value}' is not one of: {string.Join(", ", allowed)}");
+        return value;
+    }
+
+    public string String(string key, string fallback) => Has(key) ? String(key) : Default(key, fallback);
+
+    public long Long(string key, long min, long max, long fallback) => Has(key) ? Long(key, min, max) : Default(key, fallback);
+
+    public int Int(string key, int min, int max, int fallback) => Has(key) ? Int(key, min, max) : Default(key, fallback);
+
+    public double Double(string key, double min, double max, double fallback, bool minExclusive = false) =>
+        Has(key) ? Double(key, min, max, minExclusive) : Default(key, fallback);
+
+    public bool Bool(string key, bool fallback)
+    {
+        if (!Has(key)) return Default(key, fallback);
+        var text = Scalar(key, "true or false");
+        return text switch
+        {
+            "true" => Record(key, true),
+            "false" => Record(key, false),
+            _ => throw Fail(key, $"expected true or false, got '{text}'"),
+        };
+    }
+
+    public double[] Doubles(string key, int count, double min, double max, double[] fallback) =>
+        Has(key) ? Doubles(key, count, min, max) : Default(key, fallback);
 
     public long Long(string key, long min, long max = long.MaxValue)
     {
         var text = Scalar(key, "an integer");
         if (!long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value))
             throw Fail(key, $"expected an integer, got '{text}'");
-        return InRange(key, value, min, max);
+        return Record(key, InRange(key, value, min, max));
     }
 
     public int Int(string key, int min, int max = int.MaxValue) => (int)Long(key, min, max);
@@ -48,22 +107,22 @@ internal sealed class YamlSection(string file, string path, YamlMappingNode node
         var text = Scalar(key, "a number");
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
             throw Fail(key, $"expected a number, got '{text}'");
-        return InRange(key, value, min, max, minExclusive);
+        return Record(key, InRange(key, value, min, max, minExclusive));
     }
 
     public double[] Doubles(string key, int count, double min, double max)
     {
         if (Node(key) is not YamlSequenceNode seq || seq.Children.Count != count)
             throw Fail(key, $"expected a list of {count} numbers, such as [0.9, 0.95]");
-        var values = new double[count];
+        var numbers = new double[count];
         for (var i = 0; i < count; i++)
         {
             var text = (seq.Children[i] as YamlScalarNode)?.Value;
-            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]))
+            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out numbers[i]))
                 throw Fail($"{key}[{i}]", $"expected a number, got '{text}'");
-            InRange($"{key}[{i}]", values[i], min, max, minExclusive: false, maxExclusive: true);
+            InRange($"{key}[{i}]", numbers[i], min, max, minExclusive: false, maxExclusive: true);
         }
-        return values;
+        return Record(key, numbers);
     }
 
     /// <summary>Fails on the first key that no Read call consumed.</summary>
@@ -78,6 +137,34 @@ internal sealed class YamlSection(string file, string path, YamlMappingNode node
     }
 
     public RecipeException Fail(string key, string problem) => new(file, Path(key), problem);
+
+    /// <summary>Fails when the section is present: it belongs to another method.</summary>
+    public void Forbid(string key, string reason)
+    {
+        _read.Add(key);
+        if (Has(key))
+            throw Fail(key, reason);
+    }
+
+    private T Default<T>(string key, T fallback)
+    {
+        _read.Add(key);
+        return Record(key, fallback);
+    }
+
+    private T Record<T>(string key, T value)
+    {
+        values[Path(key)] = value switch
+        {
+            double d => Number(d),
+            double[] list => string.Join(",", list.Select(Number)),
+            bool b => b ? "true" : "false",
+            _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
+        };
+        return value;
+    }
+
+    private static string Number(double d) => d.ToString("R", CultureInfo.InvariantCulture);
 
     private T InRange<T>(string key, T value, T min, T max, bool minExclusive = false, bool maxExclusive = false)
         where T : IComparable<T>

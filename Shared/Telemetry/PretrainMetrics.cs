@@ -42,6 +42,13 @@ public static class PretrainMetrics
     public static readonly Counter CollectiveFailuresTotal = Metrics.CreateCounter(
         "pretrain_collective_failures_total", "Collectives that failed (peer lost or timed out).");
 
+    public static readonly Counter SkippedStepsTotal = Metrics.CreateCounter(
+        "pretrain_skipped_steps_total", "Steps whose update was dropped because the loss or gradient was NaN or infinite (on_nonfinite_loss: skip).");
+
+    public static readonly Gauge Eval = Metrics.CreateGauge(
+        "pretrain_eval", "Latest evaluation result by metric: val_loss, bits_per_byte, masked_accuracy, knn_accuracy, linear_probe_accuracy…",
+        new GaugeConfiguration { LabelNames = ["metric"] });
+
     /// <summary>Phase label values of <see cref="StepPhaseSeconds"/>.</summary>
     public static class Phase
     {

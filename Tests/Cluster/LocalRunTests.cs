@@ -72,7 +72,7 @@ public sealed class LocalRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
 
     static Gpt LoadWeights(Recipe recipe, string checkpoint)
     {
-        var model = new Gpt(recipe.Model, seed: 0);
+        var model = new Gpt(recipe.Transformer, seed: 0);
         using (no_grad())
             TensorFile.Read(Path.Combine(checkpoint, CheckpointStore.ModelFile),
                 model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter));

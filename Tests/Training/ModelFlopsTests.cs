@@ -11,7 +11,7 @@ public class ModelFlopsTests
     {
         // GPT-2 small as nanoGPT counts it: 124.4 M parameters, of which 1024x768 are position
         // embeddings; 12 layers, 12 heads of 64, context 1024.
-        var shape = new ModelRecipe(Layers: 12, Heads: 12, Width: 768, Context: 1024, Dropout: 0);
+        var shape = new TransformerModel(Layers: 12, Heads: 12, Width: 768, Context: 1024, Dropout: 0);
         long parameters = 124_439_808;
         double expected = 6.0 * (parameters - 1024 * 768) + 12.0 * 12 * 12 * 64 * 1024;
         Assert.Equal(expected, ModelFlops.PerToken(shape, parameters));

@@ -17,7 +17,7 @@ public class RecipeTests
         var r = RecipeLoader.Load(File_);
         Assert.Equal("gpt", r.Method);
         Assert.Equal(30, r.Steps);
-        Assert.Equal((2, 2, 64, 64, 0.0), (r.Model.Layers, r.Model.Heads, r.Model.Width, r.Model.Context, r.Model.Dropout));
+        Assert.Equal((2, 2, 64, 64, 0.0), (r.Transformer.Layers, r.Transformer.Heads, r.Transformer.Width, r.Transformer.Context, r.Transformer.Dropout));
         Assert.Equal([0.9, 0.95], r.Optimizer.Betas);
         Assert.Equal(12, r.Batch.Global);
         Assert.Equal((10L, 3), (r.Checkpoint.Every, r.Checkpoint.Keep));
@@ -28,7 +28,7 @@ public class RecipeTests
 
     [Fact]
     public void Relative_data_path_resolves_against_the_recipe_folder() =>
-        Assert.Equal(Path.Combine(TestRecipes.RepositoryRoot, "data", "kjv.txt"), RecipeLoader.Load(File_).Data.TextPath);
+        Assert.Equal(Path.Combine(TestRecipes.RepositoryRoot, "data", "kjv.txt"), ((TextData)RecipeLoader.Load(File_).Data).TextPath);
 
     [Fact]
     public void Unknown_field_is_rejected_naming_the_field_and_file()
@@ -54,7 +54,7 @@ public class RecipeTests
     [InlineData("heads", "3", "model.heads: width 64 is not divisible by heads 3")]  // impossible combination
     [InlineData("min_lr", "0.1", "optimizer.min_lr: 0.1 is out of range")]           // above lr
     [InlineData("warmup_steps", "31", "schedule.warmup_steps: 31 is out of range")]  // beyond steps
-    [InlineData("method", "simclr", "method: unknown method 'simclr'; supported: gpt")]
+    [InlineData("method", "dino", "method: unknown method 'dino'; supported: gpt, bert, simclr, moco")]
     public void Bad_value_is_rejected_naming_the_field(string key, string value, string expected) =>
         Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
 

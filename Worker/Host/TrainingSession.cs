@@ -27,7 +27,7 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
             await ring.ConnectAsync(ct);
             log.Info($"generation {generation.Generation}: rank {rank} of {peers.Count}, ring connected");
 
-            using var trainer = new Trainer(recipe, rank, peers.Count, ring, job.RunDirectory, log.Info);
+            using var trainer = new Trainer(recipe, rank, peers.Count, ring, job.RunDirectory, log.Info, options.Timeout);
             trainer.CheckpointWritten += (step, directory) =>
                 checkpoint(new ReportCheckpoint(options.WorkerId, step, directory, ManifestChecksum(directory)));
             // The coordinator journals rank 0's progress and ignores the rest (replicas agree after every

@@ -21,9 +21,9 @@ public sealed class Gpt : Module<Tensor, Tensor>
     private readonly LayerNorm finalNorm;
     private readonly double dropout;
 
-    public ModelRecipe Shape { get; }
+    public TransformerModel Shape { get; }
 
-    public Gpt(ModelRecipe shape, long seed) : base(nameof(Gpt))
+    public Gpt(TransformerModel shape, long seed) : base(nameof(Gpt))
     {
         Shape = shape;
         dropout = shape.Dropout;

@@ -18,7 +18,7 @@ public sealed class GptBlock : Module<Tensor, Tensor>
     private readonly int heads;
     private readonly double dropout;
 
-    public GptBlock(ModelRecipe shape) : base(nameof(GptBlock))
+    public GptBlock(TransformerModel shape) : base(nameof(GptBlock))
     {
         heads = shape.Heads;
         dropout = shape.Dropout;

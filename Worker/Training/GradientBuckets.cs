@@ -12,7 +12,9 @@ namespace Pretrain.Worker.Training;
 /// allreduced in place through <see cref="ICollectives.AllReduceSumAsync"/> on its native memory, divided
 /// by the world size and copied back into <c>.grad</c>. The step's loss rides along in one extra float at
 /// the end of the last bucket, so the global mean loss costs no extra collective. Buckets, views and
-/// memories are made once; a step allocates nothing but the <c>.grad</c> handles. World size 1 skips it all.
+/// memories are made once; a step allocates nothing but the <c>.grad</c> handles. World size 1 skips the
+/// network. With gradient accumulation the gradients of the micro-steps add up in <c>.grad</c> and cross
+/// the network once, after the last (DDP's <c>no_sync</c>); Unpack divides by world size × micro-steps.
 /// </summary>
 public sealed class GradientBuckets : IDisposable
 {
@@ -24,16 +26,20 @@ public sealed class GradientBuckets : IDisposable
 
     private readonly ICollectives _collectives;
     private readonly Bucket[] _buckets;
-    private readonly Scalar _inverseWorldSize;
-    private double _localLoss; // world size 1: the loss passes through unreduced
+    private readonly IReadOnlyList<Parameter> _parameters;
+    private readonly int _microSteps;
+    private readonly Scalar _inverseCount; // 1 / (world size × micro-steps)
+    private double _localLoss; // world size 1: the loss does not cross the network
 
     public int Count => _buckets.Length;
 
     /// <param name="parameters">In a fixed order, the same on every rank.</param>
-    public GradientBuckets(IReadOnlyList<Parameter> parameters, ICollectives collectives)
+    /// <param name="microSteps">Micro-steps whose gradients (and losses) are summed before each reduction.</param>
+    public GradientBuckets(IReadOnlyList<Parameter> parameters, ICollectives collectives, int microSteps = 1)
     {
-        _collectives = collectives;
-        _inverseWorldSize = (1.0 / collectives.WorldSize).ToScalar();
+        ArgumentOutOfRangeException.ThrowIfLessThan(microSteps, 1);
+        (_collectives, _parameters, _microSteps) = (collectives, parameters, microSteps);
+        _inverseCount = (1.0 / ((double)collectives.WorldSize * microSteps)).ToScalar();
         var plan = collectives.WorldSize == 1 ? [] : Plan(parameters);
         _buckets = plan.Select((members, i) => Make(members, withLossSlot: i == plan.Count - 1)).ToArray();
     }
@@ -42,7 +48,7 @@ public sealed class GradientBuckets : IDisposable
     // per thread, and an await may resume on another thread. Pack and Unpack run inside the step's
     // scopes; ReduceAsync touches only native memory through ICollectives.
 
-    /// <summary>Copies the gradients into the buckets and the local loss into the loss slot.</summary>
+    /// <summary>Copies the gradients into the buckets and the sum of the micro-steps' local losses into the loss slot.</summary>
     public void Pack(double localLoss)
     {
         if (_buckets.Length == 0)
@@ -67,22 +73,30 @@ public sealed class GradientBuckets : IDisposable
             await _collectives.AllReduceSumAsync(bucket.Memory.Memory, ct);
     }
 
-    /// <summary>Divides by the world size, copies the averages back into <c>.grad</c>; returns the global mean loss.</summary>
+    /// <summary>Divides by world size × micro-steps, copies the averages back into <c>.grad</c>; returns the global mean loss.</summary>
     public double Unpack()
     {
-        if (_buckets.Length == 0)
-            return _localLoss;
         using var noGrad = no_grad();
+        if (_buckets.Length == 0)
+        {
+            if (_microSteps > 1)
+                foreach (var p in _parameters)
+                {
+                    using var grad = p.grad;
+                    grad?.mul_(_inverseCount);
+                }
+            return _localLoss / _microSteps;
+        }
         foreach (var bucket in _buckets)
         {
-            bucket.Flat.mul_(_inverseWorldSize);
+            bucket.Flat.mul_(_inverseCount);
             foreach (var e in bucket.Entries)
             {
                 using var grad = e.Parameter.grad;
                 grad?.copy_(e.View);
             }
         }
-        return _buckets[^1].Memory.GetSpan()[^1]; // already divided by the world size with the gradients
+        return _buckets[^1].Memory.GetSpan()[^1]; // already divided with the gradients
     }
 
     /// <summary>Groups consecutive parameters until a bucket reaches its cap (1 MiB first, then 25 MiB).</summary>
@@ -130,6 +144,6 @@ public sealed class GradientBuckets : IDisposable
                 e.View.Dispose();
             bucket.Flat.Dispose();
         }
-        _inverseWorldSize.Dispose();
+        _inverseCount.Dispose();
     }
 }

@@ -15,7 +15,7 @@ public static class ModelFlops
     /// parameters without the position embedding (a lookup, not a matmul), L layers, H heads of size Q,
     /// and T the context.
     /// </summary>
-    public static double PerToken(ModelRecipe shape, long parameters)
+    public static double PerToken(TransformerModel shape, long parameters)
     {
         long nonEmbedding = parameters - (long)shape.Context * shape.Width;
         long headSize = shape.Width / shape.Heads;

@@ -14,12 +14,12 @@ public sealed record TrainingResult(
     double FinalLoss,                         // global mean loss of the last step
     double SamplesPerSecond,                  // global samples / wall time, over the steps this run executed
     string ReplicaChecksum,                   // xxHash64 of all parameters (see ReplicaChecksum); equal on all ranks
-    IReadOnlyDictionary<string, double> Eval, // "val_loss" (nats per byte), "bits_per_byte", "perplexity"
+    IReadOnlyDictionary<string, double> Eval, // the method's evaluation: GPT "val_loss", "bits_per_byte", "perplexity"; …
     double Mfu);                              // model FLOPs utilization over the steps this run executed (0 if none)
 
 /// <summary>The loss became NaN or infinite; nothing of that step was applied or saved.</summary>
-public sealed class TrainingDivergedException(long step, double loss, string? lastCheckpoint)
-    : Exception($"training diverged at step {step}: global loss is {loss}; the weights were not updated and " +
+public sealed class TrainingDivergedException(long step, double loss, double gradientNorm, string? lastCheckpoint)
+    : Exception($"training diverged at step {step}: global loss is {loss}, gradient norm {gradientNorm}; the weights were not updated and " +
                 (lastCheckpoint is null ? "no checkpoint was written yet" : $"the last good checkpoint is {lastCheckpoint}"))
 {
     public long Step { get; } = step;

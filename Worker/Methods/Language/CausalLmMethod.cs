@@ -1,0 +1,100 @@
+using Pretrain.Data;
+using Pretrain.Data.Sampling;
+using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models;
+using Pretrain.Worker.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Methods.Language;
+
+/// <summary>
+/// GPT causal language modelling on bytes (nanoGPT's recipe): each sample is a window of context + 1
+/// bytes of the training text, the loss is next-byte cross-entropy. Evaluated on the held-out tail:
+/// validation loss, bits per byte and perplexity. Needs no collective of its own.
+/// </summary>
+public sealed class CausalLmMethod : IPretrainingMethod
+{
+    private readonly MethodContext _context;
+    private readonly TransformerModel _shape;
+    private readonly ByteTextCorpus _corpus;
+    private readonly Gpt _model;
+    private readonly TokenBatch _batch;
+
+    public CausalLmMethod(MethodContext context)
+    {
+        _context = context;
+        var recipe = context.Recipe;
+        _shape = recipe.Transformer;
+        var data = (TextData)recipe.Data;
+        _corpus = new ByteTextCorpus(data.TextPath, _shape.Context, data.ValidationFraction);
+        _model = new Gpt(_shape, recipe.Seed);
+        _batch = new TokenBatch(_corpus, recipe.MicroBatch(context.WorldSize));
+        Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
+        FlopsPerSample = ModelFlops.PerToken(_shape, Parameters.Sum(p => p.Parameter.numel())) * _shape.Context;
+    }
+
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<(string Name, Tensor Tensor)> State => [];
+    public long TrainSamples => _corpus.TrainSamples;
+    public double FlopsPerSample { get; }
+
+    public bool Decays(string name, Tensor parameter) => Gpt.UsesWeightDecay(name, parameter);
+
+    public Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    {
+        using var scope = NewDisposeScope();
+        if (_shape.Dropout > 0) // dropout is seeded per (step, rank, micro-step): brief, principle 4
+            manual_seed((long)(SplitMix64.Combine((ulong)_context.Recipe.Seed, (ulong)batch.Step,
+                (ulong)(_context.Rank * batch.MicroSteps + batch.MicroStep)) >> 1));
+        batch.SampleIds.Span.CopyTo(_batch.Ids);
+        _batch.Load(Split.Train);
+        _context.Phases.Lap(StepPhase.Data);
+        var loss = _model.Loss(_batch.Inputs, _batch.Targets); // (b, T) → scalar
+        _context.Phases.Lap(StepPhase.Forward);
+        loss.backward();
+        _context.Phases.Lap(StepPhase.Backward);
+        return Task.FromResult((double)loss.item<float>());
+    }
+
+    public void AfterUpdate(long step) { }
+
+    /// <summary>
+    /// Mean loss over the first <c>eval.batches</c> global batches of the validation split, in file order
+    /// (wrapping round when the split is short); each rank evaluates its part and the sums are allreduced.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct)
+    {
+        var recipe = _context.Recipe;
+        int world = _context.WorldSize, micro = _batch.Ids.Length, perRank = recipe.Batch.Global / world;
+        var total = new float[1];
+        long chunks = 0;
+        _model.eval();
+        for (var i = 0; i < recipe.Eval.Batches; i++)
+            for (var k = 0; k < perRank / micro; k++, chunks++)
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                for (var j = 0; j < micro; j++)
+                    _batch.Ids[j] = ((long)i * recipe.Batch.Global + (long)_context.Rank * perRank + k * micro + j) % _corpus.ValidationSamples;
+                _batch.Load(Split.Validation);
+                total[0] += _model.Loss(_batch.Inputs, _batch.Targets).item<float>();
+            }
+        _model.train();
+        if (world > 1)
+            await _context.Collectives.AllReduceSumAsync(total, ct);
+        var valLoss = total[0] / ((double)chunks * world);
+        return new Dictionary<string, double>
+        {
+            ["val_loss"] = valLoss,
+            ["bits_per_byte"] = valLoss / Math.Log(2),
+            ["perplexity"] = Math.Exp(valLoss),
+        };
+    }
+
+    public void Dispose()
+    {
+        _batch.Dispose();
+        _model.Dispose();
+    }
+}
