@@ -16,6 +16,8 @@ public sealed record RunSummary
     public required int WorldSize { get; init; }
     public required long Steps { get; init; }
     public required double FinalLoss { get; init; }
+    /// <summary>Global loss of the first step this run executed (after a resume: the first step after it).</summary>
+    public double FirstLoss { get; init; } = double.NaN;
     public required double SamplesPerSecond { get; init; }
     /// <summary>Model FLOPs utilization against the matmul peak measured on the workers' machine (GPT).</summary>
     public double Mfu { get; init; }
@@ -47,6 +49,7 @@ public sealed record RunSummary
             WorldSize = outcome.Job?.WorldSize ?? ranks.Count,
             Steps = rank0?.Step ?? outcome.Steps,
             FinalLoss = rank0?.FinalLoss ?? double.NaN,
+            FirstLoss = rank0?.FirstLoss ?? double.NaN,
             SamplesPerSecond = rank0?.SamplesPerSecond ?? 0,
             Mfu = rank0?.Mfu ?? 0,
             ReplicaChecksums = ranks.ToDictionary(r => r.Rank.ToString(), r => r.ReplicaChecksum),

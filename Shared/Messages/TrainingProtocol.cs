@@ -42,7 +42,8 @@ public sealed record ReportFinished(
     [property: Key(4)] double SamplesPerSecond,
     [property: Key(5)] string ReplicaChecksum,
     [property: Key(6)] IReadOnlyDictionary<string, double> Eval,
-    [property: Key(7)] double Mfu = 0) : IPretrainMessage;
+    [property: Key(7)] double Mfu = 0,
+    [property: Key(8)] double FirstLoss = double.NaN) : IPretrainMessage; // loss of the first step this session ran
 
 /// <summary>A rank failed for a reason other than a lost peer (bad data, NaN loss, I/O error).</summary>
 [MessagePackObject]

@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
 using Xunit;
 
@@ -72,18 +73,29 @@ public class TrainerTests
         Assert.NotNull(new Pretrain.Worker.Training.Checkpoints.CheckpointStore(run, _ => { }).FindNewest(recipe.Source.Hash));
     }
 
+    /// <summary>
+    /// Trains <paramref name="worldSize"/> ranks in this process over a real loopback ring; counts each
+    /// rank's allreduce calls into <paramref name="allReduces"/> when given.
+    /// </summary>
+    internal static async Task<TrainingResult[]> TrainRing(Recipe recipe, int worldSize, int[]? allReduces = null)
+    {
+        await using var harness = new Pretrain.Tests.Collectives.RingHarness(worldSize);
+        var ring = await harness.ConnectAsync(1);
+        var run = TestRecipes.TemporaryDirectory();
+        return await Task.WhenAll(Enumerable.Range(0, worldSize).Select(async rank =>
+        {
+            ICollectives collectives = allReduces is null ? ring[rank] : new CountingCollectives(ring[rank], () => Interlocked.Increment(ref allReduces[rank]));
+            using var trainer = new Trainer(recipe, rank, worldSize, collectives, run, _ => { });
+            return await trainer.RunAsync(long.MaxValue, false, null, CancellationToken.None);
+        }));
+    }
+
     [Fact]
     public async Task Two_workers_match_one_worker_with_the_same_global_batch()
     {
         var recipe = TestRecipes.Tiny(t => TestRecipes.Set(t, "steps", "5"));
         var single = await Train(recipe, TestRecipes.TemporaryDirectory());
-        var group = new InProcessGroup(2);
-        var run = TestRecipes.TemporaryDirectory();
-        var results = await Task.WhenAll(Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
-        {
-            using var trainer = new Trainer(recipe, rank, 2, group.Rank(rank), run, _ => { });
-            return trainer.RunAsync(long.MaxValue, false, null, CancellationToken.None).GetAwaiter().GetResult();
-        }, TaskCreationOptions.LongRunning)));
+        var results = await TrainRing(recipe, 2);
         Assert.Equal(results[0].ReplicaChecksum, results[1].ReplicaChecksum);      // replicas identical
         Assert.Equal(results[0].FinalLoss, results[1].FinalLoss);                  // both report the global mean
         Assert.Equal(single.Result.FinalLoss, results[0].FinalLoss, 3);            // same global batch ⇒ same training
@@ -91,8 +103,54 @@ public class TrainerTests
     }
 }
 
+public class GradientAccumulationTests
+{
+    [Fact]
+    public async Task Accumulating_two_micro_steps_trains_like_one_full_batch()
+    {
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(t, "steps", "5"));
+        var whole = await TrainerTests.Train(recipe, TestRecipes.TemporaryDirectory());
+        var accumulated = await TrainerTests.Train(TestRecipes.Tiny(t => TestRecipes.Set(TestRecipes.Set(t, "steps", "5"), "global", "12\n  accumulation: 2")),
+            TestRecipes.TemporaryDirectory());
+        Assert.Equal(whole.Steps.Select(s => s.Loss), accumulated.Steps.Select(s => s.Loss), (a, b) => Math.Abs(a - b) < 1e-4);
+        Assert.Equal(whole.Result.Eval["val_loss"], accumulated.Result.Eval["val_loss"], 3);
+    }
+
+    [Fact]
+    public async Task Gradients_cross_the_network_once_per_step_whatever_the_micro_steps()
+    {
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(TestRecipes.Set(t, "steps", "5"), "global", "12\n  accumulation: 3"));
+        var plain = TestRecipes.Tiny(t => TestRecipes.Set(t, "steps", "5"));
+        var counted = new int[2];
+        var accumulated = await TrainerTests.TrainRing(recipe, 2, counted);
+        var once = new int[2];
+        var single = await TrainerTests.TrainRing(plain, 2, once);
+        Assert.Equal(once, counted);                       // 3 micro-steps: no more allreduces than 1
+        Assert.Equal(accumulated[0].ReplicaChecksum, accumulated[1].ReplicaChecksum);
+        Assert.Equal(single[0].FinalLoss, accumulated[0].FinalLoss, 3);
+    }
+}
+
 /// <summary>IProgress that reports on the caller's thread (Progress&lt;T&gt; posts to the thread pool).</summary>
 public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
 {
     public void Report(T value) => report(value);
+}
+
+/// <summary>A real communicator that counts its allreduce calls.</summary>
+internal sealed class CountingCollectives(ICollectives inner, Action onAllReduce) : ICollectives
+{
+    public long Generation => inner.Generation;
+    public int Rank => inner.Rank;
+    public int WorldSize => inner.WorldSize;
+
+    public Task AllReduceSumAsync(Memory<float> data, CancellationToken ct = default)
+    {
+        onAllReduce();
+        return inner.AllReduceSumAsync(data, ct);
+    }
+
+    public Task AllGatherAsync(ReadOnlyMemory<float> local, Memory<float> result, CancellationToken ct = default) => inner.AllGatherAsync(local, result, ct);
+    public Task BroadcastAsync(Memory<byte> data, int root, CancellationToken ct = default) => inner.BroadcastAsync(data, root, ct);
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

@@ -43,7 +43,7 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
             var result = await trainer.RunAsync(job.MaxSteps, job.Resume, reports, ct);
             log.Info($"finished at step {result.Step}: loss {result.FinalLoss:0.0000}, replica checksum {result.ReplicaChecksum}");
             return new SessionOutcome.Finished(new ReportFinished(options.WorkerId, rank, result.Step, result.FinalLoss,
-                result.SamplesPerSecond, result.ReplicaChecksum, result.Eval, result.Mfu));
+                result.SamplesPerSecond, result.ReplicaChecksum, result.Eval, result.Mfu, result.FirstLoss));
         }
         catch (Exception e) when (Find<CollectiveException>(e) is { } lost)
         {

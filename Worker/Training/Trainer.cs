@@ -76,15 +76,19 @@ public sealed class Trainer : IDisposable
     {
         var last = Math.Min(_recipe.Steps, maxSteps);
         var (step, loss) = resume ? Resume() : (0L, double.NaN);
+        if (step == 0 && _worldSize > 1)
+            await BroadcastReplicaAsync(ct);
         PretrainMetrics.Workers.Set(_worldSize);
         var started = Stopwatch.GetTimestamp();
         var firstStep = step;
+        var firstLoss = double.NaN;
         while (step < last)
         {
             ct.ThrowIfCancellationRequested();
             var stepStarted = Stopwatch.GetTimestamp();
             var (stepLoss, lr, norm) = await StepAsync(step, ct);
             (step, loss) = (step + 1, stepLoss);
+            if (step == firstStep + 1) firstLoss = loss;
             var samplesPerSecond = _recipe.Batch.Global / Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
             PretrainMetrics.StepsTotal.Inc();
             PretrainMetrics.Loss.Set(loss);
@@ -98,7 +102,7 @@ public sealed class Trainer : IDisposable
         var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var throughput = step > firstStep ? (step - firstStep) * _recipe.Batch.Global / elapsed : 0;
         var eval = await EvaluateAsync(step, ct);
-        return new TrainingResult(step, loss, throughput, ReplicaChecksumNow(), eval, Mfu(throughput));
+        return new TrainingResult(step, loss, throughput, ReplicaChecksumNow(), eval, Mfu(throughput), firstLoss);
     }
 
     /// <summary>
@@ -149,6 +153,17 @@ public sealed class Trainer : IDisposable
         _method.AfterUpdate(step);
         _phases.Lap(StepPhase.Optimizer);
         return (globalLoss, lr, norm);
+    }
+
+    /// <summary>
+    /// Makes every replica start from rank 0's parameters and state, as DDP does at construction. Seeded
+    /// initialisation already agrees across processes; this also covers initialisers that draw from
+    /// libtorch's global generator, which ranks sharing one process would interleave.
+    /// </summary>
+    private async Task BroadcastReplicaAsync(CancellationToken ct)
+    {
+        foreach (var (_, tensor) in _parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(_method.State))
+            await _collectives.BroadcastAsync(new NativeMemory<byte>(tensor).Memory, root: 0, ct);
     }
 
     /// <summary>Zeroes <c>.grad</c> in place: the next backward adds into the same tensors, so a step allocates none.</summary>

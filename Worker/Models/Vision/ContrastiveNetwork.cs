@@ -1,0 +1,69 @@
+using Pretrain.Shared.Recipes;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Pretrain.Worker.Models.Vision;
+
+/// <summary>
+/// The network of SimCLR and MoCo v2: an image encoder (whose pooled output is the representation that
+/// evaluation uses) followed by an MLP projection head (whose output the contrastive loss sees).
+/// SimCLR's head is Linear–BN–ReLU–Linear; MoCo v2's Linear–ReLU–Linear. Parameter names:
+/// <c>encoder.*</c> and <c>head.*</c>.
+/// </summary>
+public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
+{
+    private readonly Module<Tensor, Tensor> encoder;
+    private readonly Sequential head;
+
+    /// <summary>Width of the representation (the encoder's output).</summary>
+    public int FeatureSize { get; }
+
+    /// <param name="norm">Makes the encoder's batch-norm layers (and the head's, as (B, C, 1, 1)); null = BatchNorm2d.</param>
+    public ContrastiveNetwork(VisionModel shape, int inputChannels, bool headBatchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
+        : base(nameof(ContrastiveNetwork))
+    {
+        (encoder, FeatureSize) = shape.Encoder switch
+        {
+            "small-cnn" => ((Module<Tensor, Tensor>)new SmallCnn(inputChannels), SmallCnn.FeatureSize),
+            "resnet18" => (new ResNet18(inputChannels), ResNet18.FeatureSize),
+            var other => throw new ArgumentException($"unknown encoder '{other}'"),
+        };
+        var layers = new List<Module<Tensor, Tensor>> { Linear(FeatureSize, shape.ProjectionHidden, hasBias: !headBatchNorm) };
+        if (headBatchNorm)
+            layers.Add(new FlatNorm(norm?.Invoke(shape.ProjectionHidden) ?? BatchNorm2d(shape.ProjectionHidden)));
+        layers.Add(ReLU());
+        layers.Add(Linear(shape.ProjectionHidden, shape.ProjectionDim));
+        head = Sequential(layers);
+        RegisterComponents();
+    }
+
+    /// <summary>(B, C, H, W) → projection (B, projection_dim).</summary>
+    public override Tensor forward(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        return head.forward(encoder.forward(images)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>(B, C, H, W) → representation (B, FeatureSize), the encoder's output.</summary>
+    public Tensor Features(Tensor images) => encoder.forward(images);
+
+    /// <summary>Batch norm over (B, C) features through a 2-d norm layer, as (B, C, 1, 1): one layer type for both.</summary>
+    private sealed class FlatNorm : Module<Tensor, Tensor>
+    {
+        private readonly Module<Tensor, Tensor> norm;
+
+        public FlatNorm(Module<Tensor, Tensor> norm) : base(nameof(FlatNorm))
+        {
+            this.norm = norm;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            using var scope = NewDisposeScope();
+            return norm.forward(x.view(x.shape[0], x.shape[1], 1, 1)).view(x.shape[0], x.shape[1]).MoveToOuterDisposeScope();
+        }
+    }
+}
