@@ -22,6 +22,7 @@ public static class Program
             WorkerCommand.Create(plans.Create),
             PrepareCommand.Create(plans),
             StatusCommand.Create(),
+            EvalCommand.Create(),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

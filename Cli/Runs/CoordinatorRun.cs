@@ -76,7 +76,7 @@ public static class CoordinatorRun
         // (unreachable, downing) is no longer news to the user.
         if (!options.Verbose) coordinator.System.EventStream.SetLogLevel(Akka.Event.LogLevel.ErrorLevel);
 
-        var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed);
+        var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed) with { Recipe = recipe.Source.Path };
         string summaryPath = await summary.WriteAsync(runDirectory, ct);
         if (!outcome.Succeeded)
         {

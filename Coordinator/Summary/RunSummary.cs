@@ -26,6 +26,8 @@ public sealed record RunSummary
     public required IReadOnlyDictionary<string, double> Eval { get; init; }
     public required long Generation { get; init; }
     public string? RecipeHash { get; init; }
+    /// <summary>Absolute path of the recipe file the run started from (its relative data paths resolve against it).</summary>
+    public string? Recipe { get; init; }
     public string? LastCheckpoint { get; init; }
     public required double WallSeconds { get; init; }
 

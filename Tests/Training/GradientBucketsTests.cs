@@ -1,3 +1,4 @@
+using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
 using TorchSharp.Modules;
 using Xunit;
@@ -36,7 +37,7 @@ public class GradientBucketsTests
     public void World_size_one_makes_no_buckets_and_passes_the_loss_through()
     {
         using var a = new Parameter(zeros(3));
-        using var buckets = new GradientBuckets([a], new SingleRankCollectives());
+        using var buckets = new GradientBuckets([a], new SingleRank());
         buckets.Pack(1.25);
         Assert.Equal(0, buckets.Count);
         Assert.Equal(1.25, buckets.Unpack());

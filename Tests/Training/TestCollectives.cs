@@ -2,22 +2,6 @@ using Pretrain.Worker.Collectives;
 
 namespace Pretrain.Tests.Training;
 
-/// <summary>World size 1: every collective is the identity, which is what a ring of one does.</summary>
-public sealed class SingleRankCollectives : ICollectives
-{
-    public long Generation => 1;
-    public int Rank => 0;
-    public int WorldSize => 1;
-    public Task AllReduceSumAsync(Memory<float> data, CancellationToken ct = default) => Task.CompletedTask;
-    public Task AllGatherAsync(ReadOnlyMemory<float> local, Memory<float> result, CancellationToken ct = default)
-    {
-        local.CopyTo(result);
-        return Task.CompletedTask;
-    }
-    public Task BroadcastAsync(Memory<byte> data, int root, CancellationToken ct = default) => Task.CompletedTask;
-    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
-}
-
 /// <summary>
 /// Several ranks in one process for tests of the training side (the TCP ring is tested elsewhere): an
 /// allreduce publishes each rank's buffer, waits for all, and sums in rank order so every rank gets the

@@ -11,7 +11,7 @@ public class TrainerTests
         Recipe recipe, string runDirectory, long maxSteps = long.MaxValue, bool resume = false, List<string>? log = null)
     {
         var steps = new List<StepReport>();
-        using var trainer = new Trainer(recipe, 0, 1, new SingleRankCollectives(), runDirectory, m => log?.Add(m));
+        using var trainer = new Trainer(recipe, 0, 1, new SingleRank(), runDirectory, m => log?.Add(m));
         var result = await trainer.RunAsync(maxSteps, resume, new SynchronousProgress<StepReport>(steps.Add), CancellationToken.None);
         return (result, steps);
     }

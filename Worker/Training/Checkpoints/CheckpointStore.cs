@@ -76,9 +76,10 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
 
     /// <summary>
     /// The newest checkpoint whose manifest parses and whose files match their sizes and checksums; broken
-    /// ones are skipped with a warning naming the file. Throws when that checkpoint belongs to another recipe.
+    /// ones are skipped with a warning naming the file. Throws when that checkpoint belongs to another
+    /// recipe; a null <paramref name="recipeHash"/> accepts any (evaluation reads the recipe from it).
     /// </summary>
-    public VerifiedCheckpoint? FindNewest(string recipeHash)
+    public VerifiedCheckpoint? FindNewest(string? recipeHash)
     {
         foreach (var (step, directory) in Published())
         {
@@ -89,7 +90,7 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
                 log($"warning: {directory}: manifest says step {manifest.Step}; skipping");
                 continue;
             }
-            if (manifest.RecipeHash != recipeHash)
+            if (recipeHash is not null && manifest.RecipeHash != recipeHash)
                 throw new InvalidOperationException(
                     $"{directory} was written by recipe {manifest.RecipeHash} but this job's recipe is {recipeHash}; " +
                     "refusing to resume (use a new run directory, or the original recipe)");
@@ -98,6 +99,22 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
             return new VerifiedCheckpoint(directory, manifest, state);
         }
         return null;
+    }
+
+    /// <summary>The checkpoint in <paramref name="directory"/>, verified; throws naming what is wrong with it.</summary>
+    public static VerifiedCheckpoint Open(string directory)
+    {
+        var problems = new List<string>();
+        var store = new CheckpointStore(Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(directory)))!, problems.Add);
+        var name = Path.GetFileName(Path.GetFullPath(directory));
+        if (!name.StartsWith(Prefix, StringComparison.Ordinal) || !long.TryParse(name.AsSpan(Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var step))
+            throw new InvalidDataException($"{directory}: not a checkpoint directory (expected checkpoints/{Prefix}NNNNNNNN)");
+        if (store.Verify(directory) is not { } manifest)
+            throw new InvalidDataException(problems.Count > 0 ? problems[0] : $"{directory}: not a valid checkpoint");
+        var state = JsonSerializer.Deserialize<TrainingState>(File.ReadAllBytes(Path.Combine(directory, StateFile)), CheckpointManifest.Json)
+                    ?? throw new InvalidDataException($"{directory}/{StateFile}: empty");
+        return manifest.Step == step ? new VerifiedCheckpoint(directory, manifest, state)
+            : throw new InvalidDataException($"{directory}: manifest says step {manifest.Step}");
     }
 
     /// <summary>Published checkpoint directories, newest first; <c>.tmp-*</c> and other names are ignored.</summary>
