@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 done
 
 ensure_dotnet
-ensure_packages prometheus postgresql bible-kjv
+ensure_packages prometheus postgresql bible-kjv dataset-fashion-mnist
 ensure_kjv_text
 
 pg_dir=""

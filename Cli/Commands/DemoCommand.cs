@@ -1,29 +1,60 @@
 using System.CommandLine;
 using Pretrain.Cli.Runs;
+using Pretrain.Data.Preparation;
+using Pretrain.Data.Shards;
+using Pretrain.Shared.Recipes;
 
 namespace Pretrain.Cli.Commands;
 
-/// <summary>`pretrain demo`: the main job with defaults, for a first look.</summary>
+/// <summary>
+/// `pretrain demo`: the main job with defaults, for a first look — prepare Fashion-MNIST into shards
+/// (once), pretrain SimCLR with 2 local workers, then the linear evaluation of the last checkpoint beside
+/// the raw-pixel baseline.
+/// </summary>
 static class DemoCommand
 {
-    public const string Recipe = "recipes/gpt-kjv-demo.yaml";
+    public const string Recipe = "recipes/simclr-fashion-mnist.yaml";
 
     public static Command Create()
     {
         var workers = CommonOptions.Workers(2).Positive();
         var runDir = CommonOptions.RunDir();
+        var maxSteps = CommonOptions.MaxSteps();
         var verbose = CommonOptions.Verbose();
-        var command = new Command("demo", $"Pretrain a small GPT on the King James Bible with 2 local workers ({Recipe}), then evaluate it.")
+        var command = new Command("demo",
+            $"Pretrain SimCLR on Fashion-MNIST with 2 local workers ({Recipe}, ~15 min on 2 cores), then compare a linear probe on its features with one on raw pixels.")
         {
-            workers, runDir, verbose,
+            workers, runDir, maxSteps, verbose,
         };
-        command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
+        command.SetAction((parse, ct) => CommandRunner.RunAsync(async () =>
         {
-            RecipePath = Path.GetFullPath(Recipe),
-            Workers = parse.GetValue(workers),
-            RunDirectory = parse.GetValue(runDir)?.FullName,
-            Verbose = parse.GetValue(verbose),
-        }, ct)));
+            var recipePath = Path.GetFullPath(Recipe);
+            var recipe = RecipeLoader.Load(recipePath);
+            var images = ((ImageData)recipe.Data).ImagesPath;
+            if (!File.Exists(Path.Combine(images, ShardIndex.FileName)))
+            {
+                var prepared = await PrepareRun.RunAsync(new PrepareOptions
+                {
+                    Spec = new PrepareSpec("fashion-mnist", [PrepareCommand.FashionMnistDirectory], images, ValidationFraction: 0),
+                    Plans = PreparationPlans.Create,
+                    RunDirectory = images,
+                    Verbose = parse.GetValue(verbose),
+                }, ct);
+                if (prepared != 0) return prepared;
+            }
+            var runDirectory = parse.GetValue(runDir)?.FullName
+                               ?? Path.GetFullPath(Path.Combine("runs", "demo-" + DateTime.Now.ToString("yyyyMMdd-HHmmss")));
+            var trained = await LocalRun.RunAsync(new RunOptions
+            {
+                RecipePath = recipePath,
+                Workers = parse.GetValue(workers),
+                MaxSteps = parse.GetValue(maxSteps),
+                RunDirectory = runDirectory,
+                Verbose = parse.GetValue(verbose),
+            }, ct);
+            if (trained != 0) return trained;
+            return await EvalRun.RunAsync(new EvalOptions { RunDirectory = runDirectory, Verbose = parse.GetValue(verbose) }, ct);
+        }));
         return command;
     }
 }

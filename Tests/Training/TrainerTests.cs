@@ -73,6 +73,22 @@ public class TrainerTests
         Assert.NotNull(new Pretrain.Worker.Training.Checkpoints.CheckpointStore(run, _ => { }).FindNewest(recipe.Source.Hash));
     }
 
+    [Fact]
+    public async Task With_on_nonfinite_loss_skip_divergent_steps_are_counted_and_dropped_and_the_run_ends()
+    {
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(t,
+            "lr", "1e30"), "min_lr", "1e30"), "warmup_steps", "0"), "steps", "8"), "seed", "1337\non_nonfinite_loss: skip"));
+        var skippedBefore = Pretrain.Shared.Telemetry.PretrainMetrics.SkippedStepsTotal.Value;
+        var log = new List<string>();
+        var (result, steps) = await Train(recipe, TestRecipes.TemporaryDirectory(), log: log);
+
+        Assert.Equal(8, result.Step);                                        // the run went on to the end
+        var skipped = steps.Count(s => !double.IsFinite(s.Loss) || !double.IsFinite(s.GradientNorm));
+        Assert.InRange(skipped, 1, 7);                                       // the first update blows up; later steps are dropped
+        Assert.Equal(skipped, Pretrain.Shared.Telemetry.PretrainMetrics.SkippedStepsTotal.Value - skippedBefore);
+        Assert.Equal(skipped, log.Count(l => l.Contains("update skipped (on_nonfinite_loss: skip)")));
+    }
+
     /// <summary>
     /// Trains <paramref name="worldSize"/> ranks in this process over a real loopback ring; counts each
     /// rank's allreduce calls into <paramref name="allReduces"/> when given.

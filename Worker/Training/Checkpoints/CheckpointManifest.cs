@@ -22,6 +22,7 @@ public sealed record CheckpointManifest(
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // a skipped step's loss is NaN
     };
 }
 
