@@ -1,3 +1,4 @@
+using Pretrain.Worker.Methods.Contrastive;
 using Pretrain.Worker.Methods.Language;
 
 namespace Pretrain.Worker.Methods;
@@ -23,6 +24,7 @@ public static class MethodFactory
     public static IPretrainingMethod Create(MethodContext context) => context.Recipe.Method switch
     {
         "gpt" => new CausalLmMethod(context),
+        "moco" => new MoCoMethod(context),
         var other => throw new NotSupportedException($"method '{other}' is not built into this worker yet"),
     };
 }

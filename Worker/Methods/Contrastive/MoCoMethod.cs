@@ -1,0 +1,255 @@
+using Pretrain.Data.Augmentations;
+using Pretrain.Data.Sampling;
+using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Methods.Vision;
+using Pretrain.Worker.Models.Vision;
+using Pretrain.Worker.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Methods.Contrastive;
+
+/// <summary>
+/// MoCo v2 (He et al. 2020; Chen et al. 2020): a query network trained by InfoNCE against one positive
+/// key — the other view of the same image, encoded by a momentum copy of the query network — and the K
+/// negatives of a queue of past keys. logits = [q·k₊, q·queue] / τ, target 0; q and k are L2-normalised
+/// and the gradient flows through q only. The key network is never trained: after every optimizer step
+/// it moves to m·key + (1−m)·query, and the keys of the whole global batch (all ranks, rank order) replace
+/// the oldest rows of the queue, so every replica holds the same queue.
+/// <para>
+/// <b>Shuffle BN.</b> Batch norm lets the samples of a batch communicate. If the key of a sample were
+/// computed with the statistics of the same batch as its query, the network could find its positive by
+/// that shared "signature" instead of by content, and the loss falls without learning a representation.
+/// So keys are encoded from a shuffled global batch: the key views of all ranks are all-gathered, permuted
+/// by a permutation that is the same on every rank (a pure function of seed, step and micro-step), each
+/// rank encodes its slice with its key network in train mode (its BN sees a random subset of the global
+/// batch, not the one its queries came from), the keys are all-gathered, unshuffled and each rank takes
+/// its own. Global (synchronised) BN would not do: the query's and its positive key's statistics would
+/// both be those of the same global batch — the very leak shuffle BN removes — and it would cost a
+/// collective in every BN layer forward and backward instead of two all-gathers per micro-step. With one
+/// worker the shuffle is a no-op (there is only one batch to take statistics from), as in the reference:
+/// shuffle BN cannot help there.
+/// </para>
+/// State beyond the trained parameters: the query network's BN buffers, the key network's parameters and
+/// buffers (<c>key.…</c>), the <c>queue</c> and the <c>queue_position</c>. Keys of every micro-step are kept
+/// until <see cref="AfterUpdate"/> enqueues them, after the optimizer step, as the reference does.
+/// </summary>
+public sealed class MoCoMethod : IRepresentationMethod
+{
+    private const ulong ShuffleStream = 0x4D6F_436F_5368_7566; // "MoCoShuf": keeps the permutation apart from other seeded draws
+
+    private readonly MethodContext _context;
+    private readonly ContrastiveOptions _options;
+    private readonly ImageData _data;
+    private readonly ImageBatch _train;
+    private readonly ViewAugmenter _augmenter;
+    private readonly ContrastiveNetwork _query, _key;
+    private readonly Tensor[] _queryTensors, _keyTensors; // parameters, in the same order, for the momentum update
+    private readonly (string Name, Tensor Tensor)[] _queryBuffers;
+    private readonly MoCoQueue _queue;
+    private readonly Tensor _queuePosition;               // (1) int64: the queue's pointer as checkpointed state
+    private readonly int _microBatch, _global;            // samples per rank and micro-step; per micro-step over all ranks
+    private readonly Tensor _gatheredViews, _gatheredKeys, _pendingKeys; // (G, C, H, W), (G, d), (A, G, d); G = W·n
+    private int _pendingMicroSteps;
+    private ImageBatch? _evalTrain, _evalTest;
+
+    public MoCoMethod(MethodContext context)
+    {
+        _context = context;
+        var recipe = context.Recipe;
+        _options = (ContrastiveOptions)recipe.Options;
+        var shape = (VisionModel)recipe.Model;
+        _data = (ImageData)recipe.Data;
+        _microBatch = recipe.MicroBatch(context.WorldSize);
+        _global = _microBatch * context.WorldSize;
+        _train = new ImageBatch(_data.ImagesPath, "train", _microBatch);
+        _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
+
+        _query = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
+        _key = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
+        Parameters = _query.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
+        var keyParameters = _key.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        _queryTensors = Parameters.Select(p => (Tensor)p.Parameter).ToArray();
+        _keyTensors = Parameters.Select(p => (Tensor)keyParameters[p.Name]).ToArray();
+        _queryBuffers = _query.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
+        var keyBuffers = _key.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        using (no_grad())
+        {
+            // The key network starts as a copy of the query network and is never trained.
+            foreach (var (query, key) in _queryTensors.Zip(_keyTensors))
+                key.requires_grad_(false).copy_(query);
+            foreach (var (name, buffer) in _queryBuffers)
+                keyBuffers[name].copy_(buffer);
+        }
+        _queue = new MoCoQueue(_options.QueueSize, shape.ProjectionDim, recipe.Seed);
+        _queuePosition = zeros(1, dtype: int64).DetachFromDisposeScope();
+        State = [.. _queryBuffers,
+            .. _keyTensors.Select((t, i) => ("key." + Parameters[i].Name, t)),
+            .. keyBuffers.OrderBy(b => b.Key, StringComparer.Ordinal).Select(b => ("key." + b.Key, b.Value)),
+            ("queue", _queue.Keys), ("queue_position", _queuePosition)];
+
+        _gatheredViews = empty([_global, _train.Channels, _train.Height, _train.Width], dtype: float32).DetachFromDisposeScope();
+        _gatheredKeys = empty(_global, shape.ProjectionDim, dtype: float32).DetachFromDisposeScope();
+        _pendingKeys = empty(recipe.Batch.Accumulation, _global, shape.ProjectionDim, dtype: float32).DetachFromDisposeScope();
+        _query.train();
+        _key.train();
+    }
+
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
+    public long TrainSamples => _train.Count;
+    public double FlopsPerSample => 0;
+
+    /// <summary>The key network's parameters, in <see cref="Parameters"/> order (tests).</summary>
+    internal IReadOnlyList<Tensor> KeyParameters => _keyTensors;
+
+    /// <summary>The queue (K, d) as it stands (tests).</summary>
+    internal Tensor QueueKeys => _queue.Keys;
+
+    /// <summary>MoCo's reference decays conv and linear weights only: not biases, not BN (the 1-d parameters).</summary>
+    public bool Decays(string name, Tensor parameter) => parameter.dim() > 1;
+
+    /// <summary>
+    /// The permutation of the G keys of a micro-step's global batch for shuffle BN: a pure function of
+    /// (seed, step, micro-step), so every rank draws the same one without communicating.
+    /// </summary>
+    internal static Tensor ShufflePermutation(long seed, long step, int microStep, long count)
+    {
+        using var generator = new Generator(SplitMix64.Combine(SplitMix64.Combine((ulong)seed, ShuffleStream), (ulong)step, (ulong)microStep));
+        return randperm(count, generator: generator);
+    }
+
+    public async Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    {
+        using var scope = NewDisposeScope();
+        var ids = batch.SampleIds.Span;
+        using var images = _train.Load(ids);                                   // (n, C, H, W) uint8
+        var queryViews = _augmenter.Augment(images, ids, batch.Step, view: 0); // (n, C, H, W) float
+        var keyViews = _augmenter.Augment(images, ids, batch.Step, view: 1);
+        _context.Phases.Lap(StepPhase.Data);
+
+        var keys = await KeysAsync(keyViews, batch, ct);                       // (n, d), no graph
+        var q = nn.functional.normalize(_query.forward(queryViews), p: 2, dim: 1);        // (n, d)
+        var positive = (q * keys).sum(1, keepdim: true);                       // (n, 1)
+        var negative = q.matmul(_queue.Keys.t());                              // (n, K)
+        var logits = cat([positive, negative], 1).div_(_options.Temperature);  // (n, 1 + K)
+        var loss = nn.functional.cross_entropy(logits, zeros(q.shape[0], dtype: int64));
+        _context.Phases.Lap(StepPhase.Forward);
+        loss.backward();
+        _context.Phases.Lap(StepPhase.Backward);
+        return loss.item<float>();
+    }
+
+    /// <summary>
+    /// This rank's keys (n, d) of <paramref name="keyViews"/> by shuffle BN; the micro-step's global keys
+    /// (G, d) in rank order go to the pending rows that <see cref="AfterUpdate"/> enqueues.
+    /// </summary>
+    private async Task<Tensor> KeysAsync(Tensor keyViews, MicroBatch batch, CancellationToken ct)
+    {
+        int world = _context.WorldSize, rank = _context.Rank;
+        long n = keyViews.shape[0];
+        var global = _pendingKeys[batch.MicroStep];                            // (G, d)
+        _pendingMicroSteps = batch.MicroStep + 1;
+        using var noGrad = no_grad();
+        if (world == 1)
+        {
+            global.copy_(nn.functional.normalize(_key.forward(keyViews), p: 2, dim: 1));
+            return global;
+        }
+        using var local = keyViews.contiguous();
+        await _context.Collectives.AllGatherAsync(new NativeMemory<float>(local).Memory, new NativeMemory<float>(_gatheredViews).Memory, ct);
+        var permutation = ShufflePermutation(_context.Recipe.Seed, batch.Step, batch.MicroStep, _global);  // shuffled[j] = gathered[perm[j]]
+        var slice = _gatheredViews.index_select(0, permutation.narrow(0, rank * n, n));                   // this rank's share of the shuffled batch
+        var mine = nn.functional.normalize(_key.forward(slice), p: 2, dim: 1).contiguous();               // (n, d)
+        await _context.Collectives.AllGatherAsync(new NativeMemory<float>(mine).Memory, new NativeMemory<float>(_gatheredKeys).Memory, ct);
+        global.index_copy_(0, permutation, _gatheredKeys);                                                 // unshuffle: global[perm[j]] = keys[j]
+        return global.narrow(0, rank * n, n);
+    }
+
+    /// <summary>Momentum update of the key network, then the global keys of every micro-step, in order, into the queue.</summary>
+    public void AfterUpdate(long step)
+    {
+        MomentumUpdate.Apply(_keyTensors, _queryTensors, _options.Momentum);
+        _queue.Pointer = _queuePosition.data<long>()[0];
+        for (var k = 0; k < _pendingMicroSteps; k++)
+        {
+            using var keys = _pendingKeys[k];
+            _queue.Enqueue(keys);
+        }
+        _queuePosition.data<long>()[0] = _queue.Pointer;
+        _pendingMicroSteps = 0;
+    }
+
+    /// <summary>
+    /// kNN accuracy of the query encoder's features, test split against train split. The query network's
+    /// BN running statistics differ by rank (each saw its own batches), so they are averaged first and
+    /// every rank evaluates the same encoder.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct)
+    {
+        if (_context.WorldSize > 1)
+            await AverageBatchNormStatisticsAsync(ct);
+        _evalTrain ??= new ImageBatch(_data.ImagesPath, "train", FrozenFeatures.ChunkSize);
+        _evalTest ??= new ImageBatch(_data.ImagesPath, "test", FrozenFeatures.ChunkSize);
+        var collectives = _context.Collectives;
+        var (trainFeatures, trainLabels) = await FrozenFeatures.OfSplitAsync(_evalTrain, Features, _query.FeatureSize, collectives, ct);
+        using (trainFeatures)
+        using (trainLabels)
+        {
+            var (testFeatures, testLabels) = await FrozenFeatures.OfSplitAsync(_evalTest, Features, _query.FeatureSize, collectives, ct);
+            using (testFeatures)
+            using (testLabels)
+            {
+                var eval = _context.Recipe.Eval;
+                var accuracy = await FrozenFeatures.KnnAccuracyAsync(trainFeatures, trainLabels, testFeatures, testLabels,
+                    _evalTrain.Classes, eval.KnnK, eval.KnnTemperature, collectives, ct);
+                return new Dictionary<string, double> { ["knn_accuracy"] = accuracy };
+            }
+        }
+    }
+
+    private async Task AverageBatchNormStatisticsAsync(CancellationToken ct)
+    {
+        var statistics = _queryBuffers.Select(b => b.Tensor).Where(t => t.dtype == float32).ToArray(); // running mean and var
+        using var packed = cat(statistics.Select(t => t.reshape(-1)).ToArray(), 0);
+        await _context.Collectives.AllReduceSumAsync(new NativeMemory<float>(packed).Memory, ct);
+        packed.div_(_context.WorldSize);
+        long offset = 0;
+        foreach (var t in statistics)
+        {
+            using var part = packed.narrow(0, offset, t.numel());
+            t.copy_(part.view(t.shape));
+            offset += t.numel();
+        }
+    }
+
+    /// <summary>The query encoder's representation (B, FeatureSize) in eval mode, without gradient.</summary>
+    public Tensor Features(Tensor images)
+    {
+        var training = _query.training;
+        _query.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            return _query.Features(images);
+        }
+        finally
+        {
+            if (training) _query.train();
+        }
+    }
+
+    public void Dispose()
+    {
+        _evalTrain?.Dispose();
+        _evalTest?.Dispose();
+        _train.Dispose();
+        _gatheredViews.Dispose();
+        _gatheredKeys.Dispose();
+        _pendingKeys.Dispose();
+        _queuePosition.Dispose();
+        _queue.Dispose();
+        _key.Dispose();
+        _query.Dispose();
+    }
+}
