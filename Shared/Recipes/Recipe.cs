@@ -158,7 +158,8 @@ public sealed record EvalRecipe(
     int Batches, // text: validation batches of batch.global samples at the end; vision: 0 (unused)
     long Every,  // evaluate every N steps as well as at the end; 0 = only at the end
     int KnnK,    // vision: neighbours of the kNN monitor (200)
-    double KnnTemperature); // vision: temperature of its weighted vote (0.07)
+    double KnnTemperature, // vision: temperature of its weighted vote (0.07)
+    long KnnTrainSamples); // vision: the monitor's neighbours come from the first N training images (0 = all); `pretrain eval` uses all
 
 /// <summary>Where a recipe came from: the file, its text (saved into checkpoints) and its hash.</summary>
 public sealed record RecipeSource(

@@ -124,13 +124,14 @@ public static class RecipeLoader
         {
             e.Forbid("batches", $"{method} is evaluated by the kNN monitor on the test split; batches is for text methods");
             eval = new EvalRecipe(0, e.Long("every", 0, long.MaxValue, 0), e.Int("knn_k", 1, 100_000, 200),
-                e.Double("knn_temperature", 0, 100, 0.07, minExclusive: true));
+                e.Double("knn_temperature", 0, 100, 0.07, minExclusive: true), e.Long("knn_train_samples", 0, long.MaxValue, 10_000));
         }
         else
         {
             e.Forbid("knn_k", "the kNN monitor is for vision methods");
             e.Forbid("knn_temperature", "the kNN monitor is for vision methods");
-            eval = new EvalRecipe(e.Int("batches", 1), e.Long("every", 0, long.MaxValue, 0), 0, 0);
+            e.Forbid("knn_train_samples", "the kNN monitor is for vision methods");
+            eval = new EvalRecipe(e.Int("batches", 1), e.Long("every", 0, long.MaxValue, 0), 0, 0, 0);
         }
         e.RejectUnknown();
 

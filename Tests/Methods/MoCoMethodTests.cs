@@ -120,7 +120,7 @@ public class MoCoMethodTests
     /// <summary>The State of the newest checkpoint of <paramref name="run"/>, loaded into a fresh method.</summary>
     private static Dictionary<string, Tensor> FinalState(Recipe recipe, string run)
     {
-        using var method = new MoCoMethod(new MethodContext(recipe, 0, 1, new SingleRankCollectives(), TimeSpan.FromSeconds(30), new StepPhases(), _ => { }));
+        using var method = new MoCoMethod(new MethodContext(recipe, 0, 1, new Pretrain.Worker.Collectives.SingleRank(), TimeSpan.FromSeconds(30), new StepPhases(), _ => { }));
         var checkpoint = new CheckpointStore(run, _ => { }).FindNewest(recipe.Source.Hash) ?? throw new InvalidOperationException($"no checkpoint in {run}");
         Assert.Equal(6, checkpoint.State.Step);
         checkpoint.LoadModel(method.Parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(method.State).ToDictionary(p => p.Item1, p => p.Item2));

@@ -192,7 +192,8 @@ public sealed class MoCoMethod : IRepresentationMethod
         _evalTrain ??= new ImageBatch(_data.ImagesPath, "train", FrozenFeatures.ChunkSize);
         _evalTest ??= new ImageBatch(_data.ImagesPath, "test", FrozenFeatures.ChunkSize);
         var collectives = _context.Collectives;
-        var (trainFeatures, trainLabels) = await FrozenFeatures.OfSplitAsync(_evalTrain, Features, _query.FeatureSize, collectives, ct);
+        var (trainFeatures, trainLabels) = await FrozenFeatures.OfSplitAsync(_evalTrain, Features, _query.FeatureSize, collectives, ct,
+            _context.Recipe.Eval.KnnTrainSamples);
         using (trainFeatures)
         using (trainLabels)
         {

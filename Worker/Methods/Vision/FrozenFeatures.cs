@@ -15,12 +15,15 @@ public static class FrozenFeatures
 {
     public const int ChunkSize = 500;
 
-    /// <summary>Features (N, d) float32 and labels (N) int64 of every sample of <paramref name="split"/>; the caller disposes both.</summary>
+    /// <summary>
+    /// Features (N, d) float32 and labels (N) int64 of the first <paramref name="limit"/> samples of
+    /// <paramref name="split"/> (all when 0); the caller disposes both.
+    /// </summary>
     public static async Task<(Tensor Features, Tensor Labels)> OfSplitAsync(ImageBatch split, Func<Tensor, Tensor> encode,
-        int featureSize, ICollectives? collectives, CancellationToken ct)
+        int featureSize, ICollectives? collectives, CancellationToken ct, long limit = 0)
     {
         int world = collectives?.WorldSize ?? 1, rank = collectives?.Rank ?? 0;
-        long count = split.Count, share = (count + world - 1) / world;
+        long count = limit > 0 ? Math.Min(limit, split.Count) : split.Count, share = (count + world - 1) / world;
         var ids = Enumerable.Range(0, (int)share).Select(i => Math.Min(rank * share + i, count - 1)).ToArray();
         var mine = empty(share, featureSize, dtype: float32).DetachFromDisposeScope();
         using (var noGrad = no_grad())
