@@ -12,7 +12,7 @@ static class EvalCommand
         runDir.Description = "Run directory: evaluates its newest valid checkpoint and adds the results to its summary.json.";
         var checkpoint = new Option<DirectoryInfo?>("--checkpoint") { Description = "A checkpoint directory (RUN/checkpoints/step-NNNNNNNN) instead of the newest." };
         var data = new Option<DirectoryInfo?>("--data") { Description = "Prepared image folder with train and test splits (default: the recipe's data.images)." };
-        var epochs = new Option<int>("--epochs") { Description = "Linear-probe training epochs.", DefaultValueFactory = _ => 30 }.Positive();
+        var epochs = new Option<int>("--epochs") { Description = "Linear-probe training epochs.", DefaultValueFactory = _ => 10 }.Positive();
         var verbose = CommonOptions.Verbose();
         var command = new Command("eval", "Linear evaluation of a SimCLR/MoCo checkpoint: a linear classifier on frozen features (test split), beside the same probe on raw pixels and the kNN monitor.")
         {

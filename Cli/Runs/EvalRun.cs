@@ -13,7 +13,7 @@ public sealed record EvalOptions
     public string? RunDirectory { get; init; }   // newest checkpoint of the run; summary.json gets the results
     public string? Checkpoint { get; init; }     // or this checkpoint directory
     public string? Data { get; init; }           // prepared image folder; default: the recipe's data.images
-    public int Epochs { get; init; } = 30;       // linear-probe epochs
+    public int Epochs { get; init; } = 10;       // linear-probe epochs
     public bool Verbose { get; init; }
 }
 

@@ -31,7 +31,7 @@ public sealed class RunConsole(bool verbose)
 
     public void Summary(RunSummary s, string path)
     {
-        Info($"done: {s.Steps} steps on {s.WorldSize} worker(s), loss {s.FirstLoss:0.0000} → {s.FinalLoss:0.0000}, {s.SamplesPerSecond:0} samples/s (MFU {s.Mfu:P1}), {s.WallSeconds:0.0} s");
+        Info($"done: {s.Steps} steps on {s.WorldSize} worker(s), loss {s.FirstLoss:0.0000} → {s.FinalLoss:0.0000}, {s.SamplesPerSecond:0} samples/s{(s.Mfu > 0 ? $" (MFU {s.Mfu:P1})" : "")}, {s.WallSeconds:0.0} s");
         foreach (var (name, value) in s.Eval) Info($"eval {name} = {value:0.0000}");
         Info($"replicas identical: {(s.ReplicaChecksums.Values.Distinct().Count() == 1 ? "yes" : "NO")} ({string.Join(", ", s.ReplicaChecksums.Select(kv => $"rank {kv.Key} {kv.Value}"))})");
         Info($"summary: {path}");

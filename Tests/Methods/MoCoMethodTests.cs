@@ -137,11 +137,17 @@ internal static class SmallFashionMnist
     private const int TrainImages = 2000, TestImages = 500;
     private static readonly Lazy<string> Prepared = new(Prepare);
 
-    public static Recipe Recipe(long steps, long checkpointEvery = 1000)
+    public static Recipe Recipe(long steps, long checkpointEvery = 1000, string method = "moco")
     {
         TorchThreads.Configure(workersOnThisMachine: Environment.ProcessorCount);
+        var methodSection = method == "moco"
+            ? "moco:\n  temperature: 0.2\n  queue_size: 512\n  momentum: 0.99"
+            : "simclr:\n  temperature: 0.2";
+        var optimizer = method == "moco"
+            ? "optimizer:\n  name: adamw\n  lr: 0.002\n  min_lr: 0.0002\n  weight_decay: 0.0001"
+            : "optimizer:\n  name: lars\n  lr: 0.6\n  min_lr: 0.0\n  weight_decay: 1.0e-6";
         var text = $"""
-            method: moco
+            method: {method}
             seed: 7
             steps: {steps}
             data:
@@ -150,10 +156,7 @@ internal static class SmallFashionMnist
               encoder: small-cnn
               projection_hidden: 128
               projection_dim: 64
-            moco:
-              temperature: 0.2
-              queue_size: 512
-              momentum: 0.99
+            {methodSection}
             augment:
               crop_scale: [0.3, 1.0]
               flip_probability: 0.5
@@ -162,11 +165,7 @@ internal static class SmallFashionMnist
               contrast: 0.4
               grayscale_probability: 0
               blur_probability: 0
-            optimizer:
-              name: adamw
-              lr: 0.002
-              min_lr: 0.0002
-              weight_decay: 0.0001
+            {optimizer}
             schedule:
               warmup_steps: 1
             batch:
@@ -177,7 +176,7 @@ internal static class SmallFashionMnist
             eval:
               knn_k: 20
             """;
-        return RecipeLoader.Parse(text, Path.Combine(TestRecipes.RepositoryRoot, "recipes", "moco-test.yaml"));
+        return RecipeLoader.Parse(text, Path.Combine(TestRecipes.RepositoryRoot, "recipes", $"{method}-test.yaml"));
     }
 
     /// <summary>Trains 2 ranks over a loopback ring in <paramref name="run"/>; returns their results and rank 0's step losses.</summary>

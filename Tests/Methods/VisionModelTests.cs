@@ -30,7 +30,7 @@ public class VisionModelTests
     }
 
     [Fact]
-    public void SmallCnn_encodes_a_batch_to_128_features()
+    public void SmallCnn_encodes_a_batch_to_512_features_on_a_2x2_grid()
     {
         using var model = new SmallCnn(inputChannels: 3);
         using var images = randn(4, 3, 32, 32);

@@ -58,6 +58,23 @@ public class RecipeTests
     public void Bad_value_is_rejected_naming_the_field(string key, string value, string expected) =>
         Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
 
+    [Theory]
+    [InlineData("method", "simclr", "data.text: simclr trains on images")]                       // SimCLR on text
+    [InlineData("name", "lars", "optimizer.betas: lars takes momentum")]                         // knob of another optimizer
+    [InlineData("seed", "1\nmoco:\n  queue_size: 10", "moco: this recipe's method is gpt")]    // another method's section
+    [InlineData("global", "12\n  accumulation: 5", "batch.accumulation: 5 micro-steps cannot split batch.global 12")]
+    [InlineData("seed", "1\non_nonfinite_loss: ignore", "on_nonfinite_loss: 'ignore' is not one of: stop, skip")]
+    public void Impossible_combination_is_rejected_naming_the_field(string key, string value, string expected) =>
+        Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
+
+    [Fact]
+    public void Spelling_out_a_default_keeps_the_hash()
+    {
+        var original = RecipeLoader.Parse(Tiny, File_).Source.Hash;
+        Assert.Equal(original, RecipeLoader.Parse(TestRecipes.Set(Tiny, "global", "12\n  accumulation: 1"), File_).Source.Hash);
+        Assert.NotEqual(original, RecipeLoader.Parse(TestRecipes.Set(Tiny, "global", "12\n  accumulation: 2"), File_).Source.Hash);
+    }
+
     [Fact]
     public void Missing_field_is_rejected() =>
         Assert.Contains("checkpoint.keep: missing", Rejected(System.Text.RegularExpressions.Regex.Replace(Tiny, "(?m)^  keep:.*$", "")).Message);

@@ -10,7 +10,7 @@ namespace Pretrain.Worker.Evaluation;
 /// features always give the same accuracy. The same probe on raw pixels is the baseline a
 /// representation must beat.
 /// </summary>
-public sealed record LinearProbe(int Epochs = 30, int BatchSize = 256, double LearningRate = 1e-3, double WeightDecay = 1e-4, long Seed = 0)
+public sealed record LinearProbe(int Epochs = 10, int BatchSize = 256, double LearningRate = 1e-3, double WeightDecay = 1e-4, long Seed = 0)
 {
     public double Accuracy(Tensor trainFeatures, Tensor trainLabels, Tensor testFeatures, Tensor testLabels, int classes)
     {

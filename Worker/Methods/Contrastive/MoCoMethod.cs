@@ -51,7 +51,7 @@ public sealed class MoCoMethod : IRepresentationMethod
     private readonly int _microBatch, _global;            // samples per rank and micro-step; per micro-step over all ranks
     private readonly Tensor _gatheredViews, _gatheredKeys, _pendingKeys; // (G, C, H, W), (G, d), (A, G, d); G = W·n
     private int _pendingMicroSteps;
-    private ImageBatch? _evalTrain, _evalTest;
+    private readonly RepresentationEvaluation _evaluation;
 
     public MoCoMethod(MethodContext context)
     {
@@ -93,6 +93,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         _pendingKeys = empty(recipe.Batch.Accumulation, _global, shape.ProjectionDim, dtype: float32).DetachFromDisposeScope();
         _query.train();
         _key.train();
+        _evaluation = new RepresentationEvaluation(context, _data);
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
@@ -185,65 +186,15 @@ public sealed class MoCoMethod : IRepresentationMethod
     /// BN running statistics differ by rank (each saw its own batches), so they are averaged first and
     /// every rank evaluates the same encoder.
     /// </summary>
-    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct)
-    {
-        if (_context.WorldSize > 1)
-            await AverageBatchNormStatisticsAsync(ct);
-        _evalTrain ??= new ImageBatch(_data.ImagesPath, "train", FrozenFeatures.ChunkSize);
-        _evalTest ??= new ImageBatch(_data.ImagesPath, "test", FrozenFeatures.ChunkSize);
-        var collectives = _context.Collectives;
-        var (trainFeatures, trainLabels) = await FrozenFeatures.OfSplitAsync(_evalTrain, Features, _query.FeatureSize, collectives, ct,
-            _context.Recipe.Eval.KnnTrainSamples);
-        using (trainFeatures)
-        using (trainLabels)
-        {
-            var (testFeatures, testLabels) = await FrozenFeatures.OfSplitAsync(_evalTest, Features, _query.FeatureSize, collectives, ct);
-            using (testFeatures)
-            using (testLabels)
-            {
-                var eval = _context.Recipe.Eval;
-                var accuracy = await FrozenFeatures.KnnAccuracyAsync(trainFeatures, trainLabels, testFeatures, testLabels,
-                    _evalTrain.Classes, eval.KnnK, eval.KnnTemperature, collectives, ct);
-                return new Dictionary<string, double> { ["knn_accuracy"] = accuracy };
-            }
-        }
-    }
-
-    private async Task AverageBatchNormStatisticsAsync(CancellationToken ct)
-    {
-        var statistics = _queryBuffers.Select(b => b.Tensor).Where(t => t.dtype == float32).ToArray(); // running mean and var
-        using var packed = cat(statistics.Select(t => t.reshape(-1)).ToArray(), 0);
-        await _context.Collectives.AllReduceSumAsync(new NativeMemory<float>(packed).Memory, ct);
-        packed.div_(_context.WorldSize);
-        long offset = 0;
-        foreach (var t in statistics)
-        {
-            using var part = packed.narrow(0, offset, t.numel());
-            t.copy_(part.view(t.shape));
-            offset += t.numel();
-        }
-    }
+    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct) =>
+        _evaluation.KnnAsync(Features, _query.FeatureSize, RepresentationEvaluation.RunningStatistics(_queryBuffers), ct);
 
     /// <summary>The query encoder's representation (B, FeatureSize) in eval mode, without gradient.</summary>
-    public Tensor Features(Tensor images)
-    {
-        var training = _query.training;
-        _query.eval();
-        try
-        {
-            using var noGrad = no_grad();
-            return _query.Features(images);
-        }
-        finally
-        {
-            if (training) _query.train();
-        }
-    }
+    public Tensor Features(Tensor images) => RepresentationEvaluation.Frozen(_query, () => _query.Features(images));
 
     public void Dispose()
     {
-        _evalTrain?.Dispose();
-        _evalTest?.Dispose();
+        _evaluation.Dispose();
         _train.Dispose();
         _gatheredViews.Dispose();
         _gatheredKeys.Dispose();

@@ -1,0 +1,93 @@
+using Pretrain.Data.Augmentations;
+using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Methods.Vision;
+using Pretrain.Worker.Models.Vision;
+using Pretrain.Worker.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Methods.Contrastive;
+
+/// <summary>
+/// SimCLR (Chen et al. 2020): two augmented views of every image, one network (encoder + Linear–BN–ReLU–
+/// Linear projection head), and NT-Xent over the <b>global</b> batch — the embeddings of every rank are
+/// all-gathered so each view's negatives are the other 2·B − 2 views of the whole global batch, and the
+/// gradient is the exact gradient of that global loss (<see cref="DistributedNtXent"/>). Both views pass
+/// through the network in one forward, so batch norm sees them together, as in the reference. LARS (or
+/// any of our optimizers) with biases and batch-norm parameters excluded from weight decay and adaptation.
+/// <para>
+/// Batch norm is per worker here: each rank normalises with the statistics of its own 2·n views. The
+/// reference uses global (cross-replica) BN because with large per-device batches split over many
+/// accelerators a replica's statistics could let the network tell its own positives apart; the running
+/// statistics are averaged over ranks before every evaluation and checkpoint comparison.
+/// </para>
+/// </summary>
+public sealed class SimClrMethod : IRepresentationMethod
+{
+    private readonly MethodContext _context;
+    private readonly ContrastiveOptions _options;
+    private readonly ImageBatch _train;
+    private readonly ViewAugmenter _augmenter;
+    private readonly ContrastiveNetwork _network;
+    private readonly DistributedNtXent _loss;
+    private readonly (string Name, Tensor Tensor)[] _buffers;
+    private readonly RepresentationEvaluation _evaluation;
+
+    public SimClrMethod(MethodContext context)
+    {
+        _context = context;
+        var recipe = context.Recipe;
+        _options = (ContrastiveOptions)recipe.Options;
+        var data = (ImageData)recipe.Data;
+        _train = new ImageBatch(data.ImagesPath, "train", recipe.MicroBatch(context.WorldSize));
+        _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
+        _network = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork((VisionModel)recipe.Model, _train.Channels, headBatchNorm: true));
+        Parameters = _network.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
+        _buffers = _network.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
+        _loss = new DistributedNtXent(context.Collectives, _options.Temperature);
+        _evaluation = new RepresentationEvaluation(context, data);
+        _network.train();
+    }
+
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+
+    /// <summary>The BN running statistics: part of the replica and of every checkpoint.</summary>
+    public IReadOnlyList<(string Name, Tensor Tensor)> State => _buffers;
+
+    public long TrainSamples => _train.Count;
+    public double FlopsPerSample => 0;
+
+    /// <summary>SimCLR excludes biases and batch-norm parameters (the 1-d ones) from weight decay and LARS adaptation.</summary>
+    public bool Decays(string name, Tensor parameter) => parameter.dim() > 1;
+
+    public async Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    {
+        using var scope = NewDisposeScope();
+        var ids = batch.SampleIds.Span;
+        long n = ids.Length;
+        using var images = _train.Load(ids);                                       // (n, C, H, W) uint8
+        var views = cat([_augmenter.Augment(images, ids, batch.Step, view: 0),
+                         _augmenter.Augment(images, ids, batch.Step, view: 1)], 0); // (2n, C, H, W)
+        _context.Phases.Lap(StepPhase.Data);
+        var z = _network.forward(views);                                           // (2n, d): both views through one BN
+        _context.Phases.Lap(StepPhase.Forward);
+        var loss = await _loss.ForwardBackwardAsync(z.narrow(0, 0, n), z.narrow(0, n, n), ct); // all-gather, exact global gradient
+        _context.Phases.Lap(StepPhase.Backward);
+        return loss;
+    }
+
+    public void AfterUpdate(long step) { }
+
+    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct) =>
+        _evaluation.KnnAsync(Features, _network.FeatureSize, RepresentationEvaluation.RunningStatistics(_buffers), ct);
+
+    /// <summary>The encoder's representation (B, FeatureSize) in eval mode, without gradient and without the head.</summary>
+    public Tensor Features(Tensor images) => RepresentationEvaluation.Frozen(_network, () => _network.Features(images));
+
+    public void Dispose()
+    {
+        _evaluation.Dispose();
+        _train.Dispose();
+        _network.Dispose();
+    }
+}
