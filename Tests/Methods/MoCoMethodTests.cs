@@ -137,6 +137,9 @@ internal static class SmallFashionMnist
     private const int TrainImages = 2000, TestImages = 500;
     private static readonly Lazy<string> Prepared = new(Prepare);
 
+    /// <summary>The prepared folder: 2,000 train and 500 test images of the real Fashion-MNIST.</summary>
+    public static string Folder => Prepared.Value;
+
     public static Recipe Recipe(long steps, long checkpointEvery = 1000, string method = "moco")
     {
         TorchThreads.Configure(workersOnThisMachine: Environment.ProcessorCount);

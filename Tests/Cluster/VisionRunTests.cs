@@ -1,0 +1,53 @@
+using Pretrain.Tests.Infrastructure;
+using Pretrain.Tests.Methods;
+using Xunit;
+
+namespace Pretrain.Tests.Cluster;
+
+/// <summary>SimCLR and MoCo through the real CLI: 2 worker processes, then `pretrain eval` on the checkpoint.</summary>
+public sealed class VisionRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
+{
+    [Theory]
+    [InlineData("simclr")]
+    [InlineData("moco")]
+    public async Task Two_workers_lower_the_loss_and_eval_reports_a_linear_probe_beside_raw_pixels(string method)
+    {
+        var recipe = Path.Combine(TestRecipesFolder(), $"{method}-tiny.yaml");
+        var text = SmallFashionMnist.Recipe(steps: 20, checkpointEvery: 10, method).Source.Text;
+        await File.WriteAllTextAsync(recipe, text);
+        var run = await LocalRuns.Start(runs.NewDirectory(method), "--recipe", recipe, "--workers", "2");
+
+        Assert.True(run.ExitCode == 0, run.Output);
+        var summary = run.Summary;
+        Assert.Equal(method, summary.Method);
+        Assert.Single(summary.ReplicaChecksums.Values.Distinct());
+        if (method == "simclr")   // MoCo's loss first rises while real keys replace the queue's random ones (see MoCoMethodTests)
+            Assert.True(summary.FinalLoss < summary.FirstLoss - 0.2, $"loss {summary.FirstLoss} → {summary.FinalLoss}");
+        Assert.InRange(summary.Eval["knn_accuracy"], 0.3, 1.0);                 // chance is 0.1
+
+        var (code, output) = await CliProcess.RunAsync(LocalRuns.RunTimeout, "eval", "--run-dir", run.Directory, "--epochs", "3");
+        Assert.True(code == 0, output);
+        Assert.Contains("linear probe, raw pixels", output);
+        var evaluated = run.Summary.Eval;
+        Assert.InRange(evaluated["linear_probe_accuracy"], 0.5, 1.0);
+        Assert.InRange(evaluated["raw_pixel_probe_accuracy"], 0.5, 1.0);
+        Assert.Equal(20, evaluated["eval_step"]);
+    }
+
+    [Fact]
+    public async Task Eval_of_a_text_checkpoint_is_refused_with_the_reason()
+    {
+        var run = await runs.Get("w1-gpt-eval", "--recipe", LocalRuns.TinyRecipe, "--workers", "1", "--max-steps", "10");
+        Assert.True(run.ExitCode == 0, run.Output);
+        var (code, output) = await CliProcess.RunAsync(LocalRuns.RunTimeout, "eval", "--run-dir", run.Directory);
+        Assert.Equal(2, code);
+        Assert.Contains("is a gpt checkpoint; the linear probe is for simclr and moco", output);
+    }
+
+    static string TestRecipesFolder()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), "pretrain-tests", "recipes-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(folder);
+        return folder;
+    }
+}
