@@ -68,6 +68,17 @@ public class RecipeTests
         Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
 
     [Fact]
+    public void Every_shipped_recipe_loads_and_splits_over_1_2_and_4_workers()
+    {
+        var recipes = Directory.GetFiles(Path.Combine(TestRecipes.RepositoryRoot, "recipes"), "*.yaml");
+        Assert.Contains(recipes, r => r.EndsWith("simclr-fashion-mnist.yaml"));
+        Assert.Equal(RecipeLoader.Methods.Order(), recipes.Select(r => RecipeLoader.Load(r).Method).Distinct().Order());
+        foreach (var file in recipes)
+            foreach (var w in new[] { 1, 2, 4 })
+                RecipeLoader.Load(file).ValidateForWorldSize(w);
+    }
+
+    [Fact]
     public void Spelling_out_a_default_keeps_the_hash()
     {
         var original = RecipeLoader.Parse(Tiny, File_).Source.Hash;

@@ -24,6 +24,7 @@ public static class MethodFactory
     public static IPretrainingMethod Create(MethodContext context) => context.Recipe.Method switch
     {
         "gpt" => new CausalLmMethod(context),
+        "bert" => new MaskedLmMethod(context),
         "simclr" => new SimClrMethod(context),
         "moco" => new MoCoMethod(context),
         var other => throw new NotSupportedException($"method '{other}' is not built into this worker yet"),

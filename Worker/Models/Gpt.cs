@@ -64,6 +64,24 @@ public sealed class Gpt : Module<Tensor, Tensor>
         parameter.dim() >= 2 && !name.StartsWith(nameof(tokenEmbedding), StringComparison.Ordinal)
                              && !name.StartsWith(nameof(positionEmbedding), StringComparison.Ordinal);
 
+    /// <summary>nanoGPT's init of a transformer's parameters; see <see cref="Initialize"/>.</summary>
+    internal static void InitializeTransformer(IEnumerable<(string name, Parameter parameter)> parameters, int layers, long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        using var noGrad = no_grad();
+        var residualStd = 0.02 / Math.Sqrt(2.0 * layers);
+        foreach (var (name, p) in parameters.OrderBy(n => n.name, StringComparer.Ordinal))
+        {
+            if (name.Contains("Norm", StringComparison.Ordinal))
+                continue; // LayerNorm keeps weight 1, bias 0
+            if (name.EndsWith(".bias", StringComparison.Ordinal) || name == "bias")
+                init.zeros_(p);
+            else
+                // Tensor.normal_ honours the generator; nn.init.normal_ in TorchSharp 0.107 ignores it.
+                p.normal_(0, name.EndsWith("Projection.weight", StringComparison.Ordinal) ? residualStd : 0.02, generator);
+        }
+    }
+
     internal static Tensor Dropout(Tensor x, double p, bool training) =>
         p > 0 && training ? functional.dropout(x, p, training) : x;
 
@@ -72,20 +90,5 @@ public sealed class Gpt : Module<Tensor, Tensor>
     /// embeddings, residual projections scaled by 1/sqrt(2·layers) (GPT-2), zero biases, LayerNorm at 1/0.
     /// Parameters are visited by name in ordinal order so the result does not depend on field reflection order.
     /// </summary>
-    private void Initialize(long seed)
-    {
-        using var generator = new Generator((ulong)seed);
-        using var noGrad = no_grad();
-        var residualStd = 0.02 / Math.Sqrt(2.0 * Shape.Layers);
-        foreach (var (name, p) in named_parameters().OrderBy(n => n.name, StringComparer.Ordinal))
-        {
-            if (name.Contains("Norm", StringComparison.Ordinal))
-                continue; // LayerNorm keeps weight 1, bias 0
-            if (name.EndsWith(".bias", StringComparison.Ordinal))
-                init.zeros_(p);
-            else
-                // Tensor.normal_ honours the generator; nn.init.normal_ in TorchSharp 0.107 ignores it.
-                p.normal_(0, name.EndsWith("Projection.weight", StringComparison.Ordinal) ? residualStd : 0.02, generator);
-        }
-    }
+    private void Initialize(long seed) => InitializeTransformer(named_parameters(), Shape.Layers, seed);
 }

@@ -6,7 +6,10 @@ using static TorchSharp.torch.nn;
 
 namespace Pretrain.Worker.Models;
 
-/// <summary>One pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x)).</summary>
+/// <summary>
+/// One pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x)). Causal attention for GPT;
+/// bidirectional for BERT's encoder (the only difference between the two blocks).
+/// </summary>
 public sealed class GptBlock : Module<Tensor, Tensor>
 {
     private readonly LayerNorm attentionNorm;
@@ -17,9 +20,11 @@ public sealed class GptBlock : Module<Tensor, Tensor>
     private readonly Linear mlpProjection;       // (4C → C), a residual projection (scaled init)
     private readonly int heads;
     private readonly double dropout;
+    private readonly bool causal;
 
-    public GptBlock(TransformerModel shape) : base(nameof(GptBlock))
+    public GptBlock(TransformerModel shape, bool causal = true) : base(nameof(GptBlock))
     {
+        this.causal = causal;
         heads = shape.Heads;
         dropout = shape.Dropout;
         attentionNorm = LayerNorm(shape.Width);
@@ -45,7 +50,7 @@ public sealed class GptBlock : Module<Tensor, Tensor>
         var qkv = attention.forward(x).view(b, t, 3, heads, c / heads);       // (B, T, 3, nh, hs)
         qkv = qkv.permute(2, 0, 3, 1, 4);                                     // (3, B, nh, T, hs)
         var (q, k, v) = (qkv[0], qkv[1], qkv[2]);                            // (B, nh, T, hs) each
-        var y = functional.scaled_dot_product_attention(q, k, v, is_casual: true); // (B, nh, T, hs)
+        var y = functional.scaled_dot_product_attention(q, k, v, is_casual: causal); // (B, nh, T, hs)
         return y.transpose(1, 2).contiguous().view(b, t, c);                 // (B, T, C)
     }
 }

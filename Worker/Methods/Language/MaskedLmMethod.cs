@@ -1,0 +1,138 @@
+using Pretrain.Data;
+using Pretrain.Data.Collators;
+using Pretrain.Data.Sampling;
+using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models;
+using Pretrain.Worker.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Methods.Language;
+
+/// <summary>
+/// BERT masked language modelling on bytes: each sample is a window of <c>context</c> bytes of the
+/// training text, masked by <see cref="MaskedLmCollator"/> (15% chosen; 80% [MASK], 10% random, 10%
+/// kept) as a pure function of (seed, step, sample id), so a sample is masked the same on any rank. The
+/// loss is the cross-entropy of the chosen positions. The step's loss is the mean of the ranks' (and
+/// micro-steps') means, as DDP reports it; their masked counts differ by a few tokens out of ~600.
+/// Evaluated on the held-out tail with a fixed masking: validation loss, masked-token accuracy, perplexity.
+/// </summary>
+public sealed class MaskedLmMethod : IPretrainingMethod
+{
+    private const long EvaluationStep = uint.MaxValue; // the masking stream of evaluation: a step no training reaches, the same every time
+
+    private readonly MethodContext _context;
+    private readonly TransformerModel _shape;
+    private readonly ByteTextCorpus _corpus;
+    private readonly MaskedLmCollator _collator;
+    private readonly Bert _model;
+    private readonly Tensor _inputs, _labels; // (b, T) int64, filled in place every micro-step
+    private readonly long[] _ids;
+    private readonly int[] _window;
+
+    public MaskedLmMethod(MethodContext context)
+    {
+        _context = context;
+        var recipe = context.Recipe;
+        _shape = recipe.Transformer;
+        var data = (TextData)recipe.Data;
+        var options = (MaskedLmOptions)recipe.Options;
+        _corpus = new ByteTextCorpus(data.TextPath, _shape.Context, data.ValidationFraction);
+        _collator = new MaskedLmCollator(new MaskedLmConfig(Bert.Vocabulary, Bert.MaskId, [])
+        {
+            MaskProbability = (float)options.MaskProbability,
+            MaskTokenFraction = (float)options.MaskTokenFraction,
+            RandomTokenFraction = (float)options.RandomTokenFraction,
+        }, recipe.Seed);
+        _model = new Bert(_shape, recipe.Seed);
+        var micro = recipe.MicroBatch(context.WorldSize);
+        _inputs = zeros(micro, _shape.Context, dtype: ScalarType.Int64).DetachFromDisposeScope();
+        _labels = zeros(micro, _shape.Context, dtype: ScalarType.Int64).DetachFromDisposeScope();
+        _ids = new long[micro];
+        _window = new int[_shape.Context];
+        Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
+        FlopsPerSample = ModelFlops.PerToken(_shape, Parameters.Sum(p => p.Parameter.numel())) * _shape.Context;
+    }
+
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<(string Name, Tensor Tensor)> State => [];
+    public long TrainSamples => _corpus.TrainSamples;
+    public double FlopsPerSample { get; }
+
+    public bool Decays(string name, Tensor parameter) => Bert.UsesWeightDecay(name, parameter);
+
+    public Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    {
+        using var scope = NewDisposeScope();
+        if (_shape.Dropout > 0) // dropout is seeded per (step, rank, micro-step): brief, principle 4
+            manual_seed((long)(SplitMix64.Combine((ulong)_context.Recipe.Seed, (ulong)batch.Step,
+                (ulong)(_context.Rank * batch.MicroSteps + batch.MicroStep)) >> 1));
+        batch.SampleIds.Span.CopyTo(_ids);
+        Load(Split.Train, batch.Step);
+        _context.Phases.Lap(StepPhase.Data);
+        var (loss, _, _) = _model.MaskedLoss(_inputs, _labels);
+        _context.Phases.Lap(StepPhase.Forward);
+        loss.backward();
+        _context.Phases.Lap(StepPhase.Backward);
+        return Task.FromResult((double)loss.item<float>());
+    }
+
+    /// <summary>Masks the windows of <see cref="_ids"/> into the input and label buffers.</summary>
+    private void Load(Split split, long step)
+    {
+        var inputs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(_inputs.bytes);
+        var labels = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(_labels.bytes);
+        int t = _shape.Context;
+        for (var i = 0; i < _ids.Length; i++)
+        {
+            var window = _corpus.Window(split, _ids[i]);
+            for (var j = 0; j < t; j++)
+                _window[j] = window[j];
+            _collator.Mask(_window, step, _ids[i], inputs.Slice(i * t, t), labels.Slice(i * t, t));
+        }
+    }
+
+    public void AfterUpdate(long step) { }
+
+    /// <summary>
+    /// The first <c>eval.batches</c> global batches of the validation split, in file order, masked with a
+    /// fixed stream; each rank takes its share, and the sums of loss·masked, correct and masked are allreduced.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct)
+    {
+        var recipe = _context.Recipe;
+        int world = _context.WorldSize, micro = _ids.Length, perRank = recipe.Batch.Global / world;
+        var totals = new float[3]; // Σ loss·masked, Σ correct, Σ masked
+        _model.eval();
+        for (var i = 0; i < recipe.Eval.Batches; i++)
+            for (var k = 0; k < perRank / micro; k++)
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                for (var j = 0; j < micro; j++)
+                    _ids[j] = ((long)i * recipe.Batch.Global + (long)_context.Rank * perRank + k * micro + j) % _corpus.ValidationSamples;
+                Load(Split.Validation, EvaluationStep);
+                var (loss, correct, masked) = _model.MaskedLoss(_inputs, _labels);
+                totals[0] += loss.item<float>() * masked;
+                totals[1] += correct;
+                totals[2] += masked;
+            }
+        _model.train();
+        if (world > 1)
+            await _context.Collectives.AllReduceSumAsync(totals, ct);
+        var valLoss = totals[0] / totals[2];
+        return new Dictionary<string, double>
+        {
+            ["val_loss"] = valLoss,
+            ["masked_accuracy"] = totals[1] / totals[2],
+            ["perplexity"] = Math.Exp(valLoss),
+        };
+    }
+
+    public void Dispose()
+    {
+        _inputs.Dispose();
+        _labels.Dispose();
+        _model.Dispose();
+    }
+}
