@@ -44,9 +44,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
     public Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
-        if (_shape.Dropout > 0) // dropout is seeded per (step, rank, micro-step): brief, principle 4
-            manual_seed((long)(SplitMix64.Combine((ulong)_context.Recipe.Seed, (ulong)batch.Step,
-                (ulong)(_context.Rank * batch.MicroSteps + batch.MicroStep)) >> 1));
+        SeedDropout(_context, batch);
         batch.SampleIds.Span.CopyTo(_batch.Ids);
         _batch.Load(Split.Train);
         _context.Phases.Lap(StepPhase.Data);
@@ -58,6 +56,14 @@ public sealed class CausalLmMethod : IPretrainingMethod
     }
 
     public void AfterUpdate(long step) { }
+
+    /// <summary>Dropout is seeded per (step, rank, micro-step) — brief, principle 4 — so runs repeat bit for bit.</summary>
+    internal static void SeedDropout(MethodContext context, MicroBatch batch)
+    {
+        if (context.Recipe.Transformer.Dropout > 0)
+            manual_seed((long)(SplitMix64.Combine((ulong)context.Recipe.Seed, (ulong)batch.Step,
+                (ulong)(context.Rank * batch.MicroSteps + batch.MicroStep)) >> 1));
+    }
 
     /// <summary>
     /// Mean loss over the first <c>eval.batches</c> global batches of the validation split, in file order

@@ -1,6 +1,5 @@
 using Pretrain.Data;
 using Pretrain.Data.Collators;
-using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Models;
 using Pretrain.Worker.Training;
@@ -64,9 +63,7 @@ public sealed class MaskedLmMethod : IPretrainingMethod
     public Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
-        if (_shape.Dropout > 0) // dropout is seeded per (step, rank, micro-step): brief, principle 4
-            manual_seed((long)(SplitMix64.Combine((ulong)_context.Recipe.Seed, (ulong)batch.Step,
-                (ulong)(_context.Rank * batch.MicroSteps + batch.MicroStep)) >> 1));
+        CausalLmMethod.SeedDropout(_context, batch);
         batch.SampleIds.Span.CopyTo(_ids);
         Load(Split.Train, batch.Step);
         _context.Phases.Lap(StepPhase.Data);
