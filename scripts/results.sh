@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 long=0; [ "${1:-}" = "--long" ] && long=1
-runs="$root/runs/results-$(date +%Y%m%d-%H%M%S)"
+runs="runs/results-$(date +%Y%m%d-%H%M%S)"   # relative, as the commands in RESULTS.md read
 mkdir -p "$runs"
 rows=()
 
@@ -56,7 +56,7 @@ fi
   echo
   echo "## Vision: Fashion-MNIST test set (10,000 images)"
   echo
-  echo "Linear probe = a linear classifier trained on frozen features of the 60,000 training images (Adam, 30 epochs,"
+  echo "Linear probe = a linear classifier trained on frozen features of the 60,000 training images (Adam, 10 epochs,"
   echo "standardized features), tested on the test set; the same probe on raw pixels is the baseline. kNN = the online"
   echo "monitor's weighted vote (k = 200, T = 0.07) of the test features among the training features."
   echo
