@@ -1,8 +1,5 @@
 using System.CommandLine;
 using Pretrain.Cli.Runs;
-using Pretrain.Data.Preparation;
-using Pretrain.Data.Shards;
-using Pretrain.Shared.Recipes;
 
 namespace Pretrain.Cli.Commands;
 
@@ -28,20 +25,7 @@ static class DemoCommand
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(async () =>
         {
-            var recipePath = Path.GetFullPath(Recipe);
-            var recipe = RecipeLoader.Load(recipePath);
-            var images = ((ImageData)recipe.Data).ImagesPath;
-            if (!File.Exists(Path.Combine(images, ShardIndex.FileName)))
-            {
-                var prepared = await PrepareRun.RunAsync(new PrepareOptions
-                {
-                    Spec = new PrepareSpec("fashion-mnist", [PrepareCommand.FashionMnistDirectory], images, ValidationFraction: 0),
-                    Plans = PreparationPlans.Create,
-                    RunDirectory = images,
-                    Verbose = parse.GetValue(verbose),
-                }, ct);
-                if (prepared != 0) return prepared;
-            }
+            var recipePath = Path.GetFullPath(Recipe);                    // LocalRun prepares Fashion-MNIST on first use
             var runDirectory = parse.GetValue(runDir)?.FullName
                                ?? Path.GetFullPath(Path.Combine("runs", "demo-" + DateTime.Now.ToString("yyyyMMdd-HHmmss")));
             var trained = await LocalRun.RunAsync(new RunOptions

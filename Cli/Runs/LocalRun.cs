@@ -6,7 +6,11 @@ namespace Pretrain.Cli.Runs;
 /// </summary>
 public static class LocalRun
 {
-    public static Task<int> RunAsync(RunOptions options, CancellationToken ct) =>
-        CoordinatorRun.RunAsync(options with { Host = "127.0.0.1", Port = 0 },
+    public static async Task<int> RunAsync(RunOptions options, CancellationToken ct)
+    {
+        var prepared = await LocalData.EnsureAsync(options.RecipePath, options.Verbose, ct);
+        if (prepared != 0) return prepared;
+        return await CoordinatorRun.RunAsync(options with { Host = "127.0.0.1", Port = 0 },
             (port, runDirectory, console) => WorkerProcesses.Start(options, port, runDirectory, console), ct);
+    }
 }

@@ -157,8 +157,7 @@ public static class RecipeLoader
         {
             "bert" => ReadMaskedLm(section),
             "simclr" => new ContrastiveOptions(ContrastiveKind.SimClr, section.Double("temperature", 0, 100, 0.1, minExclusive: true),
-                section.Bool("global_batch_norm", false) ? throw section.Fail("global_batch_norm",
-                    "true is not available yet: batch norm is per worker (its running statistics are averaged over workers before evaluation); set false") : false, 0, 0),
+                section.Bool("global_batch_norm", true), 0, 0),
             _ => new ContrastiveOptions(ContrastiveKind.MoCo, section.Double("temperature", 0, 100, 0.2, minExclusive: true), false,
                 section.Int("queue_size", 1, 1 << 24, 65536), section.Double("momentum", 0, 1, 0.999)),
         };

@@ -48,6 +48,30 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
+    public async Task A_recipe_whose_text_file_is_missing_is_refused_naming_the_field_before_any_worker_starts()
+    {
+        string missing = Path.Combine(_dir, "no-such.txt");
+        string runDir = Path.Combine(_dir, "run");
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", Recipe("text.yaml", t => t.Replace(RepoPaths.KjvText, missing)),
+            "--run-dir", runDir);
+        Assert.Equal(2, code);
+        Assert.Contains($"data.text: {missing} does not exist", output);
+        Assert.False(Directory.Exists(runDir), "nothing may be written for a refused recipe");
+    }
+
+    [Fact]
+    public async Task A_vision_recipe_whose_folder_is_not_prepared_is_refused_with_the_command_that_prepares_it()
+    {
+        string folder = Path.Combine(_dir, "my-images");
+        string recipe = Path.Combine(_dir, "vision.yaml");
+        File.WriteAllText(recipe, File.ReadAllText(RepoPaths.Recipe("simclr-fashion-mnist.yaml")).Replace("../data/fashion-mnist", folder));
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", recipe, "--run-dir", Path.Combine(_dir, "run"));
+        Assert.Equal(2, code);
+        Assert.Contains($"data.images: {folder} holds no prepared dataset", output);
+        Assert.Contains($"pretrain prepare fashion-mnist|cifar10|images --output {folder}", output);
+    }
+
+    [Fact]
     public async Task A_missing_recipe_file_is_named()
     {
         string missing = Path.Combine(_dir, "nope.yaml");

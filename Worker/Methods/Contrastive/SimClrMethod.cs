@@ -1,5 +1,7 @@
 using Pretrain.Data.Augmentations;
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Collectives;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Methods.Vision;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
@@ -16,10 +18,12 @@ namespace Pretrain.Worker.Methods.Contrastive;
 /// through the network in one forward, so batch norm sees them together, as in the reference. LARS (or
 /// any of our optimizers) with biases and batch-norm parameters excluded from weight decay and adaptation.
 /// <para>
-/// Batch norm is per worker here: each rank normalises with the statistics of its own 2·n views. The
-/// reference uses global (cross-replica) BN because with large per-device batches split over many
-/// accelerators a replica's statistics could let the network tell its own positives apart; the running
-/// statistics are averaged over ranks before every evaluation and checkpoint comparison.
+/// Batch norm is global by default (<c>simclr.global_batch_norm</c>), as in the reference's cross-replica
+/// BN: every BN layer of the encoder and the head normalises with the statistics of all workers' views
+/// (<see cref="GlobalBatchNorm2d"/>), so the run computes what one worker with the whole global batch
+/// would, and a worker's statistics cannot leak which of the global batch's samples are its own (a shortcut
+/// the loss could otherwise use to pick out positives, as the SimCLR paper notes). It costs two small
+/// all-reduces per BN layer in the forward and two in the backward. With <c>false</c>, BN is per worker.
 /// </para>
 /// </summary>
 public sealed class SimClrMethod : IRepresentationMethod
@@ -32,6 +36,7 @@ public sealed class SimClrMethod : IRepresentationMethod
     private readonly DistributedNtXent _loss;
     private readonly (string Name, Tensor Tensor)[] _buffers;
     private readonly RepresentationEvaluation _evaluation;
+    private readonly BlockingReplicaSum _replicas;
 
     public SimClrMethod(MethodContext context)
     {
@@ -41,7 +46,11 @@ public sealed class SimClrMethod : IRepresentationMethod
         var data = (ImageData)recipe.Data;
         _train = new ImageBatch(data.ImagesPath, "train", recipe.MicroBatch(context.WorldSize));
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
-        _network = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork((VisionModel)recipe.Model, _train.Channels, headBatchNorm: true));
+        _replicas = new BlockingReplicaSum(context.Collectives, context.CollectiveTimeout);
+        Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm && context.WorldSize > 1
+            ? channels => new GlobalBatchNorm2d(channels, _replicas)
+            : null;                                                                 // BatchNorm2d: the same names, so checkpoints interchange
+        _network = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork((VisionModel)recipe.Model, _train.Channels, headBatchNorm: true, norm));
         Parameters = _network.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         _buffers = _network.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
         _loss = new DistributedNtXent(context.Collectives, _options.Temperature);
@@ -72,6 +81,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         var z = _network.forward(views);                                           // (2n, d): both views through one BN
         _context.Phases.Lap(StepPhase.Forward);
         var loss = await _loss.ForwardBackwardAsync(z.narrow(0, 0, n), z.narrow(0, n, n), ct); // all-gather, exact global gradient
+        _replicas.ThrowIfFailed();                                                 // a global BN all-reduce that failed inside backward
         _context.Phases.Lap(StepPhase.Backward);
         return loss;
     }

@@ -26,8 +26,8 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     {
         (encoder, FeatureSize) = shape.Encoder switch
         {
-            "small-cnn" => ((Module<Tensor, Tensor>)new SmallCnn(inputChannels), SmallCnn.FeatureSize),
-            "resnet18" => (new ResNet18(inputChannels), ResNet18.FeatureSize),
+            "small-cnn" => ((Module<Tensor, Tensor>)new SmallCnn(inputChannels, norm), SmallCnn.FeatureSize),
+            "resnet18" => (new ResNet18(inputChannels, norm), ResNet18.FeatureSize),
             var other => throw new ArgumentException($"unknown encoder '{other}'"),
         };
         var layers = new List<Module<Tensor, Tensor>> { Linear(FeatureSize, shape.ProjectionHidden, hasBias: !headBatchNorm) };

@@ -13,20 +13,22 @@ namespace Pretrain.Worker.Models.Vision;
 public sealed class ResNet18 : Module<Tensor, Tensor>
 {
     private readonly Conv2d stem;
-    private readonly BatchNorm2d stemNorm;
+    private readonly Module<Tensor, Tensor> stemNorm;
     private readonly ModuleList<BasicBlock> blocks;
 
     public const int FeatureSize = 512;
 
-    public ResNet18(int inputChannels) : base(nameof(ResNet18))
+    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="BatchNorm2d"/>.</param>
+    public ResNet18(int inputChannels, Func<long, Module<Tensor, Tensor>>? norm = null) : base(nameof(ResNet18))
     {
+        norm ??= channels => BatchNorm2d(channels);
         stem = Conv2d(inputChannels, 64, kernel_size: 3, stride: 1, padding: 1, bias: false);
-        stemNorm = BatchNorm2d(64);
+        stemNorm = norm(64);
         blocks = new ModuleList<BasicBlock>(
-            new BasicBlock(64, 64, 1), new BasicBlock(64, 64, 1),
-            new BasicBlock(64, 128, 2), new BasicBlock(128, 128, 1),
-            new BasicBlock(128, 256, 2), new BasicBlock(256, 256, 1),
-            new BasicBlock(256, 512, 2), new BasicBlock(512, 512, 1));
+            new BasicBlock(64, 64, 1, norm), new BasicBlock(64, 64, 1, norm),
+            new BasicBlock(64, 128, 2, norm), new BasicBlock(128, 128, 1, norm),
+            new BasicBlock(128, 256, 2, norm), new BasicBlock(256, 256, 1, norm),
+            new BasicBlock(256, 512, 2, norm), new BasicBlock(512, 512, 1, norm));
         RegisterComponents();
     }
 
@@ -43,17 +45,17 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
     public sealed class BasicBlock : Module<Tensor, Tensor>
     {
         private readonly Conv2d conv1, conv2;
-        private readonly BatchNorm2d norm1, norm2;
+        private readonly Module<Tensor, Tensor> norm1, norm2;
         private readonly Sequential? shortcut;
 
-        public BasicBlock(int inChannels, int outChannels, int stride) : base(nameof(BasicBlock))
+        public BasicBlock(int inChannels, int outChannels, int stride, Func<long, Module<Tensor, Tensor>> norm) : base(nameof(BasicBlock))
         {
             conv1 = Conv2d(inChannels, outChannels, kernel_size: 3, stride: stride, padding: 1, bias: false);
-            norm1 = BatchNorm2d(outChannels);
+            norm1 = norm(outChannels);
             conv2 = Conv2d(outChannels, outChannels, kernel_size: 3, stride: 1, padding: 1, bias: false);
-            norm2 = BatchNorm2d(outChannels);
+            norm2 = norm(outChannels);
             if (stride != 1 || inChannels != outChannels)
-                shortcut = Sequential(Conv2d(inChannels, outChannels, kernel_size: 1, stride: stride, bias: false), BatchNorm2d(outChannels));
+                shortcut = Sequential(Conv2d(inChannels, outChannels, kernel_size: 1, stride: stride, bias: false), norm(outChannels));
             RegisterComponents();
         }
 

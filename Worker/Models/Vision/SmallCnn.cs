@@ -19,12 +19,14 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
 
     public const int FeatureSize = 128 * 2 * 2;
 
-    public SmallCnn(int inputChannels) : base(nameof(SmallCnn))
+    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="BatchNorm2d"/>.</param>
+    public SmallCnn(int inputChannels, Func<long, Module<Tensor, Tensor>>? norm = null) : base(nameof(SmallCnn))
     {
+        norm ??= channels => BatchNorm2d(channels);
         layers = Sequential(
-            Conv2d(inputChannels, 32, kernel_size: 3, padding: 1, bias: false), BatchNorm2d(32), ReLU(),
-            Conv2d(32, 64, kernel_size: 3, stride: 2, padding: 1, bias: false), BatchNorm2d(64), ReLU(),
-            Conv2d(64, 128, kernel_size: 3, stride: 2, padding: 1, bias: false), BatchNorm2d(128), ReLU());
+            Conv2d(inputChannels, 32, kernel_size: 3, padding: 1, bias: false), norm(32), ReLU(),
+            Conv2d(32, 64, kernel_size: 3, stride: 2, padding: 1, bias: false), norm(64), ReLU(),
+            Conv2d(64, 128, kernel_size: 3, stride: 2, padding: 1, bias: false), norm(128), ReLU());
         RegisterComponents();
     }
 

@@ -1,0 +1,74 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Models.Layers;
+
+/// <summary>
+/// Batch norm over the <b>global</b> batch of all data-parallel workers (cross-replica or synchronised
+/// BN, as SimCLR trains with): in training, each channel is normalised with the mean and variance of the
+/// samples of every worker, and the gradient is the exact gradient through those global statistics —
+/// the same, to rounding, as <see cref="BatchNorm2d"/> on one worker holding the whole global batch.
+/// <para>
+/// Two all-reduces of C + 1 and C floats in the forward (Σx with the count, then Σ(x − mean)²: the
+/// two-pass variance, so no E[x²] − E[x]² cancellation) and the same two in the backward
+/// (<see cref="ReplicaSumFunction"/>); everything else is ordinary autograd. Running statistics use the
+/// global mean and unbiased global variance, so they are identical on every worker. In eval mode this is
+/// plain batch norm with the running statistics. Parameter and buffer names are BatchNorm2d's (weight,
+/// bias, running_mean, running_var, num_batches_tracked), so checkpoints move freely between the two.
+/// </para>
+/// </summary>
+public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
+{
+    private static readonly long[] AllButChannels = [0, 2, 3];
+
+    private readonly Parameter _weight, _bias;
+    private readonly Tensor _runningMean, _runningVar, _batchesTracked;
+    private readonly IReplicaSum _replicas;
+    private readonly long _channels;
+    private readonly double _eps, _momentum;
+
+    public GlobalBatchNorm2d(long channels, IReplicaSum replicas, double eps = 1e-5, double momentum = 0.1)
+        : base(nameof(GlobalBatchNorm2d))
+    {
+        (_channels, _replicas, _eps, _momentum) = (channels, replicas, eps, momentum);
+        _weight = new Parameter(ones(channels));
+        _bias = new Parameter(zeros(channels));
+        _runningMean = zeros(channels);
+        _runningVar = ones(channels);
+        _batchesTracked = tensor(0L);
+        register_parameter("weight", _weight);
+        register_parameter("bias", _bias);
+        register_buffer("running_mean", _runningMean);
+        register_buffer("running_var", _runningVar);
+        register_buffer("num_batches_tracked", _batchesTracked);
+    }
+
+    /// <summary>(B, C, H, W) → (B, C, H, W).</summary>
+    public override Tensor forward(Tensor x)
+    {
+        if (x.dim() != 4 || x.shape[1] != _channels)
+            throw new ArgumentException($"GlobalBatchNorm2d({_channels}) expects (B, {_channels}, H, W), got ({string.Join(", ", x.shape)})");
+        if (!training)
+            return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training: false, momentum: _momentum, eps: _eps);
+
+        using var scope = NewDisposeScope();
+        var shape = new long[] { 1, _channels, 1, 1 };
+        using var localCount = tensor(new float[] { x.numel() / _channels });
+        var sums = ReplicaSumFunction.Sum(cat([x.sum(AllButChannels), localCount]), _replicas);      // (C + 1): Σx per channel, then n
+        var count = sums[_channels].detach();
+        var mean = sums.narrow(0, 0, _channels) / count;
+        var centered = x - mean.view(shape);
+        var variance = ReplicaSumFunction.Sum(centered.square().sum(AllButChannels), _replicas) / count;  // biased, as BN normalises
+        var y = centered * (variance + _eps).rsqrt().view(shape) * _weight.view(shape) + _bias.view(shape);
+
+        using (no_grad())
+        {
+            var n = count.item<float>();
+            _runningMean.mul_(1 - _momentum).add_(mean.detach(), alpha: _momentum);
+            _runningVar.mul_(1 - _momentum).add_(variance.detach() * (n / Math.Max(n - 1, 1)), alpha: _momentum);
+            _batchesTracked.add_(1);
+        }
+        return y.MoveToOuterDisposeScope();
+    }
+}

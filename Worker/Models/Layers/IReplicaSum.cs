@@ -1,0 +1,23 @@
+using static TorchSharp.torch;
+
+namespace Pretrain.Worker.Models.Layers;
+
+/// <summary>
+/// An elementwise sum over every data-parallel replica, done before the call returns: the one thing a
+/// layer that spans workers (<see cref="GlobalBatchNorm2d"/>) needs of the data plane. Models see this,
+/// not the network.
+/// </summary>
+public interface IReplicaSum
+{
+    /// <summary>Sums the contiguous float tensor <paramref name="data"/> over all replicas, in place. Throws when the collective fails.</summary>
+    void SumInPlace(Tensor data);
+
+    /// <summary>
+    /// Records a failure that happened where nothing can throw (inside autograd's backward, which runs
+    /// under native code); later sums fail at once and <see cref="ThrowIfFailed"/> rethrows it.
+    /// </summary>
+    void Fail(Exception error);
+
+    /// <summary>Rethrows the first recorded failure, if any: call after every backward that crossed a layer using this sum.</summary>
+    void ThrowIfFailed();
+}
