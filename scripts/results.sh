@@ -2,56 +2,78 @@
 # Runs the method recipes end to end on this machine and writes docs/RESULTS.md from their summary.json
 # files: SimCLR and MoCo (linear probe beside raw pixels, kNN) after the demo-length recipes and, with
 # --long, after the longer ones; GPT validation loss, bits per byte and MFU; BERT masked-token accuracy.
-# Usage: scripts/results.sh [--long]        (about 45 minutes on 2 cores; --long adds ~1.5 h)
+#
+# Usage: scripts/results.sh [--long] [--only NAME[,NAME...]]
+#   (all demo-length runs: about 45 minutes on 2 cores; --long adds about 2 hours)
+#   --only runs just the named rows (simclr-demo moco gpt-demo bert simclr-long moco-long gpt) and keeps
+#   every other row, and the Notes section, as docs/RESULTS.md has them: each row's command names the
+#   dated run directory it came from.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-long=0; [ "${1:-}" = "--long" ] && long=1
+long=0; only=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --long) long=1 ;;
+    --only) only=",${2:?--only needs a comma-separated list of run names},"; shift ;;
+    -h|--help) sed -n '2,10p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "results.sh: unknown argument '$1' (expected --long or --only NAMES)" >&2; exit 2 ;;
+  esac
+  shift
+done
 runs="runs/results-$(date +%Y%m%d-%H%M%S)"   # relative, as the commands in RESULTS.md read
-mkdir -p "$runs"
-rows=()
+doc=docs/RESULTS.md
+declare -A row=()
 
 value() { jq -r "$2 // \"n/a\"" "$1/summary.json"; }
 pct() { awk -v v="$1" 'BEGIN { if (v == "n/a") print "n/a"; else printf "%.2f%%", 100 * v }'; }
 num() { awk -v v="$1" 'BEGIN { if (v == "n/a") print "n/a"; else printf "%.4f", v }'; }
+wanted() { [ -z "$only" ] || [[ $only == *",$1,"* ]]; }
+previous() { [ -f "$doc" ] && grep -m1 -F "| $1 | " "$doc" || true; }   # the row as RESULTS.md has it
 
-vision() { # name recipe command...
+vision() { # name recipe
   local name=$1 recipe=$2 dir="$runs/$1"
+  if ! wanted "$name"; then row[$name]=$(previous "$name"); return; fi
   local cmd="./pretrain local --recipe $recipe --workers 2 --run-dir $dir && ./pretrain eval --run-dir $dir"
   [ "$name" = "simclr-demo" ] && cmd="./pretrain demo --run-dir $dir"
   echo "== $name: $cmd" >&2
   local start=$SECONDS
   eval "$cmd" >&2
   local wall=$((SECONDS - start))
-  rows+=("| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(pct "$(value "$dir" .eval.linear_probe_accuracy)") | $(pct "$(value "$dir" .eval.raw_pixel_probe_accuracy)") | $(pct "$(value "$dir" .eval.knn_accuracy)") | ${wall} s |")
+  row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(pct "$(value "$dir" .eval.linear_probe_accuracy)") | $(pct "$(value "$dir" .eval.raw_pixel_probe_accuracy)") | $(pct "$(value "$dir" .eval.knn_accuracy)") | ${wall} s |"
 }
 
-text_rows=()
 text() { # name recipe
   local name=$1 recipe=$2 dir="$runs/$1"
+  if ! wanted "$name"; then row[$name]=$(previous "$name"); return; fi
   local cmd="./pretrain local --recipe $recipe --workers 2 --run-dir $dir"
   echo "== $name: $cmd" >&2
   local start=$SECONDS
   eval "$cmd" >&2
   local wall=$((SECONDS - start))
-  text_rows+=("| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(num "$(value "$dir" .eval.val_loss)") | $(num "$(value "$dir" .eval.bits_per_byte)") | $(pct "$(value "$dir" .eval.masked_accuracy)") | $(pct "$(value "$dir" .mfu)") | ${wall} s |")
+  row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(num "$(value "$dir" .eval.val_loss)") | $(num "$(value "$dir" .eval.bits_per_byte)") | $(pct "$(value "$dir" .eval.masked_accuracy)") | $(pct "$(value "$dir" .mfu)") | ${wall} s |"
 }
 
+mkdir -p "$runs"
 ./pretrain --help >/dev/null   # installs and builds once, outside the timings
+vision_rows=(simclr-demo moco); text_rows=(gpt-demo bert)
 vision simclr-demo recipes/simclr-fashion-mnist.yaml
 vision moco recipes/moco-fashion-mnist.yaml
 text gpt-demo recipes/gpt-kjv-demo.yaml
 text bert recipes/bert-kjv.yaml
-if [ $long = 1 ]; then
+if [ $long = 1 ] || [ -n "$only" ]; then
+  vision_rows+=(simclr-long moco-long); text_rows+=(gpt)
   vision simclr-long recipes/simclr-fashion-mnist-long.yaml
   vision moco-long recipes/moco-fashion-mnist-long.yaml
   text gpt recipes/gpt-kjv.yaml
 fi
+notes=$( [ -f "$doc" ] && sed -n '/^## Notes$/,$p' "$doc" || true)
 
 {
   echo "# Results"
   echo
-  echo "Written by \`scripts/results.sh$([ $long = 1 ] && echo " --long")\` on $(date -u +%Y-%m-%d) on this machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), no accelerator."
+  echo "Written by \`scripts/results.sh\` on this machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), no accelerator."
+  echo "Each row's command names the run directory it came from, stamped with the time it started."
   echo "Every run uses 2 local worker processes (1 torch thread each). Wall time includes start-up and evaluation."
   echo
   echo "## Vision: Fashion-MNIST test set (10,000 images)"
@@ -62,7 +84,7 @@ fi
   echo
   echo "| run | command | steps | loss first → last | linear probe | raw pixels | kNN | wall |"
   echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
-  printf '%s\n' "${rows[@]}"
+  for name in "${vision_rows[@]}"; do [ -n "${row[$name]}" ] && echo "${row[$name]}"; done
   echo
   echo "## Text: the King James Bible, held-out tail"
   echo
@@ -72,6 +94,8 @@ fi
   echo
   echo "| run | command | steps | loss first → last | val loss | bits/byte | masked acc. | MFU | wall |"
   echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
-  printf '%s\n' "${text_rows[@]}"
-} > docs/RESULTS.md
-echo "wrote docs/RESULTS.md (runs in $runs)" >&2
+  for name in "${text_rows[@]}"; do [ -n "${row[$name]}" ] && echo "${row[$name]}"; done
+  if [ -n "$notes" ]; then echo; echo "$notes"; fi
+} > "$doc.tmp"
+mv "$doc.tmp" "$doc"
+echo "wrote $doc (runs in $runs)" >&2
