@@ -8,9 +8,9 @@ public enum Split { Train, Validation }
 /// boundary: the head trains, the last <c>validationFraction</c> validates. Sample <c>i</c> of a split is
 /// the window of <c>context + 1</c> bytes at offset <c>i * context</c> in that split (inputs are the first
 /// <c>context</c> bytes, targets the last <c>context</c>), so neighbouring windows share one byte.
-/// The whole file is held in memory: 4.3 MB for the KJV; sharded corpora come with `pretrain prepare`.
+/// The whole file is held in memory: 4.3 MB for the KJV. Token shards of `pretrain prepare text` are read by <see cref="Text.PreparedTextCorpus"/>.
 /// </summary>
-public sealed class ByteTextCorpus
+public sealed class ByteTextCorpus : ITokenCorpus
 {
     private readonly byte[] _bytes;
     private readonly int _boundary;
@@ -44,6 +44,11 @@ public sealed class ByteTextCorpus
                 $"(context {context} + 1); expected at least {needed} bytes with validation fraction {validationFraction}");
     }
 
+    public string Source => Path;
+    public int VocabularySize => 256;
+    public Tokenizers.SpecialTokens? Specials => null;
+    public double ValidationBytesPerToken => 1;
+
     public long Samples(Split split) => split == Split.Train ? TrainSamples : ValidationSamples;
 
     /// <summary>The <c>context + 1</c> bytes of sample <paramref name="id"/> of <paramref name="split"/>.</summary>
@@ -53,6 +58,13 @@ public sealed class ByteTextCorpus
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(id, Samples(split));
         var start = (split == Split.Train ? 0 : _boundary) + (int)(id * Context);
         return _bytes.AsSpan(start, Context + 1);
+    }
+
+    public void Window(Split split, long id, Span<long> destination)
+    {
+        var window = Window(split, id);
+        for (var t = 0; t < window.Length; t++)
+            destination[t] = window[t];
     }
 
     private long WindowsIn(int length) => length < Context + 1 ? 0 : (length - 1) / Context;

@@ -5,7 +5,7 @@
 #
 # Usage: scripts/results.sh [--long] [--only NAME[,NAME...]]
 #   (all demo-length runs: about 45 minutes on 2 cores; --long adds about 2 hours)
-#   --only runs just the named rows (simclr-demo moco gpt-demo bert simclr-long moco-long gpt) and keeps
+#   --only runs just the named rows (simclr-demo moco gpt-demo gpt-bpe bert simclr-long moco-long gpt) and keeps
 #   every other row, and the Notes section, as docs/RESULTS.md has them: each row's command names the
 #   dated run directory it came from.
 set -euo pipefail
@@ -33,69 +33,80 @@ previous() { [ -f "$doc" ] && grep -m1 -F "| $1 | " "$doc" || true; }   # the ro
 
 vision() { # name recipe
   local name=$1 recipe=$2 dir="$runs/$1"
-  if ! wanted "$name"; then row[$name]=$(previous "$name"); return; fi
+  wanted "$name" || return 0
   local cmd="./pretrain local --recipe $recipe --workers 2 --run-dir $dir && ./pretrain eval --run-dir $dir"
   [ "$name" = "simclr-demo" ] && cmd="./pretrain demo --run-dir $dir"
   echo "== $name: $cmd" >&2
   local start=$SECONDS
-  eval "$cmd" >&2
+  if ! eval "$cmd" >&2; then echo "results.sh: $name failed; docs/RESULTS.md keeps its previous row" >&2; failed+=("$name"); return; fi
   local wall=$((SECONDS - start))
   row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(pct "$(value "$dir" .eval.linear_probe_accuracy)") | $(pct "$(value "$dir" .eval.raw_pixel_probe_accuracy)") | $(pct "$(value "$dir" .eval.knn_accuracy)") | ${wall} s |"
+  write_doc
 }
 
 text() { # name recipe
   local name=$1 recipe=$2 dir="$runs/$1"
-  if ! wanted "$name"; then row[$name]=$(previous "$name"); return; fi
+  wanted "$name" || return 0
   local cmd="./pretrain local --recipe $recipe --workers 2 --run-dir $dir"
   echo "== $name: $cmd" >&2
   local start=$SECONDS
-  eval "$cmd" >&2
+  if ! eval "$cmd" >&2; then echo "results.sh: $name failed; docs/RESULTS.md keeps its previous row" >&2; failed+=("$name"); return; fi
   local wall=$((SECONDS - start))
   row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(num "$(value "$dir" .eval.val_loss)") | $(num "$(value "$dir" .eval.bits_per_byte)") | $(pct "$(value "$dir" .eval.masked_accuracy)") | $(pct "$(value "$dir" .mfu)") | ${wall} s |"
+  write_doc
+}
+
+vision_rows=(simclr-demo moco); text_rows=(gpt-demo gpt-bpe bert)
+if [ $long = 1 ] || [ -n "$only" ]; then vision_rows+=(simclr-long moco-long); text_rows+=(gpt); fi
+for name in "${vision_rows[@]}" "${text_rows[@]}"; do row[$name]=$(previous "$name"); done
+notes=$( [ -f "$doc" ] && sed -n '/^## Notes$/,$p' "$doc" || true)
+failed=()
+
+write_doc() { # the whole document, rewritten after every run so that a later failure loses nothing
+  {
+    echo "# Results"
+    echo
+    echo "Written by \`scripts/results.sh\` on this machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), no accelerator."
+    echo "Each row's command names the run directory it came from, stamped with the time it started."
+    echo "Every run uses 2 local worker processes (1 torch thread each). Wall time includes start-up and evaluation."
+    echo
+    echo "## Vision: Fashion-MNIST test set (10,000 images)"
+    echo
+    echo "Linear probe = a linear classifier trained on frozen features of the 60,000 training images (Adam, 10 epochs,"
+    echo "standardized features), tested on the test set; the same probe on raw pixels is the baseline. kNN = the online"
+    echo "monitor's weighted vote (k = 200, T = 0.07) of the test features among the training features."
+    echo
+    echo "| run | command | steps | loss first → last | linear probe | raw pixels | kNN | wall |"
+    echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
+    for name in "${vision_rows[@]}"; do [ -n "${row[$name]}" ] && echo "${row[$name]}"; done
+    echo
+    echo "## Text: the King James Bible, held-out tail"
+    echo
+    echo "GPT on bytes: next-byte loss on the last 2% of the text (Revelation), bits per byte = loss / ln 2. GPT on BPE"
+    echo "(gpt-bpe): cl100k_base tokens prepared by \`pretrain prepare text\`, one held-out document of 66; bits per byte ="
+    echo "loss per token / ln 2 / the validation text's UTF-8 bytes per token. BERT: masked-token accuracy on the held-out"
+    echo "tail with BERT's 15% / 80-10-10 masking. MFU = model FLOPs (6N + 12·L·H·Q·T per token) over the matmul peak"
+    echo "measured on the same machine with the same threads."
+    echo
+    echo "| run | command | steps | loss first → last | val loss | bits/byte | masked acc. | MFU | wall |"
+    echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+    for name in "${text_rows[@]}"; do [ -n "${row[$name]}" ] && echo "${row[$name]}"; done
+    if [ -n "$notes" ]; then echo; echo "$notes"; fi
+  } > "$doc.tmp"
+  mv "$doc.tmp" "$doc"
 }
 
 mkdir -p "$runs"
 ./pretrain --help >/dev/null   # installs and builds once, outside the timings
-vision_rows=(simclr-demo moco); text_rows=(gpt-demo bert)
 vision simclr-demo recipes/simclr-fashion-mnist.yaml
 vision moco recipes/moco-fashion-mnist.yaml
 text gpt-demo recipes/gpt-kjv-demo.yaml
+text gpt-bpe recipes/gpt-kjv-bpe.yaml
 text bert recipes/bert-kjv.yaml
 if [ $long = 1 ] || [ -n "$only" ]; then
-  vision_rows+=(simclr-long moco-long); text_rows+=(gpt)
   vision simclr-long recipes/simclr-fashion-mnist-long.yaml
   vision moco-long recipes/moco-fashion-mnist-long.yaml
   text gpt recipes/gpt-kjv.yaml
 fi
-notes=$( [ -f "$doc" ] && sed -n '/^## Notes$/,$p' "$doc" || true)
-
-{
-  echo "# Results"
-  echo
-  echo "Written by \`scripts/results.sh\` on this machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), no accelerator."
-  echo "Each row's command names the run directory it came from, stamped with the time it started."
-  echo "Every run uses 2 local worker processes (1 torch thread each). Wall time includes start-up and evaluation."
-  echo
-  echo "## Vision: Fashion-MNIST test set (10,000 images)"
-  echo
-  echo "Linear probe = a linear classifier trained on frozen features of the 60,000 training images (Adam, 10 epochs,"
-  echo "standardized features), tested on the test set; the same probe on raw pixels is the baseline. kNN = the online"
-  echo "monitor's weighted vote (k = 200, T = 0.07) of the test features among the training features."
-  echo
-  echo "| run | command | steps | loss first → last | linear probe | raw pixels | kNN | wall |"
-  echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
-  for name in "${vision_rows[@]}"; do [ -n "${row[$name]}" ] && echo "${row[$name]}"; done
-  echo
-  echo "## Text: the King James Bible, held-out tail"
-  echo
-  echo "GPT: next-byte loss on the last 2% of the text (Revelation), bits per byte = loss / ln 2. BERT: masked-token"
-  echo "accuracy on the held-out tail with BERT's 15% / 80-10-10 masking. MFU = model FLOPs (6N + 12·L·H·Q·T per token)"
-  echo "over the matmul peak measured on the same machine with the same threads."
-  echo
-  echo "| run | command | steps | loss first → last | val loss | bits/byte | masked acc. | MFU | wall |"
-  echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
-  for name in "${text_rows[@]}"; do [ -n "${row[$name]}" ] && echo "${row[$name]}"; done
-  if [ -n "$notes" ]; then echo; echo "$notes"; fi
-} > "$doc.tmp"
-mv "$doc.tmp" "$doc"
 echo "wrote $doc (runs in $runs)" >&2
+if [ ${#failed[@]} -gt 0 ]; then echo "results.sh: failed: ${failed[*]}" >&2; exit 1; fi

@@ -58,7 +58,7 @@ public enum NonFiniteLoss
     Skip, // drop the step's update, count it in pretrain_skipped_steps_total, go on
 }
 
-/// <summary>Training data: a text file (text methods) or a prepared image folder (vision methods).</summary>
+/// <summary>Training data: a text file or a prepared token folder (text methods), or a prepared image folder (vision methods).</summary>
 public abstract record DataRecipe;
 
 /// <summary>UTF-8 text; bytes are the tokens (vocabulary 256, plus BERT's special tokens above it).</summary>
@@ -66,6 +66,15 @@ public sealed record TextData(
     string Text,                 // UTF-8 text file as written in the recipe (relative to the recipe's folder)
     string TextPath,             // Text resolved to an absolute path (not a YAML key)
     double ValidationFraction)   // share of the file's tail held out for evaluation, in (0, 0.5]
+    : DataRecipe;
+
+/// <summary>
+/// A folder written by <c>pretrain prepare text</c>: token shards (byte, cl100k_base or o200k_base ids, compacted
+/// or not), packed into one stream per split with [SEP] between documents; the validation split is the preparation's.
+/// </summary>
+public sealed record TokenData(
+    string Tokens,               // the prepared folder as written in the recipe (relative to the recipe's folder)
+    string TokensPath)           // Tokens resolved to an absolute path (not a YAML key)
     : DataRecipe;
 
 /// <summary>A folder written by <c>pretrain prepare fashion-mnist|cifar10|images</c>: index.json and shards.</summary>

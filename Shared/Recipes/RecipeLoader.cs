@@ -37,14 +37,25 @@ public static class RecipeLoader
         if (vision)
         {
             d.Forbid("text", $"{method} trains on images: give data.images, a folder written by `pretrain prepare fashion-mnist` (or cifar10, images)");
+            d.Forbid("tokens", $"{method} trains on images: give data.images, a folder written by `pretrain prepare fashion-mnist` (or cifar10, images)");
             var images = d.String("images");
             data = new ImageData(images, Resolve(images));
         }
         else
         {
-            d.Forbid("images", $"{method} trains on text: give data.text, a UTF-8 text file");
-            var textFile = d.String("text");
-            data = new TextData(textFile, Resolve(textFile), d.Double("validation_fraction", 0, 0.5, minExclusive: true));
+            d.Forbid("images", $"{method} trains on text: give data.text, a UTF-8 text file, or data.tokens, a folder written by `pretrain prepare text`");
+            if (d.Has("tokens"))
+            {
+                d.Forbid("text", "give data.text (a UTF-8 file, bytes as tokens) or data.tokens (a prepared folder), not both");
+                d.Forbid("validation_fraction", "the validation split of data.tokens is the one `pretrain prepare text --validation-fraction` made");
+                var tokens = d.String("tokens");
+                data = new TokenData(tokens, Resolve(tokens));
+            }
+            else
+            {
+                var textFile = d.String("text");
+                data = new TextData(textFile, Resolve(textFile), d.Double("validation_fraction", 0, 0.5, minExclusive: true));
+            }
         }
         d.RejectUnknown();
 

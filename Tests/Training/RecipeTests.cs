@@ -64,8 +64,20 @@ public class RecipeTests
     [InlineData("seed", "1\nmoco:\n  queue_size: 10", "moco: this recipe's method is gpt")]    // another method's section
     [InlineData("global", "12\n  accumulation: 5", "batch.accumulation: 5 micro-steps cannot split batch.global 12")]
     [InlineData("seed", "1\non_nonfinite_loss: ignore", "on_nonfinite_loss: 'ignore' is not one of: stop, skip")]
+    [InlineData("text", "../data/kjv.txt\n  tokens: ../data/kjv-cl100k", "data.text: give data.text (a UTF-8 file, bytes as tokens) or data.tokens")]
     public void Impossible_combination_is_rejected_naming_the_field(string key, string value, string expected) =>
         Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
+
+    [Fact]
+    public void A_prepared_token_folder_replaces_the_text_file_and_brings_its_own_validation_split()
+    {
+        var withFraction = System.Text.RegularExpressions.Regex.Replace(Tiny, "(?m)^  text: .*$", "  tokens: ../data/kjv-cl100k");
+        Assert.Contains("data.validation_fraction: the validation split of data.tokens is the one `pretrain prepare text",
+            Rejected(withFraction).Message);
+        var text = System.Text.RegularExpressions.Regex.Replace(withFraction, "(?m)^  validation_fraction:.*\n", "");
+        var data = Assert.IsType<TokenData>(RecipeLoader.Parse(text, File_).Data);
+        Assert.Equal(Path.Combine(TestRecipes.RepositoryRoot, "data", "kjv-cl100k"), data.TokensPath);
+    }
 
     [Fact]
     public void Every_shipped_recipe_loads_and_splits_over_1_2_and_4_workers()

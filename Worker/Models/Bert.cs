@@ -7,41 +7,45 @@ using static TorchSharp.torch.nn;
 namespace Pretrain.Worker.Models;
 
 /// <summary>
-/// A byte-level BERT encoder: token + position embeddings, pre-LayerNorm blocks of <b>bidirectional</b>
+/// A BERT encoder: token + position embeddings, pre-LayerNorm blocks of <b>bidirectional</b>
 /// self-attention (GPT's block without the causal mask), a final LayerNorm, and BERT's MLM head — a
 /// dense layer, GELU and LayerNorm, then a decoder tied to the token embedding plus its own bias.
-/// Vocabulary 257: the 256 byte values and [MASK] = 256. Fixed-length windows of text need no [CLS],
-/// [SEP] or [PAD] (no next-sentence task, no padding), so there are none.
+/// On raw text the vocabulary is 257: the 256 byte values and [MASK] = 256 (fixed-length windows need
+/// no [CLS] or [PAD]: no next-sentence task, no padding). On prepared token shards it is the
+/// tokenizer's, whose [MASK] and [SEP] (between documents) come with it.
 /// </summary>
 public sealed class Bert : Module<Tensor, Tensor>
 {
-    public const int Vocabulary = 257;
-    public const int MaskId = 256;
+    public const int ByteVocabulary = 257;
+    public const int ByteMaskId = 256;
 
-    private readonly Embedding tokenEmbedding;    // (257, C); also the MLM decoder (weight tying)
+    private readonly Embedding tokenEmbedding;    // (V, C); also the MLM decoder (weight tying)
     private readonly Embedding positionEmbedding; // (T, C)
     private readonly ModuleList<GptBlock> blocks;
     private readonly LayerNorm finalNorm;
     private readonly Linear headDense;            // (C → C)
     private readonly LayerNorm headNorm;
-    private readonly Parameter bias;              // (257): the decoder's own bias
+    private readonly Parameter bias;              // (V): the decoder's own bias
     private readonly double dropout;
 
-    public Bert(TransformerModel shape, long seed) : base(nameof(Bert))
+    public int Vocabulary { get; }
+
+    public Bert(TransformerModel shape, long seed, int vocabulary = ByteVocabulary) : base(nameof(Bert))
     {
+        Vocabulary = vocabulary;
         dropout = shape.Dropout;
-        tokenEmbedding = Embedding(Vocabulary, shape.Width);
+        tokenEmbedding = Embedding(vocabulary, shape.Width);
         positionEmbedding = Embedding(shape.Context, shape.Width);
         blocks = new ModuleList<GptBlock>(Enumerable.Range(0, shape.Layers).Select(_ => new GptBlock(shape, causal: false)).ToArray());
         finalNorm = LayerNorm(shape.Width);
         headDense = Linear(shape.Width, shape.Width);
         headNorm = LayerNorm(shape.Width);
-        bias = Parameter(zeros(Vocabulary));
+        bias = Parameter(zeros(vocabulary));
         RegisterComponents();
         Gpt.InitializeTransformer(named_parameters(), shape.Layers, seed);
     }
 
-    /// <summary>Token ids (B, T) → logits (B, T, 257).</summary>
+    /// <summary>Token ids (B, T) → logits (B, T, V).</summary>
     public override Tensor forward(Tensor idx)
     {
         using var scope = NewDisposeScope();
@@ -50,7 +54,7 @@ public sealed class Bert : Module<Tensor, Tensor>
         foreach (var block in blocks)
             x = block.forward(x);
         var h = headNorm.forward(functional.gelu(headDense.forward(finalNorm.forward(x))));
-        return functional.linear(h, tokenEmbedding.weight!, bias).MoveToOuterDisposeScope(); // (B, T, 257), tied decoder
+        return functional.linear(h, tokenEmbedding.weight!, bias).MoveToOuterDisposeScope(); // (B, T, V), tied decoder
     }
 
     /// <summary>
@@ -60,7 +64,7 @@ public sealed class Bert : Module<Tensor, Tensor>
     public (Tensor Loss, long Correct, long Masked) MaskedLoss(Tensor inputs, Tensor labels)
     {
         using var scope = NewDisposeScope();
-        var logits = forward(inputs).view(-1, Vocabulary);                         // (B·T, 257)
+        var logits = forward(inputs).view(-1, Vocabulary);                         // (B·T, V)
         var flat = labels.reshape(-1);
         var loss = functional.cross_entropy(logits, flat, ignore_index: -100);
         using var noGrad = no_grad();

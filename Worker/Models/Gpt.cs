@@ -7,27 +7,30 @@ using static TorchSharp.torch.nn;
 namespace Pretrain.Worker.Models;
 
 /// <summary>
-/// A byte-level GPT in nanoGPT's shape: token + position embeddings, pre-LayerNorm blocks of causal
-/// self-attention and a GELU MLP, a final LayerNorm and an LM head tied to the token embedding.
+/// A GPT in nanoGPT's shape: token + position embeddings, pre-LayerNorm blocks of causal self-attention
+/// and a GELU MLP, a final LayerNorm and an LM head tied to the token embedding. Its vocabulary is the
+/// corpus's: 256 for raw bytes, the (compact) tokenizer's for prepared token shards.
 /// Parameter names (the checkpoint's tensor names) come from the field names below.
 /// </summary>
 public sealed class Gpt : Module<Tensor, Tensor>
 {
-    public const int Vocabulary = 256; // bytes are the tokens
+    public const int ByteVocabulary = 256; // raw text: bytes are the tokens
 
-    private readonly Embedding tokenEmbedding;    // (256, C); also the LM head (weight tying)
+    private readonly Embedding tokenEmbedding;    // (V, C); also the LM head (weight tying)
     private readonly Embedding positionEmbedding; // (T, C)
     private readonly ModuleList<GptBlock> blocks;
     private readonly LayerNorm finalNorm;
     private readonly double dropout;
 
     public TransformerModel Shape { get; }
+    public int Vocabulary { get; }
 
-    public Gpt(TransformerModel shape, long seed) : base(nameof(Gpt))
+    public Gpt(TransformerModel shape, long seed, int vocabulary = ByteVocabulary) : base(nameof(Gpt))
     {
         Shape = shape;
+        Vocabulary = vocabulary;
         dropout = shape.Dropout;
-        tokenEmbedding = Embedding(Vocabulary, shape.Width);
+        tokenEmbedding = Embedding(vocabulary, shape.Width);
         positionEmbedding = Embedding(shape.Context, shape.Width);
         blocks = new ModuleList<GptBlock>(Enumerable.Range(0, shape.Layers).Select(_ => new GptBlock(shape)).ToArray());
         finalNorm = LayerNorm(shape.Width);
@@ -35,7 +38,7 @@ public sealed class Gpt : Module<Tensor, Tensor>
         Initialize(seed);
     }
 
-    /// <summary>Token ids (B, T) → logits (B, T, 256).</summary>
+    /// <summary>Token ids (B, T) → logits (B, T, V).</summary>
     public override Tensor forward(Tensor idx)
     {
         var t = idx.shape[1];
@@ -45,13 +48,13 @@ public sealed class Gpt : Module<Tensor, Tensor>
         foreach (var block in blocks)
             x = block.forward(x);                                          // (B, T, C)
         x = finalNorm.forward(x);
-        return functional.linear(x, tokenEmbedding.weight!);              // (B, T, 256), tied head
+        return functional.linear(x, tokenEmbedding.weight!);              // (B, T, V), tied head
     }
 
     /// <summary>Mean cross-entropy of predicting <paramref name="targets"/> (B, T) from <paramref name="inputs"/> (B, T).</summary>
     public Tensor Loss(Tensor inputs, Tensor targets)
     {
-        var logits = forward(inputs);                                      // (B, T, 256)
+        var logits = forward(inputs);                                      // (B, T, V)
         return functional.cross_entropy(logits.view(-1, Vocabulary), targets.reshape(-1)); // targets may be a strided view
     }
 

@@ -7,18 +7,18 @@ namespace Pretrain.Worker.Training;
 
 /// <summary>
 /// One rank's batch as token tensors, in a buffer made once: (b, T+1) int64, filled in place from the
-/// corpus each step; inputs and targets are views of it shifted by one byte. 64·65·8 = 33 KB at b=8, T=64.
+/// corpus each step; inputs and targets are views of it shifted by one token. 64·65·8 = 33 KB at b=8, T=64.
 /// </summary>
 public sealed class TokenBatch : IDisposable
 {
-    private readonly ByteTextCorpus _corpus;
+    private readonly ITokenCorpus _corpus;
     private readonly Tensor _tokens;   // (b, T+1)
 
     public long[] Ids { get; }         // sample ids of the batch, filled by the caller
     public Tensor Inputs { get; }      // (b, T) = tokens[:, :-1]
     public Tensor Targets { get; }     // (b, T) = tokens[:, 1:]
 
-    public TokenBatch(ByteTextCorpus corpus, int samples)
+    public TokenBatch(ITokenCorpus corpus, int samples)
     {
         _corpus = corpus;
         Ids = new long[samples];
@@ -33,12 +33,7 @@ public sealed class TokenBatch : IDisposable
         var tokens = MemoryMarshal.Cast<byte, long>(_tokens.bytes);
         var row = _corpus.Context + 1;
         for (var i = 0; i < Ids.Length; i++)
-        {
-            var window = _corpus.Window(split, Ids[i]);
-            var destination = tokens.Slice(i * row, row);
-            for (var t = 0; t < row; t++)
-                destination[t] = window[t];
-        }
+            _corpus.Window(split, Ids[i], tokens.Slice(i * row, row));
     }
 
     public void Dispose()

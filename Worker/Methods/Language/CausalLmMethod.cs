@@ -9,15 +9,17 @@ using static TorchSharp.torch;
 namespace Pretrain.Worker.Methods.Language;
 
 /// <summary>
-/// GPT causal language modelling on bytes (nanoGPT's recipe): each sample is a window of context + 1
-/// bytes of the training text, the loss is next-byte cross-entropy. Evaluated on the held-out tail:
-/// validation loss, bits per byte and perplexity. Needs no collective of its own.
+/// GPT causal language modelling (nanoGPT's recipe): each sample is a window of context + 1 tokens of
+/// the training stream — bytes of a text file, or the packed token shards of <c>pretrain prepare
+/// text</c> — and the loss is next-token cross-entropy. Evaluated on the held-out split: validation
+/// loss, bits per byte (the loss per token over the validation text's UTF-8 bytes per token) and
+/// perplexity. Needs no collective of its own.
 /// </summary>
 public sealed class CausalLmMethod : IPretrainingMethod
 {
     private readonly MethodContext _context;
     private readonly TransformerModel _shape;
-    private readonly ByteTextCorpus _corpus;
+    private readonly ITokenCorpus _corpus;
     private readonly Gpt _model;
     private readonly TokenBatch _batch;
 
@@ -26,9 +28,8 @@ public sealed class CausalLmMethod : IPretrainingMethod
         _context = context;
         var recipe = context.Recipe;
         _shape = recipe.Transformer;
-        var data = (TextData)recipe.Data;
-        _corpus = new ByteTextCorpus(data.TextPath, _shape.Context, data.ValidationFraction);
-        _model = new Gpt(_shape, recipe.Seed);
+        _corpus = LanguageData.Open(recipe);
+        _model = new Gpt(_shape, recipe.Seed, _corpus.VocabularySize);
         _batch = new TokenBatch(_corpus, recipe.MicroBatch(context.WorldSize));
         Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         FlopsPerSample = ModelFlops.PerToken(_shape, Parameters.Sum(p => p.Parameter.numel())) * _shape.Context;
@@ -66,7 +67,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
     }
 
     /// <summary>
-    /// Mean loss over the first <c>eval.batches</c> global batches of the validation split, in file order
+    /// Mean loss over the first <c>eval.batches</c> global batches of the validation split, in stream order
     /// (wrapping round when the split is short); each rank evaluates its part and the sums are allreduced.
     /// </summary>
     public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct)
@@ -93,7 +94,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
         return new Dictionary<string, double>
         {
             ["val_loss"] = valLoss,
-            ["bits_per_byte"] = valLoss / Math.Log(2),
+            ["bits_per_byte"] = valLoss / Math.Log(2) / _corpus.ValidationBytesPerToken,
             ["perplexity"] = Math.Exp(valLoss),
         };
     }

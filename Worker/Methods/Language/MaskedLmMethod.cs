@@ -9,8 +9,9 @@ using static TorchSharp.torch;
 namespace Pretrain.Worker.Methods.Language;
 
 /// <summary>
-/// BERT masked language modelling on bytes: each sample is a window of <c>context</c> bytes of the
-/// training text, masked by <see cref="MaskedLmCollator"/> (15% chosen; 80% [MASK], 10% random, 10%
+/// BERT masked language modelling: each sample is a window of <c>context</c> tokens of the training
+/// stream (bytes of a text file, or the packed token shards of <c>pretrain prepare text</c>, [SEP] between
+/// documents), masked by <see cref="MaskedLmCollator"/> (15% chosen; 80% [MASK], 10% random, 10%
 /// kept) as a pure function of (seed, step, sample id), so a sample is masked the same on any rank. The
 /// loss is the cross-entropy of the chosen positions. The step's loss is the mean of the ranks' (and
 /// micro-steps') means, as DDP reports it; their masked counts differ by a few tokens out of ~600.
@@ -22,32 +23,38 @@ public sealed class MaskedLmMethod : IPretrainingMethod
 
     private readonly MethodContext _context;
     private readonly TransformerModel _shape;
-    private readonly ByteTextCorpus _corpus;
+    private readonly ITokenCorpus _corpus;
     private readonly MaskedLmCollator _collator;
     private readonly Bert _model;
     private readonly Tensor _inputs, _labels; // (b, T) int64, filled in place every micro-step
     private readonly long[] _ids;
-    private readonly int[] _window;
+    private readonly long[] _tokens;   // one window of context + 1 tokens as the corpus gives it
+    private readonly int[] _window;    // its first context tokens, for the collator
 
     public MaskedLmMethod(MethodContext context)
     {
         _context = context;
         var recipe = context.Recipe;
         _shape = recipe.Transformer;
-        var data = (TextData)recipe.Data;
         var options = (MaskedLmOptions)recipe.Options;
-        _corpus = new ByteTextCorpus(data.TextPath, _shape.Context, data.ValidationFraction);
-        _collator = new MaskedLmCollator(new MaskedLmConfig(Bert.Vocabulary, Bert.MaskId, [])
+        _corpus = LanguageData.Open(recipe);
+        // Raw bytes: [MASK] is one more id after the 256 bytes. Prepared tokens: the tokenizer's own
+        // [MASK], and its [CLS], [SEP] (between documents) and [PAD] are never chosen nor drawn at random.
+        var (vocabulary, mask, specials) = _corpus.Specials is { } s
+            ? (_corpus.VocabularySize, s.Mask, new[] { s.Cls, s.Sep, s.Pad })
+            : (Bert.ByteVocabulary, Bert.ByteMaskId, Array.Empty<int>());
+        _collator = new MaskedLmCollator(new MaskedLmConfig(vocabulary, mask, specials)
         {
             MaskProbability = (float)options.MaskProbability,
             MaskTokenFraction = (float)options.MaskTokenFraction,
             RandomTokenFraction = (float)options.RandomTokenFraction,
         }, recipe.Seed);
-        _model = new Bert(_shape, recipe.Seed);
+        _model = new Bert(_shape, recipe.Seed, vocabulary);
         var micro = recipe.MicroBatch(context.WorldSize);
         _inputs = zeros(micro, _shape.Context, dtype: ScalarType.Int64).DetachFromDisposeScope();
         _labels = zeros(micro, _shape.Context, dtype: ScalarType.Int64).DetachFromDisposeScope();
         _ids = new long[micro];
+        _tokens = new long[_shape.Context + 1];
         _window = new int[_shape.Context];
         Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         FlopsPerSample = ModelFlops.PerToken(_shape, Parameters.Sum(p => p.Parameter.numel())) * _shape.Context;
@@ -82,9 +89,9 @@ public sealed class MaskedLmMethod : IPretrainingMethod
         int t = _shape.Context;
         for (var i = 0; i < _ids.Length; i++)
         {
-            var window = _corpus.Window(split, _ids[i]);
+            _corpus.Window(split, _ids[i], _tokens);
             for (var j = 0; j < t; j++)
-                _window[j] = window[j];
+                _window[j] = (int)_tokens[j];
             _collator.Mask(_window, step, _ids[i], inputs.Slice(i * t, t), labels.Slice(i * t, t));
         }
     }
