@@ -15,7 +15,7 @@ public sealed record Recipe(
     ModelRecipe Model,             // network shape
     MethodRecipe Options,          // the method's own settings (temperature, queue, masking…)
     AugmentRecipe? Augment,        // vision methods only: how an image becomes a view
-    OptimizerRecipe Optimizer,     // AdamW, LARS or LAMB
+    OptimizerRecipe Optimizer,     // AdamW, LARS, LAMB or momentum SGD
     ScheduleRecipe Schedule,       // warmup, then cosine decay to optimizer.min_lr over `steps`
     BatchRecipe Batch,             // global batch, split over ranks and micro-steps
     CheckpointRecipe Checkpoint,   // how often to write checkpoints and how many to keep
@@ -136,16 +136,16 @@ public sealed record AugmentRecipe(
     double GrayscaleProbability, // colour images only
     double BlurProbability);     // Gaussian blur, σ in [0.1, 2]
 
-/// <summary>AdamW, LARS or LAMB, with global-norm gradient clipping.</summary>
+/// <summary>AdamW, LARS, LAMB or momentum SGD, with global-norm gradient clipping.</summary>
 public sealed record OptimizerRecipe(
-    string Name,        // adamw, lars or lamb
+    string Name,        // adamw, lars, lamb or sgd
     double Lr,          // peak learning rate, reached at the end of warmup
     double MinLr,       // floor of the cosine decay, in [0, lr]
     double[] Betas,     // adamw/lamb: [beta1, beta2], each in [0, 1)
-    double Momentum,    // lars: heavy-ball momentum in [0, 1)
+    double Momentum,    // lars/sgd: heavy-ball momentum in [0, 1)
     double Eta,         // lars: trust coefficient η
     double Eps,         // added to denominators for stability, > 0
-    double WeightDecay, // decoupled decay, >= 0; never on biases and norms (see the method's exclusions)
+    double WeightDecay, // >= 0 (decoupled for adamw/lamb, L2 for lars/sgd); never on biases and norms (see the method's exclusions)
     double GradClip);   // max global L2 norm of the gradient; 0 turns clipping off
 
 /// <summary>LR schedule: linear warmup from 0 then cosine to min_lr at `steps`.</summary>

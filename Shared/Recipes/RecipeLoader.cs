@@ -8,7 +8,7 @@ public static class RecipeLoader
 
     public static readonly IReadOnlyList<string> VisionMethods = ["simclr", "moco"];
     public static readonly IReadOnlyList<string> Encoders = ["small-cnn", "resnet18"];
-    public static readonly IReadOnlyList<string> Optimizers = ["adamw", "lars", "lamb"];
+    public static readonly IReadOnlyList<string> Optimizers = ["adamw", "lars", "lamb", "sgd"];
 
     public static Recipe Load(string file)
     {
@@ -97,11 +97,14 @@ public static class RecipeLoader
         var minLr = o.Double("min_lr", 0, lr);
         double[] betas = [0.9, 0.999];
         double momentum = 0, eta = 0;
-        if (name == "lars")
+        if (name is "lars" or "sgd")
         {
-            o.Forbid("betas", "lars takes momentum (and eta), not betas");
+            o.Forbid("betas", $"{name} takes momentum{(name == "lars" ? " (and eta)" : "")}, not betas");
             momentum = o.Double("momentum", 0, 0.999999, 0.9);
-            eta = o.Double("eta", 0, 1, 0.001, minExclusive: true);
+            if (name == "lars")
+                eta = o.Double("eta", 0, 1, 0.001, minExclusive: true);
+            else
+                o.Forbid("eta", "eta is the trust coefficient of lars, not of sgd");
         }
         else
         {

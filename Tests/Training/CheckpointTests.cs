@@ -54,6 +54,30 @@ public class CheckpointTests
     }
 
     [Fact]
+    public async Task Leftovers_of_killed_writes_are_removed_once_a_later_checkpoint_is_published_and_not_before()
+    {
+        var run = TestRecipes.TemporaryDirectory();
+        var checkpoints = Path.Combine(run, "checkpoints");
+        string Leftover(int step)
+        {
+            var path = Path.Combine(checkpoints, $".tmp-step-{step:D8}-deadbeef");
+            Directory.CreateDirectory(path);
+            File.WriteAllText(Path.Combine(path, "model.tensors"), "half written");
+            return path;
+        }
+        var killedAt10 = Leftover(10);
+        var ahead = Leftover(25);                                       // a step not yet published: left alone
+
+        var log = new List<string>();
+        await TrainerTests.Train(Recipe, run, maxSteps: 20, log: log);
+
+        Assert.False(Directory.Exists(killedAt10), "the leftover of step 10 outlived the checkpoint of step 20");
+        Assert.Contains(log, l => l.Contains(killedAt10) && l.Contains("did not finish"));
+        Assert.True(Directory.Exists(ahead), "a write of a later step than any published may still be running");
+        Assert.Equal(["step-00000010", "step-00000020"], Directory.GetDirectories(checkpoints, "step-*").Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
     public async Task Flipped_byte_is_detected_and_the_previous_checkpoint_is_used()
     {
         var run = TestRecipes.TemporaryDirectory();

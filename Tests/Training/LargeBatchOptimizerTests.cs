@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Pretrain.Tests.Training;
 
-/// <summary>LARS and LAMB against their formulas, written out in double precision.</summary>
+/// <summary>LARS, LAMB and momentum SGD against their formulas, written out in double precision.</summary>
 public class LargeBatchOptimizerTests
 {
     private static readonly float[] Start = [1.0f, -2.0f, 0.5f, 3.0f];
@@ -52,6 +52,38 @@ public class LargeBatchOptimizerTests
             for (var i = 0; i < w.Length; i++) w[i] -= Lr * trust * r[i];
         }
         return w;
+    }
+
+    private static double[] SgdReference(bool decays, double momentum, double wd)
+    {
+        var w = Start.Select(x => (double)x).ToArray();
+        var v = new double[w.Length];
+        var lrs = new[] { Lr, Lr / 2 };                 // a schedule's change of lr applies to the whole velocity at once
+        for (var t = 0; t < Gradients.Length; t++)
+            for (var i = 0; i < w.Length; i++)
+            {
+                v[i] = momentum * v[i] + Gradients[t][i] + (decays ? wd * w[i] : 0);
+                w[i] -= lrs[t] * v[i];
+            }
+        return w;
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Two_momentum_SGD_steps_match_torch_optim_SGD_s_formula(bool decays)
+    {
+        using var p = new Parameter(tensor(Start));
+        using var optimizer = new Sgd([("w", p)], (_, _) => decays, momentum: 0.9, weightDecay: 0.01);
+        p.grad = tensor(Gradients[0]);
+        optimizer.Update(Lr);
+        p.grad = tensor(Gradients[1]);
+        optimizer.Update(Lr / 2);
+        var actual = p.data<float>().ToArray();
+        var expected = SgdReference(decays, 0.9, 0.01);
+        for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 5);
+        Assert.NotEqual(SgdReference(!decays, 0.9, 0.01)[0], actual[0], 5);       // the decay exclusion is seen
+        Assert.Equal(["v.w"], optimizer.StateTensors().Select(s => s.Name));       // the velocity is checkpointed
     }
 
     private static float[] Run(Func<Parameter, IOptimizer> create)

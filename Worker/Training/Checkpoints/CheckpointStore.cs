@@ -30,7 +30,8 @@ public sealed record VerifiedCheckpoint(string Directory, CheckpointManifest Man
 /// <c>RUN/checkpoints/step-NNNNNNNN/</c>, written atomically: every file goes into
 /// <c>.tmp-step-NNNNNNNN-RANDOM/</c> and is fsynced, the manifest last; the directory is renamed to its
 /// final name and the parent fsynced. A kill at any moment leaves either the old set of checkpoints or
-/// the new one, plus at worst a <c>.tmp-*</c> directory that loading ignores.
+/// the new one, plus at worst a <c>.tmp-*</c> directory that loading ignores and the next published
+/// checkpoint removes (those of its step or earlier: a writer of an older step is a dead one).
 /// </summary>
 public sealed class CheckpointStore(string runDirectory, Action<string> log)
 {
@@ -71,7 +72,29 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
 
         foreach (var (_, old) in Published().Skip(keep))
             System.IO.Directory.Delete(old, recursive: true);
+        RemoveAbandoned(step);
         return final;
+    }
+
+    /// <summary>Deletes <c>.tmp-step-N-*</c> directories with N ≤ <paramref name="published"/>, left by writes that were killed.</summary>
+    private void RemoveAbandoned(long published)
+    {
+        foreach (var directory in System.IO.Directory.EnumerateDirectories(Directory, ".tmp-" + Prefix + "*"))
+        {
+            var name = Path.GetFileName(directory).AsSpan(".tmp-".Length + Prefix.Length);
+            var dash = name.IndexOf('-');
+            if (dash <= 0 || !long.TryParse(name[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out var step) || step > published)
+                continue;
+            try
+            {
+                System.IO.Directory.Delete(directory, recursive: true);
+                log($"removed {directory}, left by a checkpoint write that did not finish");
+            }
+            catch (IOException e)
+            {
+                log($"warning: could not remove {directory}: {e.Message}");
+            }
+        }
     }
 
     /// <summary>

@@ -13,6 +13,7 @@ public static class OptimizerFactory
         "adamw" => new AdamW(parameters, decays, o.Betas[0], o.Betas[1], o.Eps, o.WeightDecay),
         "lars" => new Lars(parameters, decays, o.Momentum, o.WeightDecay, o.Eta),
         "lamb" => new Lamb(parameters, decays, o.Betas[0], o.Betas[1], o.Eps, o.WeightDecay),
+        "sgd" => new Sgd(parameters, decays, o.Momentum, o.WeightDecay),
         _ => throw new ArgumentException($"unknown optimizer '{o.Name}'"),
     };
 }
