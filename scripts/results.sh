@@ -4,7 +4,7 @@
 # --long, after the longer ones; GPT validation loss, bits per byte and MFU; BERT masked-token accuracy.
 #
 # Usage: scripts/results.sh [--long] [--only NAME[,NAME...]]
-#   (all demo-length runs: about 45 minutes on 2 cores; --long adds about 2 hours)
+#   (the demo-length runs take about 15 minutes on 2 cores; --long adds about 50)
 #   --only runs just the named rows (simclr-demo moco gpt-demo gpt-bpe bert simclr-long moco-long gpt) and keeps
 #   every other row, and the Notes section, as docs/RESULTS.md has them: each row's command names the
 #   dated run directory it came from.
