@@ -67,5 +67,7 @@ public sealed class ByteTextCorpus : ITokenCorpus
             destination[t] = window[t];
     }
 
+    public void Dispose() { }   // the bytes are an array; nothing to release
+
     private long WindowsIn(int length) => length < Context + 1 ? 0 : (length - 1) / Context;
 }

@@ -9,7 +9,7 @@ namespace Pretrain.Data;
 /// tokens (<see cref="ByteTextCorpus"/>), and a folder of token shards written by <c>pretrain prepare
 /// text</c> (<see cref="Text.PreparedTextCorpus"/>).
 /// </summary>
-public interface ITokenCorpus
+public interface ITokenCorpus : IDisposable
 {
     /// <summary>The file or folder the tokens come from, for messages.</summary>
     string Source { get; }

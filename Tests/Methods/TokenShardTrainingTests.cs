@@ -22,7 +22,7 @@ public class TokenShardTrainingTests
         var spec = Spec(Folder(("genesis.txt", Genesis)), tokenizer: "cl100k_base", validation: 0.25, compact: true);
         Prepare(spec);
         var recipe = OnTokens("gpt", spec.Output, steps: 40, lr: "0.003");
-        var corpus = new PreparedTextCorpus(spec.Output, recipe.Transformer.Context);
+        using var corpus = new PreparedTextCorpus(spec.Output, recipe.Transformer.Context);
 
         var results = await TrainerTests.TrainRing(recipe, 2);
 

@@ -24,7 +24,7 @@ public class PreparedTextCorpusTests
             ("c.txt", "And God said, Let there be light: and there was light."));
         var spec = Spec(input, validation: 0.34);                     // 3 documents: 1 validates
         Prepare(spec);
-        var corpus = new PreparedTextCorpus(spec.Output, context: 8);
+        using var corpus = new PreparedTextCorpus(spec.Output, context: 8);
 
         var specials = new ByteTokenizer().Specials;
         Assert.Equal(260, corpus.VocabularySize);
@@ -45,7 +45,7 @@ public class PreparedTextCorpusTests
     {
         var spec = Spec(Folder(("genesis.txt", Genesis)), tokenizer: "cl100k_base", validation: 0.25, compact: true);
         Prepare(spec);
-        var corpus = new PreparedTextCorpus(spec.Output, context: 64);
+        using var corpus = new PreparedTextCorpus(spec.Output, context: 64);
 
         var compact = new CompactTokenizer(TokenizerFactory.Create("cl100k_base"), CompactVocabulary.Load(spec.Output));
         Assert.Equal(compact.VocabularySize, corpus.VocabularySize);

@@ -101,6 +101,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
 
     public void Dispose()
     {
+        _corpus.Dispose();
         _batch.Dispose();
         _model.Dispose();
     }

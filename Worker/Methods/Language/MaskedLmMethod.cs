@@ -135,6 +135,7 @@ public sealed class MaskedLmMethod : IPretrainingMethod
 
     public void Dispose()
     {
+        _corpus.Dispose();
         _inputs.Dispose();
         _labels.Dispose();
         _model.Dispose();
