@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
 using Xunit;
 
@@ -16,6 +17,24 @@ public class ModelFlopsTests
         double expected = 6.0 * (parameters - 1024 * 768) + 12.0 * 12 * 12 * 64 * 1024;
         Assert.Equal(expected, ModelFlops.PerToken(shape, parameters));
         Assert.InRange(ModelFlops.PerToken(shape, parameters), 8.5e8, 8.6e8);   // 6·123.6 M + 113 M ≈ 0.855 GFLOP per token
+    }
+
+    [Fact]
+    public void Small_CNN_FLOPs_are_its_three_convolutions_written_out()
+    {
+        // 28x28x1 → 32 @ 28x28 → 64 @ 14x14 → 128 @ 7x7, 3x3 kernels, 2 FLOPs per multiply-add.
+        double expected = 2.0 * 9 * (1 * 32 * 28 * 28 + 32 * 64 * 14 * 14 + 64 * 128 * 7 * 7);
+        Assert.Equal(expected, SmallCnn.ForwardFlops(1, 28, 28));
+    }
+
+    [Fact]
+    public void ResNet18_with_the_small_image_stem_costs_the_published_0_56_GMACs_on_32_px()
+    {
+        // The CIFAR-style ResNet-18 (3x3 stem, no max-pool) is quoted at ~0.56 G multiply-adds on 32x32x3.
+        Assert.InRange(ResNet18.ForwardFlops(3, 32, 32), 2 * 0.55e9, 2 * 0.56e9);
+        // The head adds its two dense layers; SimCLR and MoCo multiply the network's forward by their passes.
+        var shape = new VisionModel("resnet18", ProjectionHidden: 512, ProjectionDim: 128);
+        Assert.Equal(ResNet18.ForwardFlops(3, 32, 32) + 2.0 * (512 * 512 + 512 * 128), ContrastiveNetwork.ForwardFlops(shape, 3, 32, 32));
     }
 
     [Fact]

@@ -22,6 +22,16 @@ public static class ModelFlops
         return 6.0 * nonEmbedding + 12.0 * shape.Layers * shape.Heads * headSize * shape.Context;
     }
 
+    /// <summary>Forward FLOPs of a k×k convolution, 2 per multiply-add, producing out × height × width values.</summary>
+    public static double Conv2d(long inChannels, long outChannels, int kernel, long outHeight, long outWidth) =>
+        2.0 * kernel * kernel * inChannels * outChannels * outHeight * outWidth;
+
+    /// <summary>Forward FLOPs of a dense layer on one sample.</summary>
+    public static double Linear(long inFeatures, long outFeatures) => 2.0 * inFeatures * outFeatures;
+
+    /// <summary>Output side of a convolution padded by (k − 1) / 2 (odd k): "same" at stride 1, halved (rounding up) at stride 2.</summary>
+    public static long Strided(long size, int stride) => (size - 1) / stride + 1;
+
     /// <summary>
     /// Measured fp32 matmul throughput (FLOP/s) of this process's torch threads: the best of a few
     /// 512x512 products (2·512³ FLOPs each), about 0.2 s. The best, not the mean: the peak is what the

@@ -67,6 +67,7 @@ public sealed class MoCoMethod : IRepresentationMethod
 
         _query = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
         _key = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
+        FlopsPerSample = 4 * ContrastiveNetwork.ForwardFlops(shape, _train.Channels, _train.Height, _train.Width);
         Parameters = _query.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         var keyParameters = _key.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         _queryTensors = Parameters.Select(p => (Tensor)p.Parameter).ToArray();
@@ -99,7 +100,8 @@ public sealed class MoCoMethod : IRepresentationMethod
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
     public IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
     public long TrainSamples => _train.Count;
-    public double FlopsPerSample => 0;
+    /// <summary>The query view forward and backward (3 forward passes' FLOPs) and the key view forward only: 4 per image.</summary>
+    public double FlopsPerSample { get; }
 
     /// <summary>The key network's parameters, in <see cref="Parameters"/> order (tests).</summary>
     internal IReadOnlyList<Tensor> KeyParameters => _keyTensors;

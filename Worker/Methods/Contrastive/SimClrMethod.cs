@@ -51,6 +51,7 @@ public sealed class SimClrMethod : IRepresentationMethod
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
             : null;                                                                 // BatchNorm2d: the same names, so checkpoints interchange
         _network = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork((VisionModel)recipe.Model, _train.Channels, headBatchNorm: true, norm));
+        FlopsPerSample = 2 * 3 * ContrastiveNetwork.ForwardFlops((VisionModel)recipe.Model, _train.Channels, _train.Height, _train.Width);
         Parameters = _network.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         _buffers = _network.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
         _loss = new DistributedNtXent(context.Collectives, _options.Temperature);
@@ -64,7 +65,8 @@ public sealed class SimClrMethod : IRepresentationMethod
     public IReadOnlyList<(string Name, Tensor Tensor)> State => _buffers;
 
     public long TrainSamples => _train.Count;
-    public double FlopsPerSample => 0;
+    /// <summary>Two views, each through the network forward and backward (≈ 2× the forward): 6 forward passes' FLOPs per image.</summary>
+    public double FlopsPerSample { get; }
 
     /// <summary>SimCLR excludes biases and batch-norm parameters (the 1-d ones) from weight decay and LARS adaptation.</summary>
     public bool Decays(string name, Tensor parameter) => parameter.dim() > 1;

@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -37,6 +38,18 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
         layers.Add(Linear(shape.ProjectionHidden, shape.ProjectionDim));
         head = Sequential(layers);
         RegisterComponents();
+    }
+
+    /// <summary>Forward FLOPs of encoder and head for one image of <paramref name="height"/> × <paramref name="width"/> (convolutions and dense layers).</summary>
+    public static double ForwardFlops(VisionModel shape, int inputChannels, long height, long width)
+    {
+        var (encoder, features) = shape.Encoder switch
+        {
+            "small-cnn" => (SmallCnn.ForwardFlops(inputChannels, height, width), SmallCnn.FeatureSize),
+            "resnet18" => (ResNet18.ForwardFlops(inputChannels, height, width), ResNet18.FeatureSize),
+            var other => throw new ArgumentException($"unknown encoder '{other}'"),
+        };
+        return encoder + ModelFlops.Linear(features, shape.ProjectionHidden) + ModelFlops.Linear(shape.ProjectionHidden, shape.ProjectionDim);
     }
 
     /// <summary>(B, C, H, W) → projection (B, projection_dim).</summary>

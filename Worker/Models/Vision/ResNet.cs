@@ -1,3 +1,4 @@
+using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,17 +19,24 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
 
     public const int FeatureSize = 512;
 
+    /// <summary>Output channels and stride of the eight basic blocks (two per stage).</summary>
+    private static readonly (int Channels, int Stride)[] Blocks =
+        [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)];
+
     /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="BatchNorm2d"/>.</param>
     public ResNet18(int inputChannels, Func<long, Module<Tensor, Tensor>>? norm = null) : base(nameof(ResNet18))
     {
         norm ??= channels => BatchNorm2d(channels);
         stem = Conv2d(inputChannels, 64, kernel_size: 3, stride: 1, padding: 1, bias: false);
         stemNorm = norm(64);
-        blocks = new ModuleList<BasicBlock>(
-            new BasicBlock(64, 64, 1, norm), new BasicBlock(64, 64, 1, norm),
-            new BasicBlock(64, 128, 2, norm), new BasicBlock(128, 128, 1, norm),
-            new BasicBlock(128, 256, 2, norm), new BasicBlock(256, 256, 1, norm),
-            new BasicBlock(256, 512, 2, norm), new BasicBlock(512, 512, 1, norm));
+        var inChannels = 64;
+        var list = new List<BasicBlock>();
+        foreach (var (channels, stride) in Blocks)
+        {
+            list.Add(new BasicBlock(inChannels, channels, stride, norm));
+            inChannels = channels;
+        }
+        blocks = new ModuleList<BasicBlock>(list.ToArray());
         RegisterComponents();
     }
 
@@ -39,6 +47,22 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
         var h = functional.relu(stemNorm.forward(stem.forward(x)));              // (B, 64, H, W)
         foreach (var block in blocks) h = block.forward(h);                       // (B, 512, H/8, W/8)
         return h.mean([2L, 3L]).MoveToOuterDisposeScope();                        // (B, 512)
+    }
+
+    /// <summary>Forward FLOPs of the convolutions for one image: stem, two 3x3 per block, 1x1 projection shortcuts.</summary>
+    public static double ForwardFlops(int inputChannels, long height, long width)
+    {
+        var flops = ModelFlops.Conv2d(inputChannels, 64, 3, height, width);
+        long inChannels = 64;
+        foreach (var (channels, stride) in Blocks)
+        {
+            (height, width) = (ModelFlops.Strided(height, stride), ModelFlops.Strided(width, stride));
+            flops += ModelFlops.Conv2d(inChannels, channels, 3, height, width) + ModelFlops.Conv2d(channels, channels, 3, height, width);
+            if (stride != 1 || inChannels != channels)
+                flops += ModelFlops.Conv2d(inChannels, channels, 1, height, width);
+            inChannels = channels;
+        }
+        return flops;
     }
 
     /// <summary>Two 3x3 convolutions with batch norm and a shortcut (1x1 projection when the shape changes).</summary>

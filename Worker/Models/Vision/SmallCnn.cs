@@ -1,3 +1,4 @@
+using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -19,15 +20,35 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
 
     public const int FeatureSize = 128 * 2 * 2;
 
+    private static readonly (int Channels, int Stride)[] Stages = [(32, 1), (64, 2), (128, 2)];
+
     /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="BatchNorm2d"/>.</param>
     public SmallCnn(int inputChannels, Func<long, Module<Tensor, Tensor>>? norm = null) : base(nameof(SmallCnn))
     {
         norm ??= channels => BatchNorm2d(channels);
-        layers = Sequential(
-            Conv2d(inputChannels, 32, kernel_size: 3, padding: 1, bias: false), norm(32), ReLU(),
-            Conv2d(32, 64, kernel_size: 3, stride: 2, padding: 1, bias: false), norm(64), ReLU(),
-            Conv2d(64, 128, kernel_size: 3, stride: 2, padding: 1, bias: false), norm(128), ReLU());
+        var stages = new List<Module<Tensor, Tensor>>();
+        var inChannels = inputChannels;
+        foreach (var (channels, stride) in Stages)
+        {
+            stages.AddRange([Conv2d(inChannels, channels, kernel_size: 3, stride: stride, padding: 1, bias: false), norm(channels), ReLU()]);
+            inChannels = channels;
+        }
+        layers = Sequential(stages);
         RegisterComponents();
+    }
+
+    /// <summary>Forward FLOPs of the convolutions for one image (BN, ReLU and pooling are elementwise and not counted).</summary>
+    public static double ForwardFlops(int inputChannels, long height, long width)
+    {
+        double flops = 0;
+        long inChannels = inputChannels;
+        foreach (var (channels, stride) in Stages)
+        {
+            (height, width) = (ModelFlops.Strided(height, stride), ModelFlops.Strided(width, stride));
+            flops += ModelFlops.Conv2d(inChannels, channels, 3, height, width);
+            inChannels = channels;
+        }
+        return flops;
     }
 
     /// <summary>(B, C, H, W) → (B, 512).</summary>
