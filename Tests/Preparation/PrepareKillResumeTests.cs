@@ -49,8 +49,12 @@ public sealed class PrepareKillResumeTests : IDisposable
     public async Task Killing_prepare_fashion_mnist_half_way_and_running_it_again_gives_identical_shards()
     {
         string reference = Path.Combine(_root, "reference"), resumed = Path.Combine(_root, "resumed");
-        CliProcess Prepare(string output) => CliProcess.Start("prepare", "fashion-mnist", "--output", output, "--shard-mb", "1");   // ~56 tasks: room to be killed half way
-        await RunAndKillHalfWayThenResumeAsync(() => Prepare(reference), () => Prepare(resumed), () => Prepare(resumed), resumed, tasks: null);
+        CliProcess Prepare(string output) => CliProcess.Start("prepare", "fashion-mnist", "--output", output, "--shard-mb", "1");   // ~56 tasks
+        // The interrupted run is the test host running the same real plan with 150 ms before each task
+        // (PrepareTestHost): at full speed the whole preparation can finish before a poll sees it start.
+        CliProcess Slow(string output) => CliProcess.StartTestHost(new Dictionary<string, string> { [PatternPlan.DelayVariable] = "150" },
+            "prepare", "fashion-mnist", "--output", output, "--shard-mb", "1");
+        await RunAndKillHalfWayThenResumeAsync(() => Prepare(reference), () => Slow(resumed), () => Prepare(resumed), resumed, tasks: null);
         AssertSameShards(reference, resumed);
     }
 
