@@ -66,4 +66,8 @@ public sealed record ImageIndexInfo(int Channels, int Height, int Width, IReadOn
 public sealed record TokenizerIndexInfo(
     string Name,
     int VocabularySize,
-    IReadOnlyDictionary<string, int>? SpecialTokens = null);
+    IReadOnlyDictionary<string, int>? SpecialTokens = null,
+    CompactIndexInfo? Compact = null);               // present when `prepare text --compact-vocabulary` renumbered the ids
+
+/// <summary>The compact vocabulary's file (vocabulary.json), its size and its special token ids.</summary>
+public sealed record CompactIndexInfo(string File, int VocabularySize, IReadOnlyDictionary<string, int>? SpecialTokens = null);

@@ -1,5 +1,5 @@
 using System.Text;
-using System.Text.Json.Nodes;
+using Pretrain.Data.Collators;
 using Pretrain.Data.Shards;
 using Pretrain.Data.Tokenizers;
 
@@ -8,8 +8,8 @@ namespace Pretrain.Data.Text;
 /// <summary>
 /// The token shards of <c>pretrain prepare text</c> as a causal stream, packed as nanoGPT packs its
 /// token files: each split's documents (records, in sample order) concatenated with [SEP] after each —
-/// the end-of-document token, <see cref="Collators.CausalLmCollator.Concatenate"/> — and cut into
-/// windows of <c>context + 1</c> tokens. The validation split is the preparation's (by document). When
+/// the end-of-document token — and cut into windows of <c>context + 1</c> tokens at multiples of the
+/// context, as <see cref="CausalLmCollator"/> defines them for a stream held in memory. The validation split is the preparation's (by document). When
 /// the preparation compacted the vocabulary, ids are mapped to compact ids here (the shards keep the
 /// tokenizer's own ids; docs/FORMATS.md), so a model embeds only the tokens the corpus uses.
 /// <para>
@@ -47,22 +47,25 @@ public sealed class PreparedTextCorpus : ITokenCorpus
 
         var tokenizer = TokenizerFactory.Create(index.Tokenizer.Name);
         int[]? compactByOriginal = null;
-        if (JsonNode.Parse(File.ReadAllBytes(indexPath))?["tokenizer"]?["compact"] is not null)
+        SpecialTokens specials;
+        if (index.Tokenizer.Compact is not null)
         {
             var vocabulary = CompactVocabulary.Load(folder);
             var compact = new CompactTokenizer(tokenizer, vocabulary);
             compactByOriginal = vocabulary.CompactByOriginal(tokenizer.VocabularySize);
-            (VocabularySize, Specials) = (compact.VocabularySize, compact.Specials);
+            (VocabularySize, specials) = (compact.VocabularySize, compact.Specials);
         }
         else
         {
-            (VocabularySize, Specials) = (tokenizer.VocabularySize, tokenizer.Specials);
+            (VocabularySize, specials) = (tokenizer.VocabularySize, tokenizer.Specials);
         }
+        Specials = specials;
 
-        _train = new PackedSplit(folder, "train", compactByOriginal, Specials!.Sep);
-        _validation = new PackedSplit(folder, "validation", compactByOriginal, Specials!.Sep);
-        TrainSamples = Windows(_train.Length);
-        ValidationSamples = Windows(_validation.Length);
+        var windows = new CausalLmCollator(context);
+        _train = new PackedSplit(folder, "train", compactByOriginal, specials.Sep);
+        _validation = new PackedSplit(folder, "validation", compactByOriginal, specials.Sep);
+        TrainSamples = windows.Windows(_train.Length);
+        ValidationSamples = windows.Windows(_validation.Length);
         if (TrainSamples < 1 || ValidationSamples < 1)
         {
             Dispose();
@@ -87,8 +90,6 @@ public sealed class PreparedTextCorpus : ITokenCorpus
         _train?.Dispose();
         _validation?.Dispose();
     }
-
-    private long Windows(long length) => Math.Max(0, length - 1) / Context;
 
     /// <summary>
     /// One split as the stream "document 0, [SEP], document 1, [SEP], …" without building it: the end of

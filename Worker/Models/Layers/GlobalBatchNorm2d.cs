@@ -26,12 +26,14 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
     private readonly Tensor _runningMean, _runningVar, _batchesTracked;
     private readonly IReplicaSum _replicas;
     private readonly long _channels;
+    private readonly long[] _perChannel;   // (1, C, 1, 1): how the statistics broadcast over a batch
     private readonly double _eps, _momentum;
 
     public GlobalBatchNorm2d(long channels, IReplicaSum replicas, double eps = 1e-5, double momentum = 0.1)
         : base(nameof(GlobalBatchNorm2d))
     {
         (_channels, _replicas, _eps, _momentum) = (channels, replicas, eps, momentum);
+        _perChannel = [1, channels, 1, 1];
         _weight = new Parameter(ones(channels));
         _bias = new Parameter(zeros(channels));
         _runningMean = zeros(channels);
@@ -53,14 +55,13 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
             return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training: false, momentum: _momentum, eps: _eps);
 
         using var scope = NewDisposeScope();
-        var shape = new long[] { 1, _channels, 1, 1 };
         using var localCount = tensor(new float[] { x.numel() / _channels });
         var sums = ReplicaSumFunction.Sum(cat([x.sum(AllButChannels), localCount]), _replicas);      // (C + 1): Σx per channel, then n
         var count = sums[_channels].detach();
         var mean = sums.narrow(0, 0, _channels) / count;
-        var centered = x - mean.view(shape);
+        var centered = x - mean.view(_perChannel);
         var variance = ReplicaSumFunction.Sum(centered.square().sum(AllButChannels), _replicas) / count;  // biased, as BN normalises
-        var y = centered * (variance + _eps).rsqrt().view(shape) * _weight.view(shape) + _bias.view(shape);
+        var y = centered * (variance + _eps).rsqrt().view(_perChannel) * _weight.view(_perChannel) + _bias.view(_perChannel);
 
         using (no_grad())
         {

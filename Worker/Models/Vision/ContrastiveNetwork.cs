@@ -18,6 +18,17 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     private readonly Module<Tensor, Tensor> encoder;
     private readonly Sequential head;
 
+    /// <summary>What each recipe encoder is: how to build it, its feature width, its forward FLOPs per image.</summary>
+    private sealed record EncoderKind(
+        Func<int, Func<long, Module<Tensor, Tensor>>?, Module<Tensor, Tensor>> Create, int FeatureSize, Func<int, long, long, double> ForwardFlops);
+
+    private static EncoderKind Kind(string encoder) => encoder switch
+    {
+        "small-cnn" => new((channels, norm) => new SmallCnn(channels, norm), SmallCnn.FeatureSize, SmallCnn.ForwardFlops),
+        "resnet18" => new((channels, norm) => new ResNet18(channels, norm), ResNet18.FeatureSize, ResNet18.ForwardFlops),
+        _ => throw new ArgumentException($"unknown encoder '{encoder}'"),
+    };
+
     /// <summary>Width of the representation (the encoder's output).</summary>
     public int FeatureSize { get; }
 
@@ -25,12 +36,8 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     public ContrastiveNetwork(VisionModel shape, int inputChannels, bool headBatchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
         : base(nameof(ContrastiveNetwork))
     {
-        (encoder, FeatureSize) = shape.Encoder switch
-        {
-            "small-cnn" => ((Module<Tensor, Tensor>)new SmallCnn(inputChannels, norm), SmallCnn.FeatureSize),
-            "resnet18" => (new ResNet18(inputChannels, norm), ResNet18.FeatureSize),
-            var other => throw new ArgumentException($"unknown encoder '{other}'"),
-        };
+        var kind = Kind(shape.Encoder);
+        (encoder, FeatureSize) = (kind.Create(inputChannels, norm), kind.FeatureSize);
         var layers = new List<Module<Tensor, Tensor>> { Linear(FeatureSize, shape.ProjectionHidden, hasBias: !headBatchNorm) };
         if (headBatchNorm)
             layers.Add(new FlatNorm(norm?.Invoke(shape.ProjectionHidden) ?? BatchNorm2d(shape.ProjectionHidden)));
@@ -43,13 +50,9 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     /// <summary>Forward FLOPs of encoder and head for one image of <paramref name="height"/> × <paramref name="width"/> (convolutions and dense layers).</summary>
     public static double ForwardFlops(VisionModel shape, int inputChannels, long height, long width)
     {
-        var (encoder, features) = shape.Encoder switch
-        {
-            "small-cnn" => (SmallCnn.ForwardFlops(inputChannels, height, width), SmallCnn.FeatureSize),
-            "resnet18" => (ResNet18.ForwardFlops(inputChannels, height, width), ResNet18.FeatureSize),
-            var other => throw new ArgumentException($"unknown encoder '{other}'"),
-        };
-        return encoder + ModelFlops.Linear(features, shape.ProjectionHidden) + ModelFlops.Linear(shape.ProjectionHidden, shape.ProjectionDim);
+        var kind = Kind(shape.Encoder);
+        return kind.ForwardFlops(inputChannels, height, width)
+               + ModelFlops.Linear(kind.FeatureSize, shape.ProjectionHidden) + ModelFlops.Linear(shape.ProjectionHidden, shape.ProjectionDim);
     }
 
     /// <summary>(B, C, H, W) → projection (B, projection_dim).</summary>

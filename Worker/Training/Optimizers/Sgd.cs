@@ -6,7 +6,7 @@ namespace Pretrain.Worker.Training.Optimizers;
 
 /// <summary>
 /// SGD with heavy-ball momentum and coupled L2 weight decay, as <c>torch.optim.SGD</c> computes it and as
-/// MoCo (momentum 0.9, weight decay 1e-4) and the ResNet recipes train:
+/// MoCo trains (momentum 0.9, weight decay 1e-4):
 /// <code>
 ///   g ← g + wd·w            (decayed parameters only)
 ///   v ← μ·v + g ;  w ← w − lr·v
@@ -16,10 +16,9 @@ namespace Pretrain.Worker.Training.Optimizers;
 /// </summary>
 public sealed class Sgd : IOptimizer
 {
-    private sealed record Slot(Parameter Parameter, Tensor Velocity, bool Decays);
+    private sealed record Slot(string Name, Parameter Parameter, Tensor Velocity, bool Decays);
 
     private readonly Slot[] _slots;
-    private readonly (string Name, Tensor Velocity)[] _state;
     private readonly double _momentum, _weightDecay;
 
     public long Step { get; set; }
@@ -28,12 +27,11 @@ public sealed class Sgd : IOptimizer
         double momentum = 0.9, double weightDecay = 1e-4)
     {
         (_momentum, _weightDecay) = (momentum, weightDecay);
-        var ordered = parameters.OrderBy(p => p.Name, StringComparer.Ordinal).ToArray();
-        _slots = ordered.Select(p => new Slot(p.Parameter, zeros_like(p.Parameter).DetachFromDisposeScope(), decays(p.Name, p.Parameter))).ToArray();
-        _state = ordered.Select((p, i) => ($"v.{p.Name}", _slots[i].Velocity)).ToArray();
+        _slots = parameters.OrderBy(p => p.Name, StringComparer.Ordinal)
+            .Select(p => new Slot(p.Name, p.Parameter, zeros_like(p.Parameter).DetachFromDisposeScope(), decays(p.Name, p.Parameter))).ToArray();
     }
 
-    public IEnumerable<(string Name, Tensor Tensor)> StateTensors() => _state;
+    public IEnumerable<(string Name, Tensor Tensor)> StateTensors() => _slots.Select(s => ($"v.{s.Name}", s.Velocity));
 
     public void Update(double lr)
     {
