@@ -43,6 +43,13 @@ public sealed class CoordinatorHost : IAsyncDisposable
     /// <summary>Completes when the job completes or fails (also right after start if the journal says it already did).</summary>
     public Task<JobOutcome> Outcome => _observer.Outcome.Task;
 
+    /// <summary>What an operator should see of the job's membership (losses, regroups, recoveries), one line each, on the actor's thread.</summary>
+    public event Action<string>? Notice
+    {
+        add => _observer.Notice += value;
+        remove => _observer.Notice -= value;
+    }
+
     /// <summary>Every rank's progress report, raised on the job actor's thread: handlers must be quick.</summary>
     public event Action<ReportProgress>? Progress
     {
@@ -89,6 +96,25 @@ public sealed class CoordinatorHost : IAsyncDisposable
     {
         public readonly TaskCompletionSource<JobOutcome> Outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public event Action<ReportProgress>? Progress;
+        public event Action<string>? Notice;
+
+        public void OnRegroup(RegroupStarted regroup) => Tell($"{regroup.Reason}; regrouping");
+
+        public void OnGeneration(GenerationStarted g, JobState state)
+        {
+            if (g.Cause == RegroupCauses.Start) return;
+            Tell($"generation {g.Generation}: {g.Ranks.Count} worker(s) ({string.Join(", ", g.Ranks.Select(r => r.WorkerId))}) from step {g.StartStep}, " +
+                 $"state of rank {g.SourceRank} ({g.Ranks[g.SourceRank].WorkerId})");
+        }
+
+        public void OnRecovered(long generation, long step, double seconds) =>
+            Tell($"generation {generation} committed step {step} {seconds:0.0} s after the failure was detected");
+
+        private void Tell(string line)
+        {
+            try { Notice?.Invoke(line); }
+            catch (Exception) { /* a failing display must not fail the job actor */ }
+        }
 
         public void OnProgress(ReportProgress report)
         {

@@ -19,12 +19,21 @@ static class LocalCommand
             Description = "First port of the workers' /metrics endpoints; worker i uses this + i (0 = any free port; -1 = off).",
             DefaultValueFactory = _ => 0,
         };
+        var maxRestarts = new Option<int>("--max-restarts")
+        {
+            Description = "How many times per run a worker process that dies is started again; it rejoins as a newcomer while the others train on (0 = never).",
+            DefaultValueFactory = _ => 3,
+        };
+        maxRestarts.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 0) r.AddError($"--max-restarts must be at least 0, got {r.GetValueOrDefault<int>()}.");
+        });
         var timeout = CommonOptions.Timeout();
         var verbose = CommonOptions.Verbose();
 
         var command = new Command("local", "Run a job on this machine: the coordinator in-process, N worker processes on loopback, the SQLite journal in the run directory.")
         {
-            recipe, workers, maxSteps, runDir, resume, metricsPort, workerMetricsPort, timeout, verbose,
+            recipe, workers, maxSteps, runDir, resume, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
         {
@@ -36,6 +45,7 @@ static class LocalCommand
             MetricsPort = parse.GetValue(metricsPort),
             WorkerMetricsPort = parse.GetValue(workerMetricsPort),
             Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+            MaxRestarts = parse.GetValue(maxRestarts),
             Verbose = parse.GetValue(verbose),
         }, ct)));
         return command;

@@ -51,7 +51,11 @@ public static class CoordinatorRun
         new CoordinatorFile(options.PublicHost ?? options.Host, coordinator.Port, metrics?.Url, Environment.ProcessId, DateTime.UtcNow).Write(runDirectory);
         var progress = new ProgressPrinter(console, maxSteps);
         coordinator.Progress += p => { if (p.Rank == 0) progress.Report(p); };
-        await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume, recipePath), ct);
+        coordinator.Notice += console.Info;
+        var elastic = recipe.ElasticOrDefault;
+        int maxWorkers = Math.Min(elastic.MaxWorkers > 0 ? elastic.MaxWorkers : options.Workers, recipe.MicroGlobal);
+        await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume, recipePath,
+            elastic.MinWorkers, maxWorkers, elastic.WaitSeconds, options.Timeout.TotalSeconds), ct);
         console.Info($"coordinator at {options.PublicHost ?? options.Host}:{coordinator.Port} (workers: --coordinator {options.PublicHost ?? options.Host}:{coordinator.Port})");
 
         await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);
@@ -89,22 +93,23 @@ public static class CoordinatorRun
     }
 
     /// <summary>
-    /// The coordinator's outcome — or, when a local worker process dies and the coordinator has not
-    /// concluded within the timeout, a failure naming that worker. Never waits forever for a worker.
+    /// The coordinator's outcome — or, when every local worker process is gone for good (dead and not
+    /// restarted) and the coordinator has not concluded within the timeout, a failure naming the last
+    /// death. A single death is the coordinator's to handle (the survivors regroup). Never waits forever.
     /// </summary>
     static async Task<JobOutcome> WaitForOutcomeAsync(CoordinatorHost coordinator, WorkerProcesses? workers, TimeSpan timeout, CancellationToken ct)
     {
-        var died = workers?.FirstUnexpectedExit ?? new TaskCompletionSource<string>().Task;
-        var first = await Task.WhenAny(coordinator.Outcome, died).WaitAsync(ct);
+        var gone = workers?.AllGone ?? new TaskCompletionSource<string>().Task;
+        var first = await Task.WhenAny(coordinator.Outcome, gone).WaitAsync(ct);
         if (first == coordinator.Outcome) return await coordinator.Outcome;
-        string which = await died;
+        string which = await gone;
         try
         {
             return await coordinator.Outcome.WaitAsync(timeout, ct);
         }
         catch (TimeoutException)
         {
-            return new JobOutcome(false, null, 0, 0, [], [], $"{which}, and the coordinator did not conclude within {timeout.TotalSeconds:0} s");
+            return new JobOutcome(false, null, 0, 0, [], [], $"every worker exited ({which}), and the coordinator did not conclude within {timeout.TotalSeconds:0} s");
         }
     }
 

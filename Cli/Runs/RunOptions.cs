@@ -24,5 +24,7 @@ public sealed record RunOptions
     /// <summary>Persistence id of the job; `local` makes a new one per launch.</summary>
     public string? JobId { get; init; }
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>`pretrain local`: how many times per run a dead worker process is started again (it joins as a newcomer).</summary>
+    public int MaxRestarts { get; init; } = 3;
     public bool Verbose { get; init; }
 }

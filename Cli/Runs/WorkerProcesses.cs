@@ -4,23 +4,38 @@ namespace Pretrain.Cli.Runs;
 
 /// <summary>
 /// The worker child processes of a local run: `pretrain worker …` on loopback, each logging to
-/// logs/worker-N.log in the run directory, each told our pid so it exits if we die.
+/// logs/worker-N.log in the run directory, each told our pid so it exits if we die. A worker that dies
+/// is started again under its name (a new incarnation, which joins the job as a newcomer) up to
+/// `--max-restarts` times per run, as torchrun's `--max-restarts` — but the others never restart.
 /// </summary>
 public sealed class WorkerProcesses : IAsyncDisposable
 {
     readonly List<Process> _processes = [];
     readonly List<StreamWriter> _logs = [];
     readonly TaskCompletionSource<string> _firstUnexpectedExit = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    readonly TaskCompletionSource<string> _allGone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly RunConsole _console;
+    readonly Lock _gate = new();
+    readonly int _maxRestarts;
+    readonly Dictionary<string, (string[] Args, string RunDirectory)> _commands = [];
+    int _restarts, _running;
+    volatile bool _stopping;
+    string? _lastDeath;
 
-    WorkerProcesses(RunConsole console) => _console = console;
+    WorkerProcesses(RunConsole console, int maxRestarts = 0) => (_console, _maxRestarts) = (console, maxRestarts);
 
     /// <summary>Completes with a description of the first worker that exits with a non-zero code.</summary>
     public Task<string> FirstUnexpectedExit => _firstUnexpectedExit.Task;
 
+    /// <summary>Completes when every worker has exited and none is restarting, with the last death, if any.</summary>
+    public Task<string> AllGone => _allGone.Task;
+
+    /// <summary>Workers started again after dying.</summary>
+    public int Restarts { get { lock (_gate) return _restarts; } }
+
     public static WorkerProcesses Start(RunOptions options, int coordinatorPort, string runDirectory, RunConsole console)
     {
-        var set = new WorkerProcesses(console);
+        var set = new WorkerProcesses(console, options.MaxRestarts);
         // Workers share this machine's cores: torch threads per worker = max(1, cores / workers),
         // or they fight and every figure lies (environment.md).
         int threads = Math.Max(1, Environment.ProcessorCount / options.Workers);
@@ -35,6 +50,7 @@ public sealed class WorkerProcesses : IAsyncDisposable
                 "--timeout", ((int)options.Timeout.TotalSeconds).ToString(),
                 .. options.Verbose ? ["--verbose"] : Array.Empty<string>(),
             ];
+            set._commands[id] = (args, runDirectory);
             var process = set.Spawn(id, args, runDirectory);
             console.Info($"{id} started (pid {process.Id}, {threads} torch thread(s)), log {Path.Combine(runDirectory, "logs", id + ".log")}");
         }
@@ -75,11 +91,15 @@ public sealed class WorkerProcesses : IAsyncDisposable
         process.OutputDataReceived += (_, e) => Line(log, id, e.Data, error: false);
         process.ErrorDataReceived += (_, e) => Line(log, id, e.Data, error: true);
         process.Exited += (_, _) => OnExit(id, process);
+        lock (_gate)
+        {
+            _running++;
+            _processes.Add(process);
+            _logs.Add(log);
+        }
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        _processes.Add(process);
-        _logs.Add(log);
         return process;
     }
 
@@ -94,33 +114,76 @@ public sealed class WorkerProcesses : IAsyncDisposable
     void OnExit(string id, Process process)
     {
         int code = process.ExitCode;
-        if (code == 0) return;
-        string how = code > 128 ? $"was killed by signal {code - 128}" : $"exited with code {code}";
-        _firstUnexpectedExit.TrySetResult($"{id} (pid {process.Id}) {how}");
+        string? death = null;
+        if (code != 0)
+        {
+            string how = code > 128 ? $"was killed by signal {code - 128}" : $"exited with code {code}";
+            death = $"{id} (pid {process.Id}) {how}";
+            _firstUnexpectedExit.TrySetResult(death);
+        }
+        bool restart;
+        lock (_gate)
+        {
+            _running--;
+            if (death != null) _lastDeath = death;
+            restart = death != null && !_stopping && _restarts < _maxRestarts && _commands.ContainsKey(id);
+            if (restart) _restarts++;
+        }
+        if (restart)
+        {
+            _console.Info($"{death}; starting it again ({Restarts} of --max-restarts {_maxRestarts}); it joins as a newcomer");
+            try
+            {
+                var (args, runDirectory) = _commands[id];
+                var again = Spawn(id, args, runDirectory);
+                _console.Info($"{id} started again (pid {again.Id})");
+                return;
+            }
+            catch (Exception e)
+            {
+                _console.Error($"could not start {id} again: {e.Message}");
+            }
+        }
+        else if (death != null && !_stopping && _commands.ContainsKey(id))
+            _console.Info($"{death}; not restarted (--max-restarts {_maxRestarts} used up)");
+        lock (_gate)
+            if (_running == 0) _allGone.TrySetResult(_lastDeath ?? "every worker exited");
     }
 
-    /// <summary>Waits for every worker to exit on its own; kills what is left after the timeout.</summary>
+    /// <summary>Waits for every worker to exit on its own; kills what is left after the timeout. No worker is restarted after this.</summary>
     public async Task WaitForExitAsync(TimeSpan timeout)
     {
+        _stopping = true;
         using var cts = new CancellationTokenSource(timeout);
-        try { await Task.WhenAll(_processes.Select(p => p.WaitForExitAsync(cts.Token))); }
+        try { await Task.WhenAll(Snapshot().Select(p => p.WaitForExitAsync(cts.Token))); }
         catch (OperationCanceledException) { KillAll(); }
     }
 
     /// <summary>Stops every worker now (SIGKILL: their checkpoints are atomic, nothing half-written survives).</summary>
-    public void Stop() => KillAll();
+    public void Stop()
+    {
+        _stopping = true;
+        KillAll();
+    }
+
+    List<Process> Snapshot()
+    {
+        lock (_gate) return [.. _processes];
+    }
 
     void KillAll()
     {
-        foreach (var p in _processes)
+        foreach (var p in Snapshot())
             try { if (!p.HasExited) p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
     }
 
     public async ValueTask DisposeAsync()
     {
         await WaitForExitAsync(TimeSpan.FromSeconds(5));
-        foreach (var p in _processes) p.Dispose();
-        foreach (var l in _logs) await l.DisposeAsync();
+        foreach (var p in Snapshot()) p.Dispose();
+        List<StreamWriter> logs;
+        lock (_gate) logs = [.. _logs];
+        foreach (var l in logs) await l.DisposeAsync();
     }
 
     /// <summary>This program's executable: the apphost, or `dotnet pretrain.dll` when run through dotnet.</summary>

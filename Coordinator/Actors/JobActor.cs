@@ -9,10 +9,13 @@ namespace Pretrain.Coordinator.Actors;
 /// <summary>
 /// The coordinator's one job, event-sourced: every decision is made by <see cref="JobDecisions"/>,
 /// persisted, folded into <see cref="JobState"/>, and only then acted on (replies, generation
-/// broadcast, StopWorker). Worker actors are death-watched; a lost worker fails the job.
+/// broadcast, StopWorker). Worker actors are death-watched; a lost worker starts a regroup (elastic
+/// training), and a tick bounds every regroup by the job's timeout and <c>elastic.wait</c>.
 /// </summary>
-public sealed class JobActor : ReceivePersistentActor
+public sealed class JobActor : ReceivePersistentActor, IWithTimers
 {
+    private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(500);
+
     private JobState _state = JobState.Empty;
 
     // Live worker actors by worker id. Not persisted: refs do not survive a coordinator restart, and
@@ -21,6 +24,8 @@ public sealed class JobActor : ReceivePersistentActor
     private readonly IJobObserver _observer;
 
     public override string PersistenceId { get; }
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(string persistenceId, IJobObserver observer) =>
         Akka.Actor.Props.Create(() => new JobActor(persistenceId, observer));
@@ -45,7 +50,10 @@ public sealed class JobActor : ReceivePersistentActor
         Command<ReportCheckpoint>(c => Handle(c));
         // Final reports are acknowledged once journaled (or refused as stale), so a worker exits
         // only when what it said cannot be lost.
-        Command<ReportPeerLost>(c => Handle(c, Acknowledge(c.WorkerId, "peer-lost"), (s, _) => Acknowledge(c.WorkerId, "peer-lost")(s)));
+        // A report refused because its sender is no longer part of the job tells it to stop.
+        Command<ReportPeerLost>(c => Handle(c, onRefused: (s, reason) => s.Tell(new StopWorker(reason))));
+        Command<ReportStepBoundary>(c => Handle(c, Acknowledge(c.WorkerId, "step-boundary"), (s, reason) => s.Tell(new StopWorker(reason))));
+        Command<RegroupTick>(c => Handle(c));
         Command<ReportFinished>(c => Handle(c, Acknowledge(c.WorkerId, "finished"), (s, _) => Acknowledge(c.WorkerId, "finished")(s)));
         Command<ReportFailed>(c => Handle(c, Acknowledge(c.WorkerId, "failed"), (s, _) => Acknowledge(c.WorkerId, "failed")(s)));
         Command<Terminated>(OnTerminated);
@@ -57,8 +65,13 @@ public sealed class JobActor : ReceivePersistentActor
     {
         PretrainMetrics.Workers.Set(_state.Workers.Count);
         PretrainMetrics.Generation.Set(_state.Generation);
+        PretrainMetrics.WorldSize.Set(_state.Ranks.Count);
         if (_state.IsOver) _observer.OnOutcome(JobOutcome.From(_state));
+        _lastRecoveryReported = _state.Recoveries.Count;
+        if (_state.Phase == JobPhase.Regrouping) Timers.StartPeriodicTimer("regroup", new RegroupTick(), TickInterval);
     }
+
+    private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
     // The journal is the job's memory: if it cannot be written or read the job cannot go on safely.
     protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
@@ -81,7 +94,7 @@ public sealed class JobActor : ReceivePersistentActor
             Stash.Stash();
             return;
         }
-        var retry = _state.IsMember(c.WorkerId);
+        var retry = _state.Member(c.WorkerId)?.Incarnation == c.Incarnation;
         Handle(c,
             onDone: sender =>
             {
@@ -90,7 +103,7 @@ public sealed class JobActor : ReceivePersistentActor
                 if (!retry) return;
                 Track(c.WorkerId, sender);
                 sender.Tell(new WorkerRegistered(c.WorkerId, _state.Job));
-                if (_state.RankOf(c.WorkerId) is not null) sender.Tell(new GenerationStarted(_state.Generation, _state.Ranks));
+                if (_state.Phase == JobPhase.Running && _state.RankOf(c.WorkerId) is not null && _state.Current is { } current) sender.Tell(current);
             },
             onRefused: (sender, reason) => sender.Tell(new StopWorker(reason)));
     }
@@ -108,7 +121,7 @@ public sealed class JobActor : ReceivePersistentActor
     private void Handle(object command, Action<IActorRef>? onDone = null, Action<IActorRef, string>? onRefused = null)
     {
         var sender = Sender;
-        var decision = JobDecisions.Decide(_state, command);
+        var decision = JobDecisions.Decide(_state, command, Now());
         if (decision.Refusal is { } reason)
         {
             onRefused?.Invoke(sender, reason);
@@ -140,13 +153,33 @@ public sealed class JobActor : ReceivePersistentActor
                 Track(w.WorkerId, sender);
                 sender.Tell(new WorkerRegistered(w.WorkerId, _state.Job!));
                 PretrainMetrics.Workers.Set(_state.Workers.Count);
+                if (_state.Phase == JobPhase.Running && _state.RankOf(w.WorkerId) is null)
+                    TellRanks(new RequestStepBoundary(_state.Generation, $"{w.WorkerId} is waiting to join"));
+                break;
+            case RegroupStarted r:
+                // Ranks still training (waiting on a frozen peer, or not yet aware) stop now and report.
+                TellRanks(new AbandonGeneration(r.Generation, r.Reason));
+                Timers.StartPeriodicTimer("regroup", new RegroupTick(), TickInterval);
+                _observer.OnRegroup(r);
                 break;
             case GenerationStarted g:
+                Timers.Cancel("regroup");
                 PretrainMetrics.Generation.Set(g.Generation);
+                PretrainMetrics.WorldSize.Set(g.Ranks.Count);
+                if (g.Cause != RegroupCauses.Start) PretrainMetrics.RecoveriesTotal.WithLabels(g.Cause).Inc();
                 foreach (var rank in g.Ranks)
                     if (_workers.TryGetValue(rank.WorkerId, out var worker)) worker.Tell(g);
+                _observer.OnGeneration(g, _state);
+                // Newcomers beyond max_workers keep waiting; a regroup admits them when room appears.
                 break;
             case StepCommitted s:
+                if (_state.Recoveries.Count > 0 && _state.RecoveringSinceUnixMs is null && s.Generation == _state.Generation
+                    && _lastRecoveryReported != _state.Recoveries.Count)
+                {
+                    _lastRecoveryReported = _state.Recoveries.Count;
+                    PretrainMetrics.RecoverySeconds.Set(_state.Recoveries[^1]);
+                    _observer.OnRecovered(_state.Generation, s.Step, _state.Recoveries[^1]);
+                }
                 PretrainMetrics.StepsTotal.IncTo(s.Step);
                 PretrainMetrics.Loss.Set(s.Loss);
                 PretrainMetrics.SamplesPerSecond.Set(s.SamplesPerSecond);
@@ -155,10 +188,22 @@ public sealed class JobActor : ReceivePersistentActor
                 PretrainMetrics.CheckpointsTotal.Inc();
                 break;
             case WorkerLost l:
-                if (_workers.Remove(l.WorkerId, out var lost)) Context.Unwatch(lost);
+                if (_workers.Remove(l.WorkerId, out var lost))
+                {
+                    Context.Unwatch(lost);
+                    // A worker counted as lost may still be alive (frozen, then woken; wrongly blamed):
+                    // it must not train on in a generation that is gone.
+                    lost.Tell(new StopWorker($"{l.WorkerId} was counted as lost in generation {l.Generation}: {l.Reason}"));
+                }
+                PretrainMetrics.Workers.Set(_state.Workers.Count);
+                _observer.OnLost(l);
+                break;
+            case WorkerLeft l:
+                if (_workers.Remove(l.WorkerId, out var left)) Context.Unwatch(left);
                 PretrainMetrics.Workers.Set(_state.Workers.Count);
                 break;
             case JobFailed f:
+                Timers.Cancel("regroup");
                 foreach (var worker in _workers.Values) worker.Tell(new StopWorker(f.Reason));
                 _observer.OnOutcome(JobOutcome.From(_state));
                 break;
@@ -166,6 +211,14 @@ public sealed class JobActor : ReceivePersistentActor
                 _observer.OnOutcome(JobOutcome.From(_state));
                 break;
         }
+    }
+
+    private int _lastRecoveryReported;
+
+    private void TellRanks(object message)
+    {
+        foreach (var rank in _state.Ranks)
+            if (_workers.TryGetValue(rank.WorkerId, out var worker)) worker.Tell(message);
     }
 
     private static Action<IActorRef> Acknowledge(string workerId, string report) =>

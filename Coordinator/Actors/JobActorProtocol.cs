@@ -16,6 +16,18 @@ public interface IJobObserver
 
     /// <summary>The job completed or failed; also called after recovery if the journal says so.</summary>
     void OnOutcome(JobOutcome outcome);
+
+    /// <summary>A worker was counted as lost.</summary>
+    void OnLost(WorkerLost lost) { }
+
+    /// <summary>The running generation ended; the job regroups.</summary>
+    void OnRegroup(RegroupStarted regroup) { }
+
+    /// <summary>A generation started (the first, or one after a regroup).</summary>
+    void OnGeneration(GenerationStarted generation, JobState state) { }
+
+    /// <summary>The first step after a failure was committed, <paramref name="seconds"/> after the failure was detected.</summary>
+    void OnRecovered(long generation, long step, double seconds) { }
 }
 
 /// <summary>

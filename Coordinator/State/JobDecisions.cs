@@ -8,28 +8,40 @@ namespace Pretrain.Coordinator.State;
 /// </summary>
 public sealed record LoseWorker(string WorkerId, string Reason, string DetectedBy);
 
+/// <summary>
+/// Coordinator-internal command, sent by the job actor's timer while regrouping: members that have not
+/// reported within the timeout are lost, and a regroup short of <c>elastic.min_workers</c> for longer
+/// than <c>elastic.wait</c> fails the job.
+/// </summary>
+public sealed record RegroupTick;
+
 /// <summary>What a command leads to: events to persist, or a refusal to send back.</summary>
 public sealed record Decision(IReadOnlyList<IJobEvent> Events, string? Refusal = null)
 {
     public static readonly Decision None = new([]);
     public static Decision Of(params IJobEvent[] events) => new(events);
+    public static Decision Of(IEnumerable<IJobEvent> events) => new([.. events]);
     public static Decision Refuse(string reason) => new([], reason);
 }
 
 /// <summary>
-/// The coordinator's decisions: given the state and a command, which events happen. Pure; the job
-/// actor persists the events, applies them with <see cref="JobState.Apply"/> and does the messaging.
+/// The coordinator's decisions: given the state, a command and the time, which events happen. Pure; the
+/// job actor persists the events, applies them with <see cref="JobState.Apply"/> and does the messaging.
+/// Regrouping (elastic training) is decided here too: who was lost, when every survivor has reported
+/// the step it holds, and who forms the next generation from which step and whose state.
 /// </summary>
 public static class JobDecisions
 {
-    public static Decision Decide(JobState state, object command) => command switch
+    public static Decision Decide(JobState state, object command, long nowUnixMs = 0) => command switch
     {
         DefineJob c => Define(state, c),
-        RegisterWorker c => Register(state, c),
-        ReportProgress c => Progress(state, c),
+        RegisterWorker c => Register(state, c, nowUnixMs),
+        ReportProgress c => Progress(state, c, nowUnixMs),
         ReportCheckpoint c => Checkpoint(state, c),
-        ReportPeerLost c => Lose(state, LostWorkerId(state, c), c.Reason, c.WorkerId),
-        LoseWorker c => Lose(state, c.WorkerId, c.Reason, c.DetectedBy),
+        ReportPeerLost c => PeerLost(state, c, nowUnixMs),
+        ReportStepBoundary c => Boundary(state, c, nowUnixMs),
+        LoseWorker c => Regrouped(state, Lose(state, c.WorkerId, c.Reason, c.DetectedBy, nowUnixMs)),
+        RegroupTick => Tick(state, nowUnixMs),
         ReportFinished c => Finish(state, c),
         ReportFailed c => Fail(state, c),
         _ => throw new ArgumentException($"No decision for command {command.GetType().Name}", nameof(command)),
@@ -45,27 +57,41 @@ public static class JobDecisions
             : Decision.Refuse($"a different job is already defined in this journal (recipe hash {state.Job.RecipeHash}, world size {state.Job.WorldSize})");
     }
 
-    private static Decision Register(JobState state, RegisterWorker c)
+    private static Decision Register(JobState state, RegisterWorker c, long now)
     {
-        if (state.Job is null) return Decision.Refuse("no job is defined yet");
+        if (state.Job is not { } job) return Decision.Refuse("no job is defined yet");
         if (state.IsOver) return Decision.Refuse($"the job is {state.Phase.ToString().ToLowerInvariant()}");
-        if (state.IsMember(c.WorkerId)) return Decision.None; // a retried registration
-        if (state.Phase == JobPhase.Running)
-            return Decision.Refuse($"generation {state.Generation} is running with all {state.Ranks.Count} ranks; joining a running job is not supported yet");
+        var events = new List<IJobEvent>();
+        if (state.Member(c.WorkerId) is { } known)
+        {
+            if (known.Incarnation == c.Incarnation) return Decision.None; // a retried registration
+            // The same id from a new process: its predecessor is gone (a restarted pod or a respawned worker).
+            events.AddRange(Lose(state, c.WorkerId, "a new process registered with its worker id", "coordinator", now));
+            state = state.ApplyAll(events);
+        }
+        if (state.IsOver) return Decision.Of(events);
+        if (state.Phase != JobPhase.Rendezvous && state.Workers.Count >= job.MaxWorld)
+            return events.Count > 0 ? Decision.Of(events) : Decision.Refuse($"the job already has elastic.max_workers = {job.MaxWorld} workers");
 
-        var joined = new WorkerJoined(c.WorkerId, c.Host, c.DataPlanePort, c.MetricsPort, c.ProcessId);
-        var members = state.Workers.Add(joined);
-        if (members.Count < state.Job.WorldSize) return Decision.Of(joined);
-
-        // The last expected worker arrived: ranks follow registration order, and so does the ring.
-        var ranks = members.Select((w, rank) => new RankAssignment(rank, w.WorkerId, w.Host, w.DataPlanePort)).ToList();
-        return Decision.Of(joined, new GenerationStarted(state.Generation + 1, ranks));
+        var joined = new WorkerJoined(c.WorkerId, c.Host, c.DataPlanePort, c.MetricsPort, c.ProcessId, c.Incarnation);
+        events.Add(joined);
+        state = state.Apply(joined);
+        if (state.Phase == JobPhase.Rendezvous && state.Workers.Count >= job.WorldSize)
+        {
+            // The last expected worker arrived: ranks follow registration order, and so does the ring.
+            var ranks = state.Workers.Select((w, rank) => new RankAssignment(rank, w.WorkerId, w.Host, w.DataPlanePort)).ToList();
+            events.Add(new GenerationStarted(state.Generation + 1, ranks, 0, 0, RegroupCauses.Start));
+        }
+        else if (state.Phase == JobPhase.Regrouping)
+            events.AddRange(TryStart(state));
+        // While running, the actor asks the ranks for a step boundary; their reports start the regroup.
+        return Decision.Of(events);
     }
 
-    private static Decision Progress(JobState state, ReportProgress c) =>
+    private static Decision Progress(JobState state, ReportProgress c, long now) =>
         // Rank 0 speaks for the job: after every step all replicas agree (brief, principle 5).
         state.Phase == JobPhase.Running && c.Generation == state.Generation && c.Rank == 0 && c.Step > state.LastStep
-            ? Decision.Of(new StepCommitted(c.Generation, c.Step, c.Loss, c.SamplesPerSecond))
+            ? Decision.Of(new StepCommitted(c.Generation, c.Step, c.Loss, c.SamplesPerSecond, now))
             : Decision.None;
 
     private static Decision Checkpoint(JobState state, ReportCheckpoint c) =>
@@ -73,25 +99,133 @@ public static class JobDecisions
             ? Decision.Of(new CheckpointRecorded(c.WorkerId, c.Step, c.Path, c.ManifestChecksum))
             : Decision.None;
 
-    // A worker's collective knows the rank it lost for sure; the worker id is taken from the
-    // generation's ranks when the report leaves it empty.
-    private static string LostWorkerId(JobState state, ReportPeerLost c) =>
-        string.IsNullOrEmpty(c.LostWorkerId) && c.Generation == state.Generation
-            ? state.Ranks.Find(r => r.Rank == c.LostRank)?.WorkerId ?? ""
-            : c.LostWorkerId;
-
-    private static Decision Lose(JobState state, string workerId, string reason, string detectedBy)
+    /// <summary>
+    /// A rank's collective failed on a peer. The reporter survives and holds its step; the peer it
+    /// names is lost unless it has reported itself (then the blame was a neighbour's confusion).
+    /// </summary>
+    private static Decision PeerLost(JobState state, ReportPeerLost c, long now)
     {
-        if (state.IsOver || !state.IsMember(workerId)) return Decision.None;
-        var lost = new WorkerLost(workerId, state.Generation, reason, detectedBy);
-        if (state.Phase == JobPhase.Rendezvous) return Decision.Of(lost); // it only waited; others may still come
-
-        var rank = state.RankOf(workerId);
-        // A worker that already reported its final figures may exit; that is not a loss.
-        if (rank is { } r && state.Finished.ContainsKey(r)) return Decision.None;
-        return Decision.Of(lost, new JobFailed(state.Generation,
-            $"worker {workerId} (rank {rank?.ToString() ?? "?"}) lost in generation {state.Generation}: {reason} (detected by {detectedBy})"));
+        if (Stale(state, c.WorkerId, c.Generation) is { } stale) return stale;
+        var lostId = string.IsNullOrEmpty(c.LostWorkerId) ? state.Ranks.Find(r => r.Rank == c.LostRank)?.WorkerId ?? "" : c.LostWorkerId;
+        var events = new List<IJobEvent>();
+        if (state.Phase == JobPhase.Running)
+            events.Add(new RegroupStarted(state.Generation, RegroupCauses.Lost, $"{lostId} lost at step {c.HeldStep} ({c.Reason})", now));
+        if (!state.Held.ContainsKey(c.WorkerId))
+            events.Add(new StepHeld(c.WorkerId, state.Generation, c.HeldStep));
+        state = state.ApplyAll(events);
+        if (lostId != c.WorkerId && state.RankOf(lostId) is not null && state.IsMember(lostId) && !state.Held.ContainsKey(lostId))
+        {
+            var lost = new WorkerLost(lostId, state.Generation, c.Reason, c.WorkerId);
+            events.Add(lost);
+            state = state.Apply(lost);
+        }
+        events.AddRange(TryStart(state));
+        return Decision.Of(events);
     }
+
+    /// <summary>A rank stopped at a step boundary: the ring agreed to (a newcomer, a leaver) or the coordinator abandoned the generation.</summary>
+    private static Decision Boundary(JobState state, ReportStepBoundary c, long now)
+    {
+        if (Stale(state, c.WorkerId, c.Generation) is { } stale) return stale;
+        var events = new List<IJobEvent>();
+        if (state.Phase == JobPhase.Running)
+        {
+            var (cause, reason) = c.Leaving
+                ? (RegroupCauses.Left, $"{c.WorkerId} left at step {c.HeldStep} ({c.Reason})")
+                : (RegroupCauses.Joined, $"{string.Join(", ", state.Newcomers.Select(w => w.WorkerId))} joining at step {c.HeldStep}");
+            events.Add(new RegroupStarted(state.Generation, cause, reason, now));
+        }
+        events.Add(c.Leaving ? new WorkerLeft(c.WorkerId, state.Generation, c.HeldStep) : new StepHeld(c.WorkerId, state.Generation, c.HeldStep));
+        state = state.ApplyAll(events);
+        events.AddRange(TryStart(state));
+        return Decision.Of(events);
+    }
+
+    /// <summary>A report of an earlier generation changes nothing; one from a worker no longer in the job is refused (it stops).</summary>
+    private static Decision? Stale(JobState state, string workerId, long generation)
+    {
+        if (state.Job is null || state.IsOver) return Decision.None;
+        if (!state.IsMember(workerId)) return Decision.Refuse($"{workerId} is no longer part of the job (it was counted as lost)");
+        if (generation != state.Generation || state.RankOf(workerId) is null) return Decision.None;
+        return state.Phase is JobPhase.Running or JobPhase.Regrouping ? null : Decision.None;
+    }
+
+    private static IReadOnlyList<IJobEvent> Lose(JobState state, string workerId, string reason, string detectedBy, long now)
+    {
+        if (state.IsOver || !state.IsMember(workerId)) return [];
+        var lost = new WorkerLost(workerId, state.Generation, reason, detectedBy);
+        var rank = state.RankOf(workerId);
+        if (rank is null || state.Phase is JobPhase.Rendezvous) return [lost]; // it only waited; others may still come
+        // A worker that already reported its final figures may exit; that is not a loss.
+        if (state.Finished.ContainsKey(rank.Value)) return [];
+        if (state.Phase == JobPhase.Regrouping) return [lost];
+        return [new RegroupStarted(state.Generation, RegroupCauses.Lost, $"{workerId} lost ({reason}, detected by {detectedBy})", now), lost];
+    }
+
+    /// <summary>The events of <paramref name="events"/> and, after them, a new generation if the regroup can complete.</summary>
+    private static Decision Regrouped(JobState state, IReadOnlyList<IJobEvent> events)
+    {
+        if (events.Count == 0) return Decision.None;
+        var after = state.ApplyAll(events);
+        return Decision.Of([.. events, .. TryStart(after)]);
+    }
+
+    private static Decision Tick(JobState state, long now)
+    {
+        if (state.Phase != JobPhase.Regrouping || state.Job is not { } job) return Decision.None;
+        var events = new List<IJobEvent>();
+        var waited = (now - state.RegroupAtUnixMs) / 1000.0;
+        if (waited >= job.TimeoutSeconds)
+            foreach (var silent in Pending(state).ToList())
+            {
+                var lost = new WorkerLost(silent.WorkerId, state.Generation, $"did not report its step within {job.TimeoutSeconds:0.#} s of the regroup", "coordinator");
+                events.Add(lost);
+                state = state.Apply(lost);
+            }
+        var next = TryStart(state);
+        events.AddRange(next);
+        if (next.Count == 0 && !Pending(state).Any() && waited >= job.ElasticWaitSeconds)
+            events.Add(new JobFailed(state.Generation,
+                $"only {Candidates(state).Count} worker(s) remain, fewer than elastic.min_workers = {job.MinWorkers}, and none joined within elastic.wait = {job.ElasticWaitSeconds:0.#} s ({state.RegroupReason}); " +
+                LastCheckpointHint(state)));
+        return Decision.Of(events);
+    }
+
+    /// <summary>Ranks of the regrouping generation that are alive and have not reported the step they hold.</summary>
+    private static IEnumerable<RankAssignment> Pending(JobState state) =>
+        state.Ranks.Where(r => state.IsMember(r.WorkerId) && !state.Held.ContainsKey(r.WorkerId));
+
+    /// <summary>Who would form the next generation: survivors in their old rank order, then newcomers in registration order, up to max_workers.</summary>
+    private static List<WorkerJoined> Candidates(JobState state)
+    {
+        var survivors = state.Ranks.Where(r => state.Held.ContainsKey(r.WorkerId)).Select(r => state.Member(r.WorkerId)).OfType<WorkerJoined>();
+        return survivors.Concat(state.Newcomers).Take(state.Job!.MaxWorld).ToList();
+    }
+
+    /// <summary>
+    /// Once every live member of the regrouping generation has reported its step: the next generation,
+    /// from the highest step held (survivors of a ring that failed part-way may be one step apart), the
+    /// state of the first rank holding it adopted by all. Nothing while reports are missing or the
+    /// workers are fewer than <c>elastic.min_workers</c> (the tick fails the job after <c>elastic.wait</c>).
+    /// </summary>
+    private static IReadOnlyList<IJobEvent> TryStart(JobState state)
+    {
+        if (state.Phase != JobPhase.Regrouping || Pending(state).Any()) return [];
+        // A held step of -1: the replica holds nothing to keep (a newcomer cut off in its first state broadcast).
+        if (!state.Held.Any(h => h.Value >= 0 && state.IsMember(h.Key)))
+            return [new JobFailed(state.Generation,
+                $"every worker of generation {state.Generation} was lost ({state.RegroupReason}), so no replica holds the state in memory; " + LastCheckpointHint(state))];
+        var members = Candidates(state);
+        if (members.Count < Math.Max(1, state.Job!.MinWorkers)) return [];
+        var start = members.Where(m => state.Held.ContainsKey(m.WorkerId)).Max(m => state.Held[m.WorkerId]);
+        var source = members.FindIndex(m => state.Held.TryGetValue(m.WorkerId, out var held) && held == start);
+        var ranks = members.Select((w, rank) => new RankAssignment(rank, w.WorkerId, w.Host, w.DataPlanePort)).ToList();
+        return [new GenerationStarted(state.Generation + 1, ranks, start, source, state.RegroupCause)];
+    }
+
+    private static string LastCheckpointHint(JobState state) => state.LastCheckpointPath is { } path
+        ? $"the last checkpoint is {path} (step {state.LastCheckpointStep}); continue with --resume"
+        : "no checkpoint was written yet";
 
     private static Decision Finish(JobState state, ReportFinished c)
     {
@@ -106,5 +240,5 @@ public static class JobDecisions
     private static Decision Fail(JobState state, ReportFailed c) =>
         state.Job is null || state.IsOver
             ? Decision.None
-            : Decision.Of(new JobFailed(state.Generation, $"worker {c.WorkerId} (rank {c.Rank}) failed: {c.Reason}"));
+            : Decision.Of(new JobFailed(state.Generation, $"{c.WorkerId} (rank {c.Rank}) failed: {c.Reason}"));
 }

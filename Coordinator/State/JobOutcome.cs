@@ -4,7 +4,7 @@ namespace Pretrain.Coordinator.State;
 
 /// <summary>
 /// How a job ended, for the CLI's summary.json: every rank's final report (rank order) when it
-/// completed, or the failure reason.
+/// completed, or the failure reason; the generations it went through and how long recoveries took.
 /// </summary>
 public sealed record JobOutcome(
     bool Succeeded,
@@ -15,6 +15,11 @@ public sealed record JobOutcome(
     IReadOnlyList<CheckpointRecorded> Checkpoints,
     string? FailureReason)
 {
+    public IReadOnlyList<GenerationRecord> Generations { get; init; } = [];
+    public IReadOnlyList<double> Recoveries { get; init; } = [];
+    /// <summary>The last generation's world size (0 before the first generation).</summary>
+    public int WorldSize { get; init; }
+
     public static JobOutcome From(JobState state) => new(
         state.Phase == JobPhase.Completed,
         state.Job,
@@ -22,5 +27,10 @@ public sealed record JobOutcome(
         state.LastStep,
         [.. state.Finished.Values],
         state.Checkpoints,
-        state.FailureReason);
+        state.FailureReason)
+    {
+        Generations = state.Generations,
+        Recoveries = state.Recoveries,
+        WorldSize = state.Ranks.Count,
+    };
 }

@@ -25,6 +25,14 @@ public sealed record RunSummary
     public required IReadOnlyDictionary<string, string> ReplicaChecksums { get; init; }
     public required IReadOnlyDictionary<string, double> Eval { get; init; }
     public required long Generation { get; init; }
+    /// <summary>Every rendezvous generation: number, world size, first step, cause (start, lost, left, joined).</summary>
+    public IReadOnlyList<GenerationRecord> Generations { get; init; } = [];
+    /// <summary>Regroups after a worker was lost or left (a newcomer's admission is not a recovery).</summary>
+    public int Recoveries { get; init; }
+    /// <summary>The longest time from a failure's detection to the first step committed after it.</summary>
+    public double MaxRecoverySeconds { get; init; }
+    /// <summary>Chained xxHash64 of the sample ids of every committed step in step order: equal for runs that trained on the same samples.</summary>
+    public string? SampleDigest { get; init; }
     public string? RecipeHash { get; init; }
     /// <summary>Absolute path of the recipe file the run started from (its relative data paths resolve against it).</summary>
     public string? Recipe { get; init; }
@@ -48,7 +56,7 @@ public sealed record RunSummary
             Status = outcome.Succeeded ? "completed" : "failed",
             Error = outcome.FailureReason,
             Method = method,
-            WorldSize = outcome.Job?.WorldSize ?? ranks.Count,
+            WorldSize = outcome.WorldSize > 0 ? outcome.WorldSize : outcome.Job?.WorldSize ?? ranks.Count,
             Steps = rank0?.Step ?? outcome.Steps,
             FinalLoss = rank0?.FinalLoss ?? double.NaN,
             FirstLoss = rank0?.FirstLoss ?? double.NaN,
@@ -57,6 +65,10 @@ public sealed record RunSummary
             ReplicaChecksums = ranks.ToDictionary(r => r.Rank.ToString(), r => r.ReplicaChecksum),
             Eval = rank0?.Eval ?? new Dictionary<string, double>(),
             Generation = outcome.Generation,
+            Generations = outcome.Generations,
+            Recoveries = outcome.Recoveries.Count,
+            MaxRecoverySeconds = outcome.Recoveries.Count > 0 ? Math.Round(outcome.Recoveries.Max(), 3) : 0,
+            SampleDigest = string.IsNullOrEmpty(rank0?.SampleDigest) ? null : rank0.SampleDigest,
             RecipeHash = outcome.Job?.RecipeHash,
             LastCheckpoint = outcome.Checkpoints.Count > 0 ? outcome.Checkpoints[^1].Path : null,
             WallSeconds = Math.Round(wall.TotalSeconds, 2),

@@ -73,6 +73,43 @@ public sealed class GlobalBatchSampler
             ids[i] = At(first + i);
     }
 
+    /// <summary>
+    /// Part <paramref name="index"/> of <paramref name="total"/> items cut into <paramref name="parts"/>
+    /// contiguous parts whose sizes differ by at most one: [⌊i·total/parts⌋, ⌊(i+1)·total/parts⌋).
+    /// </summary>
+    public static (long Start, int Count) Share(long total, int parts, int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(parts, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, parts);
+        long start = total * index / parts, end = total * (index + 1) / parts;
+        return (start, (int)(end - start));
+    }
+
+    /// <summary>
+    /// Rank <paramref name="rank"/>'s samples of micro-step <paramref name="microStep"/> of
+    /// <paramref name="step"/>, written to the start of <paramref name="ids"/>; returns how many. The global
+    /// batch is cut into <paramref name="microSteps"/> micro-batches first and each of those over the ranks
+    /// (<see cref="Share"/>), so a micro-batch's samples over all ranks — what SimCLR's negatives and
+    /// MoCo's shuffle see — are the same whatever the world size, which need not divide the batch.
+    /// </summary>
+    public int MicroBatch(long step, int microStep, int microSteps, int rank, int worldSize, Span<long> ids)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        if (microSteps < 1 || GlobalBatch % microSteps != 0)
+            throw new ArgumentException($"global batch {GlobalBatch} is not divisible into {microSteps} micro-steps");
+        ArgumentOutOfRangeException.ThrowIfNegative(microStep);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(microStep, microSteps);
+        var micro = GlobalBatch / microSteps;
+        var (start, count) = Share(micro, worldSize, rank);
+        if (ids.Length < count)
+            throw new ArgumentException($"expected room for {count} sample ids, got {ids.Length}");
+        var first = step * GlobalBatch + (long)microStep * micro + start;
+        for (var i = 0; i < count; i++)
+            ids[i] = At(first + i);
+        return count;
+    }
+
     /// <summary>The whole global batch of <paramref name="step"/> (rank 0 of world size 1).</summary>
     public void GlobalBatchOf(long step, Span<long> ids) => RankBatch(step, 0, 1, ids);
 

@@ -21,7 +21,8 @@ public sealed record WorkerJoined(
     [property: Key(1)] string Host,
     [property: Key(2)] int DataPlanePort,
     [property: Key(3)] int MetricsPort,
-    [property: Key(4)] int ProcessId) : IJobEvent;
+    [property: Key(4)] int ProcessId,
+    [property: Key(5)] string Incarnation = "") : IJobEvent;
 
 /// <summary>A worker is gone: its node became unreachable, or a peer's collective failed on it.</summary>
 [MessagePackObject]
@@ -37,7 +38,8 @@ public sealed record StepCommitted(
     [property: Key(0)] long Generation,
     [property: Key(1)] long Step,
     [property: Key(2)] double Loss,
-    [property: Key(3)] double SamplesPerSecond) : IJobEvent;
+    [property: Key(3)] double SamplesPerSecond,
+    [property: Key(4)] long AtUnixMs = 0) : IJobEvent;   // when the coordinator received it (recovery time)
 
 /// <summary>A verified checkpoint exists on disk for this step.</summary>
 [MessagePackObject]
@@ -58,7 +60,32 @@ public sealed record JobCompleted(
     [property: Key(0)] long Generation,
     [property: Key(1)] long Step) : IJobEvent;
 
-/// <summary>The job cannot go on; recovery by a new generation is not attempted yet.</summary>
+/// <summary>
+/// The current generation is over because a member was lost, left, or a newcomer waits: the job
+/// regroups. Survivors report the step they hold; then the next generation starts.
+/// </summary>
+[MessagePackObject]
+public sealed record RegroupStarted(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] string Cause,        // lost, left or joined
+    [property: Key(2)] string Reason,       // what happened, for the terminal and summary.json
+    [property: Key(3)] long AtUnixMs) : IJobEvent;
+
+/// <summary>A member of the regrouping generation reported the number of steps its replica holds.</summary>
+[MessagePackObject]
+public sealed record StepHeld(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] long Generation,
+    [property: Key(2)] long Step) : IJobEvent;
+
+/// <summary>A worker left in good order (SIGTERM, a pod preempted): not a failure.</summary>
+[MessagePackObject]
+public sealed record WorkerLeft(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] long Generation,
+    [property: Key(2)] long Step) : IJobEvent;
+
+/// <summary>The job cannot go on.</summary>
 [MessagePackObject]
 public sealed record JobFailed(
     [property: Key(0)] long Generation,

@@ -12,7 +12,10 @@ public sealed record RegisterWorker(
     [property: Key(1)] string Host,
     [property: Key(2)] int DataPlanePort,
     [property: Key(3)] int MetricsPort,
-    [property: Key(4)] int ProcessId) : IPretrainMessage;
+    [property: Key(4)] int ProcessId,
+    // A fresh random id per process: the same worker id with another incarnation is a restarted
+    // process (its predecessor is gone), the same incarnation again is a retried registration.
+    [property: Key(5)] string Incarnation = "") : IPretrainMessage;
 
 /// <summary>The coordinator's answer to <see cref="RegisterWorker"/>: the job every worker runs.</summary>
 [MessagePackObject]
@@ -31,7 +34,19 @@ public sealed record JobSpec(
     [property: Key(5)] bool Resume,
     // The recipe file's path where it was submitted: relative data paths in the recipe resolve
     // against its folder (the same filesystem locally, a shared volume on Kubernetes).
-    [property: Key(6)] string RecipePath = "recipe.yaml");
+    [property: Key(6)] string RecipePath = "recipe.yaml",
+    // Elastic bounds (the recipe's `elastic:` section): the job goes on while at least MinWorkers
+    // remain, admits newcomers up to MaxWorkers, and waits ElasticWaitSeconds below MinWorkers.
+    [property: Key(7)] int MinWorkers = 1,
+    [property: Key(8)] int MaxWorkers = 0,                 // 0: the started world size
+    [property: Key(9)] double ElasticWaitSeconds = 120,
+    // The coordinator's --timeout: how long a regroup waits for a member's report before counting it lost.
+    [property: Key(10)] double TimeoutSeconds = 30)
+{
+    /// <summary>The most workers a generation may have.</summary>
+    [IgnoreMember]
+    public int MaxWorld => MaxWorkers > 0 ? MaxWorkers : WorldSize;
+}
 
 /// <summary>One member of a generation: its rank and where its data plane listens.</summary>
 [MessagePackObject]
@@ -43,9 +58,15 @@ public sealed record RankAssignment(
 
 /// <summary>
 /// Sent to every member when a rendezvous generation starts: ranks are ordered, and rank r sends to
-/// rank (r+1) mod n on the ring. Also the journal event that records the generation.
+/// rank (r+1) mod n on the ring. Also the journal event that records the generation. Every member
+/// adopts the state of <see cref="SourceRank"/>, which holds <see cref="StartStep"/> steps: it is
+/// broadcast over the data plane before the first step (survivors of a lost peer may be a step apart,
+/// newcomers hold nothing).
 /// </summary>
 [MessagePackObject]
 public sealed record GenerationStarted(
     [property: Key(0)] long Generation,
-    [property: Key(1)] IReadOnlyList<RankAssignment> Ranks) : IJobEvent;
+    [property: Key(1)] IReadOnlyList<RankAssignment> Ranks,
+    [property: Key(2)] long StartStep = 0,
+    [property: Key(3)] int SourceRank = 0,
+    [property: Key(4)] string Cause = "start") : IJobEvent;

@@ -23,14 +23,50 @@ public sealed record ReportCheckpoint(
     [property: Key(2)] string Path,
     [property: Key(3)] string ManifestChecksum) : IPretrainMessage;
 
-/// <summary>A collective failed because a peer is gone; the worker stops after sending this.</summary>
+/// <summary>
+/// A collective failed because a peer is gone. The worker keeps its replica, which holds
+/// <see cref="HeldStep"/> committed steps, and waits for the next generation.
+/// </summary>
 [MessagePackObject]
 public sealed record ReportPeerLost(
     [property: Key(0)] string WorkerId,
     [property: Key(1)] long Generation,
     [property: Key(2)] int LostRank,
     [property: Key(3)] string LostWorkerId,
+    [property: Key(4)] string Reason,
+    [property: Key(5)] long HeldStep = 0) : IPretrainMessage;
+
+/// <summary>
+/// The rank stopped its generation at a step boundary without a failure: the ring agreed to stop
+/// (a newcomer waits, a member leaves) or the coordinator abandoned the generation. It holds
+/// <see cref="HeldStep"/> committed steps and waits for the next generation, unless it is
+/// <see cref="Leaving"/> (SIGTERM): then it exits once this is acknowledged.
+/// </summary>
+[MessagePackObject]
+public sealed record ReportStepBoundary(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] long Generation,
+    [property: Key(2)] long HeldStep,
+    [property: Key(3)] bool Leaving,
     [property: Key(4)] string Reason) : IPretrainMessage;
+
+/// <summary>
+/// Coordinator → the ranks of a generation: a worker is waiting to join; stop at the next step
+/// boundary the ring agrees on and report it (<see cref="ReportStepBoundary"/>).
+/// </summary>
+[MessagePackObject]
+public sealed record RequestStepBoundary(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] string Reason) : IPretrainMessage;
+
+/// <summary>
+/// Coordinator → the ranks of a generation: the generation is over (a member was lost); stop now,
+/// drop the step in flight and report the step held (<see cref="ReportStepBoundary"/>).
+/// </summary>
+[MessagePackObject]
+public sealed record AbandonGeneration(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] string Reason) : IPretrainMessage;
 
 /// <summary>A rank finished the job: its final figures and the checksum of its replica's parameters.</summary>
 [MessagePackObject]
@@ -43,7 +79,8 @@ public sealed record ReportFinished(
     [property: Key(5)] string ReplicaChecksum,
     [property: Key(6)] IReadOnlyDictionary<string, double> Eval,
     [property: Key(7)] double Mfu = 0,
-    [property: Key(8)] double FirstLoss = double.NaN) : IPretrainMessage; // loss of the first step this session ran
+    [property: Key(8)] double FirstLoss = double.NaN,   // loss of the first step this session ran
+    [property: Key(9)] string SampleDigest = "") : IPretrainMessage; // chained xxHash64 of the committed steps' sample ids
 
 /// <summary>A rank failed for a reason other than a lost peer (bad data, NaN loss, I/O error).</summary>
 [MessagePackObject]

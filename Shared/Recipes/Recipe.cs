@@ -21,8 +21,12 @@ public sealed record Recipe(
     CheckpointRecipe Checkpoint,   // how often to write checkpoints and how many to keep
     EvalRecipe Eval,               // evaluation during and at the end of the run
     NonFiniteLoss OnNonFiniteLoss, // `on_nonfinite_loss`: stop (default) or skip the step
-    RecipeSource Source)           // the file it came from (not a YAML key)
+    RecipeSource Source,           // the file it came from (not a YAML key)
+    ElasticRecipe? Elastic = null) // `elastic:`: how the job survives lost and new workers
 {
+    /// <summary>The elastic bounds, with their defaults when the recipe has no <c>elastic:</c> section.</summary>
+    public ElasticRecipe ElasticOrDefault => Elastic ?? ElasticRecipe.Default;
+
     /// <summary>GPT and BERT read text; SimCLR and MoCo read images.</summary>
     public bool IsVision => Data is ImageData;
 
@@ -30,25 +34,34 @@ public sealed record Recipe(
     public TransformerModel Transformer => Model as TransformerModel
         ?? throw new InvalidOperationException($"method {Method} has no transformer model");
 
-    /// <summary>Samples each rank computes in one micro-step: global / (world size × accumulation).</summary>
-    public int MicroBatch(int worldSize) => Batch.Global / worldSize / Batch.Accumulation;
+    /// <summary>Samples of one micro-step over all ranks: global / accumulation. Ranks share it, differing by at most one.</summary>
+    public int MicroGlobal => Batch.Global / Batch.Accumulation;
+
+    /// <summary>Samples each rank computes in one micro-step when the world size divides the micro-step (tests).</summary>
+    public int MicroBatch(int worldSize) => MicroGlobal / worldSize;
 
     /// <summary>
-    /// Checks the combinations that depend on the world size, known only at rendezvous: the global
-    /// batch must split evenly over ranks and micro-steps, so every rank gets the same share (and
-    /// changing W keeps the batch).
+    /// Checks the combinations that depend on the world size, known only at rendezvous. Any world size keeps
+    /// the global batch (shares of ranks differ by at most one sample), as long as every rank gets at least
+    /// one sample of every micro-step.
     /// </summary>
     public void ValidateForWorldSize(int worldSize)
     {
         if (worldSize < 1)
             throw new RecipeException(Source.Path, "world size", $"must be at least 1, got {worldSize}");
-        if (Batch.Global % worldSize != 0)
+        if (worldSize > MicroGlobal)
             throw new RecipeException(Source.Path, "batch.global",
-                $"{Batch.Global} is not divisible by the world size {worldSize}; pick a multiple of {worldSize}");
-        if (Batch.Global / worldSize % Batch.Accumulation != 0)
-            throw new RecipeException(Source.Path, "batch.accumulation",
-                $"each of {worldSize} rank(s) takes {Batch.Global / worldSize} samples, which {Batch.Accumulation} micro-steps cannot split evenly");
+                $"{Batch.Global} samples in {Batch.Accumulation} micro-step(s) leave {worldSize} workers less than one sample each; use at most {MicroGlobal} workers or a larger batch");
     }
+}
+
+/// <summary>Elastic training: the job goes on while workers are lost or join (brief, principle 5).</summary>
+public sealed record ElasticRecipe(
+    int MinWorkers,      // the job waits (up to wait) for newcomers when fewer remain; default 1
+    int MaxWorkers,      // newcomers are admitted up to this many workers; 0 = the world size the job started with
+    double WaitSeconds)  // how long the job waits below min_workers before it fails naming the last checkpoint; default 120
+{
+    public static readonly ElasticRecipe Default = new(1, 0, 120);
 }
 
 /// <summary>What to do when a step's global loss or gradient norm is NaN or infinite.</summary>

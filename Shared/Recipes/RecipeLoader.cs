@@ -149,11 +149,25 @@ public static class RecipeLoader
         }
         e.RejectUnknown();
 
+        // Read only when present, so recipes without it keep their hash (and their checkpoints).
+        ElasticRecipe? elastic = null;
+        if (root.Has("elastic"))
+        {
+            var x = root.Section("elastic");
+            elastic = new ElasticRecipe(x.Int("min_workers", 1, 1 << 16, 1), x.Int("max_workers", 0, 1 << 16, 0),
+                x.Double("wait", 0, 7 * 24 * 3600, 120));
+            if (elastic.MaxWorkers > 0 && elastic.MaxWorkers < elastic.MinWorkers)
+                throw x.Fail("max_workers", $"{elastic.MaxWorkers} is below min_workers {elastic.MinWorkers}");
+            if (elastic.MaxWorkers > batch.Global / batch.Accumulation)
+                throw x.Fail("max_workers", $"{elastic.MaxWorkers} workers cannot each take a sample of a micro-step of {batch.Global / batch.Accumulation}");
+            x.RejectUnknown();
+        }
+
         var onNonFinite = root.Choice("on_nonfinite_loss", ["stop", "skip"], "stop") == "skip" ? NonFiniteLoss.Skip : NonFiniteLoss.Stop;
         root.RejectUnknown();
 
         var recipe = new Recipe(method, seed, steps, data, model, options, augment, optimizer, schedule, batch, checkpoint, eval,
-            onNonFinite, new RecipeSource(path, text, RecipeHash.Of(root.Values)));
+            onNonFinite, new RecipeSource(path, text, RecipeHash.Of(root.Values)), elastic);
         return recipe;
     }
 

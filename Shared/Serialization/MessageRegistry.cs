@@ -25,6 +25,9 @@ public static class MessageRegistry
         (typeof(ReportFailed), "rx"),
         (typeof(StopWorker), "sw"),
         (typeof(ReportAcknowledged), "ra"),
+        (typeof(ReportStepBoundary), "rsb"),
+        (typeof(RequestStepBoundary), "qsb"),
+        (typeof(AbandonGeneration), "ag"),
         // Status and job submission
         (typeof(FetchJobStatus), "fjs"),
         (typeof(JobStatus), "js"),
@@ -39,6 +42,9 @@ public static class MessageRegistry
         (typeof(WorkerFinished), "e.wf"),
         (typeof(JobCompleted), "e.jc"),
         (typeof(JobFailed), "e.jf"),
+        (typeof(RegroupStarted), "e.rs"),
+        (typeof(StepHeld), "e.sh"),
+        (typeof(WorkerLeft), "e.wlf"),
         // Preparation (`pretrain prepare`)
         (typeof(RegisterPreparer), "rpr"),
         (typeof(PreparerRegistered), "prr"),

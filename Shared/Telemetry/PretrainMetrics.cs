@@ -36,8 +36,22 @@ public static class PretrainMetrics
     public static readonly Gauge Generation = Metrics.CreateGauge(
         "pretrain_generation", "Current rendezvous generation.");
 
+    public static readonly Gauge WorldSize = Metrics.CreateGauge(
+        "pretrain_world_size", "Ranks of the current generation.");
+
+    public static readonly Counter RecoveriesTotal = Metrics.CreateCounter(
+        "pretrain_recoveries_total", "Regroups into a new generation, by cause: lost (a worker died or froze), left (SIGTERM), joined (a newcomer admitted).",
+        new CounterConfiguration { LabelNames = ["cause"] });
+
+    public static readonly Gauge RecoverySeconds = Metrics.CreateGauge(
+        "pretrain_recovery_seconds", "Seconds from the newest failure's detection to the first step committed by the generation after it.");
+
     public static readonly Counter CheckpointsTotal = Metrics.CreateCounter(
         "pretrain_checkpoints_total", "Checkpoints written and verified.");
+
+    public static readonly Histogram CheckpointBlockingSeconds = Metrics.CreateHistogram(
+        "pretrain_checkpoint_blocking_seconds", "Time rank 0's training thread spends on a checkpoint save (the snapshot copy, and waiting for the previous write).",
+        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0001, 2, 20) });
 
     public static readonly Counter CollectiveFailuresTotal = Metrics.CreateCounter(
         "pretrain_collective_failures_total", "Collectives that failed (peer lost or timed out).");

@@ -27,9 +27,9 @@ public class MoCoMethodTests
         var ring = await harness.ConnectAsync(1);
         var seen = await Task.WhenAll(Enumerable.Range(0, world).Select(rank => TrainingThread.Run($"moco-{rank}", async () =>
         {
-            using var method = new MoCoMethod(new MethodContext(recipe, rank, world, ring[rank], TimeSpan.FromSeconds(30), new StepPhases(), _ => { }));
+            using var method = new MoCoMethod(new MethodContext(recipe, TimeSpan.FromSeconds(30), new StepPhases(), _ => { }));
             var ids = Enumerable.Range(rank * n, n).Select(i => (long)i * 7).ToArray();          // any ids; rank-major
-            await method.ForwardBackwardAsync(new MicroBatch(Step: 3, 0, 1, ids), CancellationToken.None);
+            await method.ForwardBackwardAsync(new MicroBatch(Step: 3, 0, 1, ids, GlobalCount: global), ring[rank], CancellationToken.None);
             var keyBefore = method.KeyParameters.Select(t => t.clone()).ToArray();
             using (no_grad())                                                                // a stand-in optimizer step
                 foreach (var (_, p) in method.Parameters)
@@ -120,7 +120,7 @@ public class MoCoMethodTests
     /// <summary>The State of the newest checkpoint of <paramref name="run"/>, loaded into a fresh method.</summary>
     private static Dictionary<string, Tensor> FinalState(Recipe recipe, string run)
     {
-        using var method = new MoCoMethod(new MethodContext(recipe, 0, 1, new Pretrain.Worker.Collectives.SingleRank(), TimeSpan.FromSeconds(30), new StepPhases(), _ => { }));
+        using var method = new MoCoMethod(new MethodContext(recipe, TimeSpan.FromSeconds(30), new StepPhases(), _ => { }));
         var checkpoint = new CheckpointStore(run, _ => { }).FindNewest(recipe.Source.Hash) ?? throw new InvalidOperationException($"no checkpoint in {run}");
         Assert.Equal(6, checkpoint.State.Step);
         checkpoint.LoadModel(method.Parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(method.State).ToDictionary(p => p.Item1, p => p.Item2));

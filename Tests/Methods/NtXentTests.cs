@@ -1,3 +1,4 @@
+using Pretrain.Worker.Methods;
 using Pretrain.Tests.Collectives;
 using Pretrain.Worker.Methods.Contrastive;
 using TorchSharp;
@@ -84,15 +85,18 @@ public class NtXentTests
             using var model = Projection();
             var half1 = x1.narrow(0, rank * N / 2, N / 2);
             var half2 = x2.narrow(0, rank * N / 2, N / 2);
-            var loss = new DistributedNtXent(ring[rank], Temperature)
-                .ForwardBackwardAsync(model.forward(half1), model.forward(half2)).GetAwaiter().GetResult();
+            var loss = new DistributedNtXent(Temperature)
+                .ForwardBackwardAsync(model.forward(half1), model.forward(half2), new MicroBatch(0, 0, 1, new long[N / 2], N), ring[rank])
+                .GetAwaiter().GetResult();
             return (Loss: loss, Weight: model.weight!.grad!.clone(), Bias: model.bias!.grad!.clone());
         }, TaskCreationOptions.LongRunning)));
 
-        foreach (var r in results) Assert.Equal(singleLoss.item<float>(), r.Loss, 5);
-        // Data parallelism averages the ranks' gradients; that average must be the global gradient.
-        using var weight = (results[0].Weight + results[1].Weight) / 2;
-        using var bias = (results[0].Bias + results[1].Bias) / 2;
+        // Each rank returns its share of the global loss, normalised by the global sample count; the shares sum to it.
+        Assert.Equal(singleLoss.item<float>(), results[0].Loss + results[1].Loss, 5);
+        Assert.All(results, r => Assert.True(r.Loss > 0 && r.Loss < singleLoss.item<float>() - 1e-3, $"share {r.Loss} is not a part of the loss"));
+        // Data parallelism sums the ranks' gradients; that sum must be the global gradient.
+        using var weight = results[0].Weight + results[1].Weight;
+        using var bias = results[0].Bias + results[1].Bias;
         Assert.True((weight - expectedWeight).abs().max().item<float>() <= 1e-5, $"weight gradient differs by {(weight - expectedWeight).abs().max().item<float>():E2}");
         Assert.True((bias - expectedBias).abs().max().item<float>() <= 1e-5, $"bias gradient differs by {(bias - expectedBias).abs().max().item<float>():E2}");
         // Not trivially equal: each rank's own gradient is only part of the global one.

@@ -9,37 +9,41 @@ namespace Pretrain.Tests.Training;
 public class GradientBucketsTests
 {
     [Fact]
-    public async Task Two_ranks_end_with_the_mean_gradient_and_the_mean_loss()
+    public async Task Two_ranks_end_with_the_summed_gradient_loss_and_stop_votes()
     {
         var group = new InProcessGroup(2);
         var results = await Task.WhenAll(Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
         {
             using var a = new Parameter(zeros(2, 3));
             using var b = new Parameter(zeros(4));
-            a.grad = full(2, 3, rank + 1.0f);       // rank 0: 1, rank 1: 2 → mean 1.5
-            b.grad = arange(4, dtype: ScalarType.Float32) * (rank == 0 ? 1 : -1); // mean 0
-            using var buckets = new GradientBuckets([a, b], group.Rank(rank));
-            buckets.Pack(localLoss: rank == 0 ? 2.0 : 4.0);
-            buckets.ReduceAsync(CancellationToken.None).GetAwaiter().GetResult();
-            var loss = buckets.Unpack();
-            return (loss, a: a.grad!.data<float>().ToArray(), b: b.grad!.data<float>().ToArray());
+            a.grad = full(2, 3, rank + 1.0f);       // rank 0: 1, rank 1: 2 → sum 3
+            b.grad = arange(4, dtype: ScalarType.Float32) * (rank == 0 ? 1 : -1); // sum 0
+            using var buckets = new GradientBuckets([a, b]);
+            var collectives = group.Rank(rank);
+            buckets.Pack(localLoss: rank == 0 ? 2.0 : 4.0, stopVote: rank == 1, collectives);
+            buckets.ReduceAsync(collectives, CancellationToken.None).GetAwaiter().GetResult();
+            var (loss, votes) = buckets.Unpack();
+            return (loss, votes, a: a.grad!.data<float>().ToArray(), b: b.grad!.data<float>().ToArray());
         }, TaskCreationOptions.LongRunning)));
 
-        foreach (var (loss, a, b) in results)
+        foreach (var (loss, votes, a, b) in results)
         {
-            Assert.Equal(3.0, loss, 6);
-            Assert.All(a, x => Assert.Equal(1.5f, x));
+            Assert.Equal(6.0, loss, 6);
+            Assert.Equal(1, votes);
+            Assert.All(a, x => Assert.Equal(3f, x));
             Assert.All(b, x => Assert.Equal(0f, x));
         }
     }
 
     [Fact]
-    public void World_size_one_makes_no_buckets_and_passes_the_loss_through()
+    public async Task World_size_one_passes_the_loss_and_the_vote_through_without_touching_the_gradient()
     {
         using var a = new Parameter(zeros(3));
-        using var buckets = new GradientBuckets([a], new SingleRank());
-        buckets.Pack(1.25);
-        Assert.Equal(0, buckets.Count);
-        Assert.Equal(1.25, buckets.Unpack());
+        a.grad = full(3, 2.5f);
+        using var buckets = new GradientBuckets([a]);
+        buckets.Pack(1.25, stopVote: true, new SingleRank());
+        await buckets.ReduceAsync(new SingleRank(), CancellationToken.None);
+        Assert.Equal((1.25, 1), buckets.Unpack());
+        Assert.All(a.grad!.data<float>().ToArray(), x => Assert.Equal(2.5f, x));
     }
 }

@@ -10,19 +10,37 @@ namespace Pretrain.Worker.Collectives;
 /// runs on its own single thread (<see cref="TrainingThread"/>), so blocking it is safe; the collective
 /// itself runs on the thread pool so none of its continuations need that thread. Every wait is bounded:
 /// the collective fails by its own timeout, and this waits at most <paramref name="timeout"/> beyond.
+/// <para>
+/// A model outlives generations, so the replicas it sums over are lent per step: <see cref="Use"/> binds
+/// the generation's collectives for the duration of one forward and backward and clears the failure of
+/// the previous step.
+/// </para>
 /// </summary>
-public sealed class BlockingReplicaSum(ICollectives collectives, TimeSpan timeout) : IReplicaSum
+public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
 {
+    private ICollectives? _group;
     private Exception? _failure;
+
+    /// <summary>A sum bound to <paramref name="collectives"/> for good (tests, single-generation use).</summary>
+    public BlockingReplicaSum(ICollectives collectives, TimeSpan timeout) : this(timeout) => _group = collectives;
+
+    /// <summary>Binds the replicas of this step; dispose the scope when the step's backward is done.</summary>
+    public IDisposable Use(ICollectives group)
+    {
+        _group = group;
+        _failure = null;
+        return new Binding(this);
+    }
 
     public void SumInPlace(Tensor data)
     {
         if (_failure is not null)
             throw Wrap("an earlier all-reduce failed", _failure);
-        if (collectives.WorldSize == 1)
+        var group = _group ?? throw new InvalidOperationException("global batch norm in training mode outside a step: no replicas are bound");
+        if (group.WorldSize == 1)
             return;
         var memory = new NativeMemory<float>(data).Memory;
-        var sum = Task.Run(() => collectives.AllReduceSumAsync(memory));
+        var sum = Task.Run(() => group.AllReduceSumAsync(memory));
         bool done;
         try
         {
@@ -35,7 +53,7 @@ public sealed class BlockingReplicaSum(ICollectives collectives, TimeSpan timeou
         }
         if (!done)
         {
-            // The collective's own timeout should have fired long before; the worker is not usable after this.
+            // The collective's own timeout should have fired long before; the communicator is not usable after this.
             Fail(new TimeoutException($"the all-reduce of {data.numel()} floats did not finish within {timeout.TotalSeconds:0.#} s"));
             ThrowIfFailed();
         }
@@ -52,5 +70,10 @@ public sealed class BlockingReplicaSum(ICollectives collectives, TimeSpan timeou
     /// <summary>A <see cref="CollectiveException"/> that keeps the failed peer of <paramref name="error"/> when it names one.</summary>
     private CollectiveException Wrap(string what, Exception error) => error is CollectiveException peer
         ? new CollectiveException($"global batch norm: {what}: {peer.Message}", peer.Generation, peer.PeerRank, peer.PeerName, peer)
-        : new CollectiveException($"global batch norm: {what}: {error.Message}", collectives.Generation, -1, "unknown", error);
+        : new CollectiveException($"global batch norm: {what}: {error.Message}", _group?.Generation ?? 0, -1, "unknown", error);
+
+    private sealed class Binding(BlockingReplicaSum owner) : IDisposable
+    {
+        public void Dispose() => owner._group = null;
+    }
 }

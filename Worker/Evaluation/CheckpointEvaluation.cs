@@ -34,7 +34,7 @@ public static class CheckpointEvaluation
         var clock = Stopwatch.StartNew();
         var images = recipe.Data as ImageData ?? throw new ArgumentException(
             $"method {recipe.Method} has no frozen image features to probe; its evaluation is in summary.json's eval");
-        using var method = MethodFactory.Create(new MethodContext(recipe, 0, 1, new SingleRank(), TimeSpan.FromSeconds(60), new StepPhases(), progress))
+        using var method = MethodFactory.Create(new MethodContext(recipe, TimeSpan.FromSeconds(60), new StepPhases(), progress))
             as IRepresentationMethod ?? throw new ArgumentException($"method {recipe.Method} has no frozen image features to probe");
         using (no_grad())
             checkpoint.LoadModel(method.Parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(method.State).ToDictionary(p => p.Item1, p => p.Item2));

@@ -8,58 +8,100 @@ using Pretrain.Worker.Training;
 namespace Pretrain.Worker.Host;
 
 /// <summary>
-/// One generation of training on this worker: builds the ring from the generation's ranks, runs the
-/// trainer, and turns how it ended into a <see cref="SessionOutcome"/> for the worker actor.
+/// The training of one worker process across generations: the replica (<see cref="Trainer"/>) is built
+/// once, at the first generation, and kept; each generation brings a ring built from its ranks, runs the
+/// trainer on it, and turns how it ended into a <see cref="SessionOutcome"/> for the worker actor. The
+/// step it reports as held is what the coordinator regroups from.
 /// </summary>
-public sealed class TrainingSession(WorkerOptions options, DataPlaneListener listener, StderrLogger log)
+public sealed class TrainingSession(WorkerOptions options, DataPlaneListener listener, StderrLogger log) : IDisposable
 {
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(500);
 
+    Trainer? _trainer;
+    Action<ReportCheckpoint>? _checkpointSink;
+
+    /// <summary>This worker's votes at the step boundaries of its generations.</summary>
+    public StepControl Control { get; } = new();
+
+    /// <summary>Steps the replica holds, or -1 when it holds nothing worth keeping (before its first state broadcast).</summary>
+    public long HeldStep => _trainer is { HoldsState: true } t ? t.Step : -1;
+
     public async Task<SessionOutcome> RunAsync(JobSpec job, GenerationStarted generation, int rank,
-        Action<ReportProgress> progress, Action<ReportCheckpoint> checkpoint, CancellationToken ct)
+        Action<ReportProgress> progress, Action<ReportCheckpoint> checkpoint, CancellationToken abandon)
     {
         var peers = generation.Ranks.Select(a => new RingPeer(a.Rank, a.WorkerId, a.Host, a.DataPlanePort)).ToList();
+        RingCommunicator? ring = null;
         try
         {
-            var recipe = RecipeLoader.Parse(job.RecipeYaml, job.RecipePath);   // relative paths: the recipe's folder
-            await using var ring = new RingCommunicator(listener, generation.Generation, rank, peers,
-                new CollectiveOptions { Timeout = options.Timeout }, log);
-            await ring.ConnectAsync(ct);
-            log.Info($"generation {generation.Generation}: rank {rank} of {peers.Count}, ring connected");
-
-            using var trainer = new Trainer(recipe, rank, peers.Count, ring, job.RunDirectory, log.Info, options.Timeout);
-            trainer.CheckpointWritten += (step, directory) =>
-                checkpoint(new ReportCheckpoint(options.WorkerId, step, directory, ManifestChecksum(directory)));
-            // The coordinator journals rank 0's progress and ignores the rest (replicas agree after every
-            // step), so only rank 0 reports, and at most twice a second plus the last step: a report per
-            // step would be a remote message and a journal write per step (50 a second for a tiny model).
-            long lastStep = Math.Min(job.MaxSteps, recipe.Steps), sentAt = 0;
-            var reports = new InlineProgress<StepReport>(s =>
+            var trainer = Replica(job);
+            _checkpointSink = checkpoint;
+            await using (ring = new RingCommunicator(listener, generation.Generation, rank, peers, new CollectiveOptions { Timeout = options.Timeout }, log))
             {
-                if (rank != 0 || (s.Step != lastStep && Stopwatch.GetElapsedTime(sentAt) < ProgressInterval)) return;
-                sentAt = Stopwatch.GetTimestamp();
-                progress(new ReportProgress(options.WorkerId, generation.Generation, rank, s.Step, s.Loss, s.SamplesPerSecond));
-            });
-            var result = await trainer.RunAsync(job.MaxSteps, job.Resume, reports, ct);
-            log.Info($"finished at step {result.Step}: loss {result.FinalLoss:0.0000}, replica checksum {result.ReplicaChecksum}");
-            return new SessionOutcome.Finished(new ReportFinished(options.WorkerId, rank, result.Step, result.FinalLoss,
-                result.SamplesPerSecond, result.ReplicaChecksum, result.Eval, result.Mfu, result.FirstLoss));
+                // Abandoned: close the ring, so a collective blocked inside a forward pass fails at once too.
+                using var abort = abandon.Register(() => _ = ring.DisposeAsync());
+                await ring.ConnectAsync(abandon);
+                log.Info($"generation {generation.Generation}: rank {rank} of {peers.Count}, ring connected; adopting rank {generation.SourceRank}'s state at step {generation.StartStep}");
+                var plan = new GenerationPlan(ring, generation.SourceRank, job.MaxSteps, job.Resume && generation.Cause == "start", Control);
+                var outcome = await trainer.RunGenerationAsync(plan, Throttled(job, generation, rank, progress), abandon);
+                switch (outcome)
+                {
+                    case GenerationOutcome.Boundary b:
+                        Control.Answered();
+                        log.Info($"generation {generation.Generation} ends at step {b.Step}: {b.Reason}");
+                        return new SessionOutcome.Boundary(new ReportStepBoundary(options.WorkerId, generation.Generation, b.Step, b.Leaving, b.Reason));
+                    case GenerationOutcome.Finished { Result: var result }:
+                        log.Info($"finished at step {result.Step}: loss {result.FinalLoss:0.0000}, replica checksum {result.ReplicaChecksum}, sample digest {result.SampleDigest}");
+                        return new SessionOutcome.Finished(new ReportFinished(options.WorkerId, rank, result.Step, result.FinalLoss,
+                            result.SamplesPerSecond, result.ReplicaChecksum, result.Eval, result.Mfu, result.FirstLoss, result.SampleDigest));
+                    default:
+                        throw new InvalidOperationException($"unexpected generation outcome {outcome}");
+                }
+            }
+        }
+        catch (Exception) when (abandon.IsCancellationRequested)
+        {
+            log.Info($"generation {generation.Generation} abandoned by the coordinator; holding step {HeldStep}");
+            return new SessionOutcome.Boundary(new ReportStepBoundary(options.WorkerId, generation.Generation, HeldStep, Control.Leaving,
+                "the coordinator abandoned the generation"));
         }
         catch (Exception e) when (Find<CollectiveException>(e) is { } lost)
         {
             string lostId = peers.FirstOrDefault(p => p.Rank == lost.PeerRank)?.WorkerId ?? lost.PeerName;
-            log.LogError("{Message}", lost.Message);
-            return new SessionOutcome.PeerLost(new ReportPeerLost(options.WorkerId, generation.Generation, lost.PeerRank, lostId, lost.Message));
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            return new SessionOutcome.Cancelled("training was cancelled");
+            log.LogWarning("{Message}; holding step {Step} for the next generation", lost.Message, HeldStep);
+            return new SessionOutcome.PeerLost(new ReportPeerLost(options.WorkerId, generation.Generation, lost.PeerRank, lostId, lost.Message, HeldStep));
         }
         catch (Exception e)
         {
             log.LogError(e, "training failed: {Message}", e.Message);
             return new SessionOutcome.Failed(new ReportFailed(options.WorkerId, rank, e.Message));
         }
+    }
+
+    /// <summary>The replica, built from the job's recipe at the first generation and kept for the process's life.</summary>
+    Trainer Replica(JobSpec job)
+    {
+        if (_trainer is { } existing) return existing;
+        var recipe = RecipeLoader.Parse(job.RecipeYaml, job.RecipePath);   // relative paths: the recipe's folder
+        var trainer = new Trainer(recipe, job.RunDirectory, log.Info, options.Timeout);
+        trainer.CheckpointWritten += (step, directory) =>
+            _checkpointSink?.Invoke(new ReportCheckpoint(options.WorkerId, step, directory, ManifestChecksum(directory)));
+        return _trainer = trainer;
+    }
+
+    /// <summary>
+    /// The coordinator journals rank 0's progress and ignores the rest (replicas agree after every step), so
+    /// only rank 0 reports, and at most twice a second plus the first and last step: a report per step would
+    /// be a remote message and a journal write per step (50 a second for a tiny model).
+    /// </summary>
+    static IProgress<StepReport> Throttled(JobSpec job, GenerationStarted generation, int rank, Action<ReportProgress> progress)
+    {
+        long lastStep = job.MaxSteps, sentAt = 0;
+        return new InlineProgress<StepReport>(s =>
+        {
+            if (rank != 0 || (s.Step != lastStep && sentAt != 0 && Stopwatch.GetElapsedTime(sentAt) < ProgressInterval)) return;
+            sentAt = Stopwatch.GetTimestamp();
+            progress(new ReportProgress(generation.Ranks[rank].WorkerId, generation.Generation, rank, s.Step, s.Loss, s.SamplesPerSecond));
+        });
     }
 
     static string ManifestChecksum(string directory) =>
@@ -74,6 +116,8 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
         }
         return null;
     }
+
+    public void Dispose() => _trainer?.Dispose();
 
     /// <summary>Reports synchronously on the trainer's thread (Progress&lt;T&gt; would post and reorder).</summary>
     sealed class InlineProgress<T>(Action<T> report) : IProgress<T>

@@ -41,12 +41,21 @@ public static class WorkerProcess
                 return code = WorkerExitCodes.CoordinatorUnreachable;
             }
             var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var session = new TrainingSession(options, listener, log);
-            var registration = new RegisterWorker(options.WorkerId, options.Host, listener.Port, metrics?.Port ?? -1, Environment.ProcessId);
-            system.ActorOf(WorkerActor.Props(options, ClusterHocon.JobPath(options.CoordinatorHost, options.CoordinatorPort),
-                registration, session.RunAsync, exit), "worker");
+            using var session = new TrainingSession(options, listener, log);
+            var registration = new RegisterWorker(options.WorkerId, options.Host, listener.Port, metrics?.Port ?? -1, Environment.ProcessId,
+                Guid.NewGuid().ToString("N"));
+            var hooks = new WorkerSessionHooks(session.RunAsync, () => session.HeldStep, session.Control.Leave, session.Control.RequestStop);
+            var worker = system.ActorOf(WorkerActor.Props(options, ClusterHocon.JobPath(options.CoordinatorHost, options.CoordinatorPort),
+                registration, hooks, exit), "worker");
 
-            using var cancel = ct.Register(() => exit.TrySetResult(WorkerExitCodes.Stopped));
+            // SIGTERM (a pod preempted) or Ctrl+C: finish the step in flight, tell the coordinator, exit 0. The
+            // actor bounds that by the timeout; this bounds it once more in case the actor itself is stuck.
+            using var cancel = ct.Register(() =>
+            {
+                log.LogWarning("stop signal: leaving the job after the step in flight");
+                worker.Tell(new WorkerActor.LeaveJob("stop signal (SIGTERM or Ctrl+C)"));
+                _ = Task.Delay(options.Timeout * 2).ContinueWith(_ => exit.TrySetResult(WorkerExitCodes.Stopped), TaskScheduler.Default);
+            });
             using var parentGone = WatchParent(options.ParentProcessId, () =>
             {
                 log.LogError("parent process {Pid} exited; stopping", options.ParentProcessId);

@@ -40,17 +40,27 @@ public interface IPretrainingMethod : IDisposable
     /// </summary>
     IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
 
+    /// <summary>
+    /// The part of <see cref="State"/> that a forward pass changes before the step is committed (batch-norm
+    /// running statistics, of the key network too). The loop copies it before every step and puts it back
+    /// when a step fails part-way, so an abandoned step leaves no trace and is redone whole.
+    /// </summary>
+    IReadOnlyList<Tensor> ForwardState { get; }
+
     /// <summary>Training samples the global sampler draws from (ids 0 … TrainSamples − 1).</summary>
     long TrainSamples { get; }
 
     /// <summary>
-    /// Forward and backward of this rank's micro-batch, adding its gradient into <c>.grad</c>. The loop
-    /// averages the gradients of all micro-steps and ranks afterwards, so the method differentiates the
-    /// mean loss of its own micro-batch (a method whose loss couples ranks, like SimCLR's global NT-Xent,
-    /// scales its gradient so that this average is the gradient of the global loss). Returns that
-    /// micro-batch's mean loss, which the loop averages the same way.
+    /// Forward and backward of this rank's micro-batch over the generation's replicas
+    /// <paramref name="group"/>, adding its gradient into <c>.grad</c>. The loop <b>sums</b> the gradients of
+    /// all micro-steps and ranks afterwards, so the method differentiates its share of the step's loss
+    /// normalised by the global sample count: the sum of its samples' losses over
+    /// <see cref="MicroBatch.GlobalCount"/> (its mean loss times <see cref="MicroBatch.Weight"/>). The sum
+    /// over ranks is then the same function of the global batch whatever the world size. A method whose
+    /// loss couples ranks (SimCLR's global NT-Xent) backpropagates the exact gradient of the global loss
+    /// into its own samples. Returns the share it differentiated, which the loop sums the same way.
     /// </summary>
-    Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct);
+    Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct);
 
     /// <summary>
     /// After the optimizer applied step <paramref name="step"/> (not called for a skipped step): MoCo's
@@ -59,11 +69,11 @@ public interface IPretrainingMethod : IDisposable
     void AfterUpdate(long step);
 
     /// <summary>
-    /// Evaluates the current replica; every rank calls it at the same step and the result is the same on
-    /// every rank. Names are snake_case (<c>val_loss</c>, <c>knn_accuracy</c>, …) and become
-    /// <c>summary.json</c>'s <c>eval</c> and the <c>pretrain_eval{metric=…}</c> gauge.
+    /// Evaluates the current replica; every rank of <paramref name="group"/> calls it at the same step and
+    /// the result is the same on every rank. Names are snake_case (<c>val_loss</c>, <c>knn_accuracy</c>, …)
+    /// and become <c>summary.json</c>'s <c>eval</c> and the <c>pretrain_eval{metric=…}</c> gauge.
     /// </summary>
-    Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct);
+    Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct);
 
     /// <summary>Training FLOPs per sample (forward and backward) for MFU; 0 when the method does not report MFU.</summary>
     double FlopsPerSample { get; }
@@ -71,19 +81,35 @@ public interface IPretrainingMethod : IDisposable
 
 /// <summary>
 /// One rank's share of one micro-step: the step, which micro-step of how many, and its sample ids (in
-/// global sample order, the same ids whatever the world size — brief, principle 4).
+/// global sample order, the same ids whatever the world size — brief, principle 4). Shares of ranks may
+/// differ by one sample when the world size does not divide the batch.
 /// </summary>
-public readonly record struct MicroBatch(long Step, int MicroStep, int MicroSteps, ReadOnlyMemory<long> SampleIds);
+public readonly record struct MicroBatch(long Step, int MicroStep, int MicroSteps, ReadOnlyMemory<long> SampleIds, int GlobalCount)
+{
+    /// <summary>A micro-batch without accumulation whose samples are the whole global batch (tests, world size 1).</summary>
+    public MicroBatch(long step, int microStep, int microSteps, ReadOnlyMemory<long> sampleIds)
+        : this(step, microStep, microSteps, sampleIds, sampleIds.Length * microSteps) { }
 
-/// <summary>What a method is built from: the recipe, this rank's place in the ring and the ring itself.</summary>
+    /// <summary>Samples of this micro-step over all ranks: the global batch / micro-steps.</summary>
+    public int MicroGlobalCount => GlobalCount / MicroSteps;
+
+    /// <summary>This rank's samples over all samples of the step: the factor from its mean loss to its share.</summary>
+    public double Weight => (double)SampleIds.Length / GlobalCount;
+}
+
+/// <summary>
+/// What a method is built from: the recipe and the process's plumbing. Nothing here belongs to one
+/// generation — the replicas of a generation come with each call — so a method outlives any regroup.
+/// </summary>
 public sealed record MethodContext(
     Recipe Recipe,
-    int Rank,
-    int WorldSize,
-    ICollectives Collectives,
     TimeSpan CollectiveTimeout, // for collectives a method must run synchronously (global batch norm)
     StepPhases Phases,          // the method marks the end of its data, forward and backward work
-    Action<string> Log);
+    Action<string> Log)
+{
+    /// <summary>Samples one rank computes in one micro-step at most: all of them with one rank.</summary>
+    public int MaxMicroBatch => Recipe.Batch.Global / Recipe.Batch.Accumulation;
+}
 
 /// <summary>A method whose encoder gives frozen features to evaluate (<c>pretrain eval</c>): SimCLR and MoCo.</summary>
 public interface IRepresentationMethod : IPretrainingMethod

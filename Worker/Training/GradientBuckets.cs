@@ -9,53 +9,51 @@ namespace Pretrain.Worker.Training;
 /// <summary>
 /// Where gradients cross the network. The parameters' gradients are fused into a few flat float32
 /// tensors (buckets) so the ring sees a few large messages instead of one per parameter; each bucket is
-/// allreduced in place through <see cref="ICollectives.AllReduceSumAsync"/> on its native memory, divided
-/// by the world size and copied back into <c>.grad</c>. The step's loss rides along in one extra float at
-/// the end of the last bucket, so the global mean loss costs no extra collective. Buckets, views and
-/// memories are made once; a step allocates nothing but the <c>.grad</c> handles. World size 1 skips the
-/// network. With gradient accumulation the gradients of the micro-steps add up in <c>.grad</c> and cross
-/// the network once, after the last (DDP's <c>no_sync</c>); Unpack divides by world size × micro-steps.
+/// allreduced in place through <see cref="ICollectives.AllReduceSumAsync"/> on its native memory and
+/// copied back into <c>.grad</c>. Methods normalise their losses by the global sample count, so the
+/// reduction is a plain <b>sum</b> and holds no world size: the buckets outlive every generation.
+/// Two extra floats at the end of the last bucket carry the step's loss and the ranks' votes to stop at
+/// this step boundary (a newcomer waits, a member leaves), so agreeing on where a generation ends costs
+/// no extra collective (torchft's should_commit rides along the same way). Buckets, views and memories
+/// are made once; a step allocates nothing but the <c>.grad</c> handles. With gradient accumulation the
+/// gradients of the micro-steps add up in <c>.grad</c> and cross the network once, after the last
+/// (DDP's <c>no_sync</c>). A world of one skips the copies and the network.
 /// </summary>
 public sealed class GradientBuckets : IDisposable
 {
     public const long FirstBucketBytes = 1L << 20; // DDP: the first bucket is small so the ring starts early
     public const long BucketBytes = 25L << 20;     // DDP's default; 1 MiB buckets cost 2.6–16% at 8–16 ranks
+    private const int Extras = 2;                  // loss, stop votes
 
     private sealed record Entry(Parameter Parameter, Tensor View);
     private sealed record Bucket(Tensor Flat, NativeMemory<float> Memory, Entry[] Entries);
 
-    private readonly ICollectives _collectives;
     private readonly Bucket[] _buckets;
-    private readonly IReadOnlyList<Parameter> _parameters;
-    private readonly int _microSteps;
-    private readonly Scalar _inverseCount; // 1 / (world size × micro-steps)
-    private double _localLoss; // world size 1: the loss does not cross the network
+    private (double Loss, double StopVotes) _local; // world size 1: nothing crosses the network
+    private bool _packed;
 
     public int Count => _buckets.Length;
 
     /// <param name="parameters">In a fixed order, the same on every rank.</param>
-    /// <param name="microSteps">Micro-steps whose gradients (and losses) are summed before each reduction.</param>
-    public GradientBuckets(IReadOnlyList<Parameter> parameters, ICollectives collectives, int microSteps = 1)
+    public GradientBuckets(IReadOnlyList<Parameter> parameters)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(microSteps, 1);
-        (_collectives, _parameters, _microSteps) = (collectives, parameters, microSteps);
-        _inverseCount = (1.0 / ((double)collectives.WorldSize * microSteps)).ToScalar();
-        var plan = collectives.WorldSize == 1 ? [] : Plan(parameters);
-        _buckets = plan.Select((members, i) => Make(members, withLossSlot: i == plan.Count - 1)).ToArray();
+        var plan = Plan(parameters);
+        _buckets = plan.Select((members, i) => Make(members, extras: i == plan.Count - 1 ? Extras : 0)).ToArray();
     }
 
     // Three calls rather than one async method: TorchSharp's dispose scopes and libtorch's grad mode are
     // per thread, and an await may resume on another thread. Pack and Unpack run inside the step's
     // scopes; ReduceAsync touches only native memory through ICollectives.
 
-    /// <summary>Copies the gradients into the buckets and the sum of the micro-steps' local losses into the loss slot.</summary>
-    public void Pack(double localLoss)
+    /// <summary>
+    /// Copies the gradients into the buckets, and this rank's share of the loss and its stop vote (0 or 1)
+    /// into the extra slots. In a world of one, only remembers the loss and the vote.
+    /// </summary>
+    public void Pack(double localLoss, bool stopVote, ICollectives group)
     {
-        if (_buckets.Length == 0)
-        {
-            _localLoss = localLoss;
-            return;
-        }
+        _local = (localLoss, stopVote ? 1 : 0);
+        _packed = group.WorldSize > 1;
+        if (!_packed) return;
         using var noGrad = no_grad();
         foreach (var bucket in _buckets)
             foreach (var e in bucket.Entries)
@@ -63,40 +61,32 @@ public sealed class GradientBuckets : IDisposable
                 using var grad = e.Parameter.grad;
                 if (grad is null) e.View.zero_(); else e.View.copy_(grad);
             }
-        _buckets[^1].Memory.GetSpan()[^1] = (float)localLoss;
+        var extras = _buckets[^1].Memory.GetSpan()[^Extras..];
+        extras[0] = (float)localLoss;
+        extras[1] = stopVote ? 1 : 0;
     }
 
     /// <summary>Sums every bucket over all ranks, in place (the collective counts pretrain_allreduce_bytes_total).</summary>
-    public async Task ReduceAsync(CancellationToken ct)
+    public async Task ReduceAsync(ICollectives group, CancellationToken ct)
     {
+        if (!_packed) return;
         foreach (var bucket in _buckets)
-            await _collectives.AllReduceSumAsync(bucket.Memory.Memory, ct);
+            await group.AllReduceSumAsync(bucket.Memory.Memory, ct);
     }
 
-    /// <summary>Divides by world size × micro-steps, copies the averages back into <c>.grad</c>; returns the global mean loss.</summary>
-    public double Unpack()
+    /// <summary>Copies the summed gradients back into <c>.grad</c>; returns the step's loss and how many ranks voted to stop.</summary>
+    public (double Loss, int StopVotes) Unpack()
     {
+        if (!_packed) return (_local.Loss, (int)_local.StopVotes);
         using var noGrad = no_grad();
-        if (_buckets.Length == 0)
-        {
-            if (_microSteps > 1)
-                foreach (var p in _parameters)
-                {
-                    using var grad = p.grad;
-                    grad?.mul_(_inverseCount);
-                }
-            return _localLoss / _microSteps;
-        }
         foreach (var bucket in _buckets)
-        {
-            bucket.Flat.mul_(_inverseCount);
             foreach (var e in bucket.Entries)
             {
                 using var grad = e.Parameter.grad;
                 grad?.copy_(e.View);
             }
-        }
-        return _buckets[^1].Memory.GetSpan()[^1]; // already divided with the gradients
+        var extras = _buckets[^1].Memory.GetSpan()[^Extras..];
+        return (extras[0], (int)Math.Round(extras[1]));
     }
 
     /// <summary>Groups consecutive parameters until a bucket reaches its cap (1 MiB first, then 25 MiB).</summary>
@@ -118,10 +108,10 @@ public sealed class GradientBuckets : IDisposable
         return plan;
     }
 
-    /// <param name="withLossSlot">One extra float at the end carries the step's loss.</param>
-    private static Bucket Make(List<Parameter> parameters, bool withLossSlot)
+    /// <param name="extras">Floats after the gradients: the loss and the stop votes, in the last bucket.</param>
+    private static Bucket Make(List<Parameter> parameters, int extras)
     {
-        var elements = parameters.Sum(p => p.numel()) + (withLossSlot ? 1 : 0);
+        var elements = parameters.Sum(p => p.numel()) + extras;
         var flat = zeros(elements, dtype: ScalarType.Float32).DetachFromDisposeScope();
         long offset = 0;
         var entries = new Entry[parameters.Count];
@@ -144,6 +134,5 @@ public sealed class GradientBuckets : IDisposable
                 e.View.Dispose();
             bucket.Flat.Dispose();
         }
-        _inverseCount.Dispose();
     }
 }

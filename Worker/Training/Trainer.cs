@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Shared.Telemetry;
@@ -12,18 +15,20 @@ using static TorchSharp.torch;
 namespace Pretrain.Worker.Training;
 
 /// <summary>
-/// The one data-parallel training loop of a rank, whatever the method (brief, principle 7): no Akka here,
-/// the actor only pipes results. Every rank builds the same replica from the seed; each step every rank
-/// runs its method over its part of the global batch (in micro-steps when accumulating), the gradients
-/// are averaged through <see cref="ICollectives"/> once, and every rank applies the same update, so
-/// replicas stay identical. Deterministic bit for bit for the same (recipe, world size, torch thread
-/// count — see <see cref="TorchThreads"/>). The loop runs on its own <see cref="TrainingThread"/>.
+/// A replica and the one data-parallel training loop over it, whatever the method (brief, principle 7): no
+/// Akka here, the actor only pipes results. The replica — model, optimizer state, method state, step,
+/// sample digest — lives as long as the worker process; a generation only lends it a rank, a world size
+/// and a communicator (<see cref="GenerationPlan"/>), so survivors of a lost peer carry on from memory.
+/// Each generation starts by adopting the state of its source rank (<see cref="ReplicaSync"/>); then every
+/// step every rank runs its method over its share of the global batch (in micro-steps when accumulating),
+/// the gradients are summed through <see cref="ICollectives"/> once, and every rank applies the same update,
+/// so replicas stay identical. A step that fails part-way leaves no trace (gradients zeroed, batch-norm
+/// statistics restored) and is redone whole by the next generation. The loop runs on its own
+/// <see cref="TrainingThread"/>.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
     private readonly Recipe _recipe;
-    private readonly int _rank, _worldSize;
-    private readonly ICollectives _collectives;
     private readonly Action<string> _log;
     private readonly IPretrainingMethod _method;
     private readonly GlobalBatchSampler _sampler;
@@ -31,110 +36,181 @@ public sealed class Trainer : IDisposable
     private readonly Parameter[] _parameterList;
     private readonly IOptimizer _optimizer;
     private readonly GradientBuckets _buckets;
-    private readonly long[] _rankIds;   // this rank's sample ids of the current step
-    private readonly int _microBatch;
+    private readonly Tensor[] _state;                  // everything a generation's source hands over, in a fixed order
+    private readonly Tensor[] _forwardState, _forwardSnapshot;
+    private readonly long[] _ids;                      // this rank's sample ids of the current micro-step
+    private readonly long[] _globalIds;                // the global batch of a committed step, for the sample digest
     private readonly LrSchedule _schedule;
     private readonly CheckpointStore _checkpoints;
+    private readonly CheckpointWriter _writer;
     private readonly StepPhases _phases = new();
+    private readonly ICollectives? _single;            // the one generation of the single-generation constructor
     private string? _lastCheckpoint;
+    private bool _started;
+    private double _loss = double.NaN, _firstLoss = double.NaN, _stepSeconds;
+    private long _stepsRun;
 
-    public Trainer(Recipe recipe, int rank, int worldSize, ICollectives collectives, string runDirectory, Action<string> log,
-        TimeSpan? collectiveTimeout = null)
+    /// <summary>Builds a replica from the recipe's seed. Nothing here knows a rank or a world size.</summary>
+    public Trainer(Recipe recipe, string runDirectory, Action<string> log, TimeSpan? collectiveTimeout = null)
     {
-        recipe.ValidateForWorldSize(worldSize);
-        if (collectives.WorldSize != worldSize || collectives.Rank != rank)
-            throw new ArgumentException($"collectives are rank {collectives.Rank} of {collectives.WorldSize}, trainer was given rank {rank} of {worldSize}");
-        (_recipe, _rank, _worldSize, _collectives, _log) = (recipe, rank, worldSize, collectives, log);
-        _method = MethodFactory.Create(new MethodContext(recipe, rank, worldSize, collectives,
-            collectiveTimeout ?? TimeSpan.FromSeconds(60), _phases, log));
+        (_recipe, _log) = (recipe, log);
+        _method = MethodFactory.Create(new MethodContext(recipe, collectiveTimeout ?? TimeSpan.FromSeconds(60), _phases, log));
         _parameters = [.. _method.Parameters];
         _parameterList = _parameters.Select(p => p.Parameter).ToArray();
         _sampler = new GlobalBatchSampler(recipe.Seed, _method.TrainSamples, recipe.Batch.Global);
         _optimizer = OptimizerFactory.Create(recipe.Optimizer, _parameters, _method.Decays);
-        _buckets = new GradientBuckets(_parameterList, collectives, recipe.Batch.Accumulation);
-        _rankIds = new long[recipe.Batch.Global / worldSize];
-        _microBatch = recipe.MicroBatch(worldSize);
+        _buckets = new GradientBuckets(_parameterList);
+        _state = [.. _parameters.Select(p => (Tensor)p.Parameter), .. _method.State.Select(s => s.Tensor), .. _optimizer.StateTensors().Select(s => s.Tensor)];
+        _forwardState = [.. _method.ForwardState];
+        _forwardSnapshot = _forwardState.Select(t => empty_like(t).DetachFromDisposeScope()).ToArray();
+        _ids = new long[recipe.Batch.Global / recipe.Batch.Accumulation];
+        _globalIds = new long[recipe.Batch.Global];
         _schedule = new LrSchedule(recipe.Optimizer.Lr, recipe.Optimizer.MinLr, recipe.Schedule.WarmupSteps, recipe.Steps);
         _checkpoints = new CheckpointStore(runDirectory, log);
+        _writer = new CheckpointWriter(_checkpoints, log);
     }
 
-    /// <summary>Raised on rank 0 after a checkpoint directory is published: (step, directory).</summary>
+    /// <summary>A replica for one generation on <paramref name="collectives"/> (tests and single-generation use).</summary>
+    public Trainer(Recipe recipe, int rank, int worldSize, ICollectives collectives, string runDirectory, Action<string> log,
+        TimeSpan? collectiveTimeout = null) : this(recipe, runDirectory, log, collectiveTimeout)
+    {
+        recipe.ValidateForWorldSize(worldSize);
+        if (collectives.WorldSize != worldSize || collectives.Rank != rank)
+            throw new ArgumentException($"collectives are rank {collectives.Rank} of {collectives.WorldSize}, trainer was given rank {rank} of {worldSize}");
+        _single = collectives;
+    }
+
+    /// <summary>Raised on rank 0, on the checkpoint writer's thread, after a checkpoint directory is published: (step, directory).</summary>
     public event Action<long, string>? CheckpointWritten;
+
+    /// <summary>Steps this replica holds (committed).</summary>
+    public long Step { get; private set; }
+
+    /// <summary>False while this replica holds no state worth keeping: a newcomer before its first state broadcast, or one cut off in the middle of it.</summary>
+    public bool HoldsState { get; private set; } = true;
+
+    /// <summary>Chained xxHash64 of the sample ids of every committed step, in step order: digest' = xxHash64(ids of the step, seed: digest).</summary>
+    public ulong SampleDigest { get; private set; }
+
+    /// <summary>Rank 0's blocking time of its last checkpoint save (benchmarks).</summary>
+    public TimeSpan LastCheckpointBlocking => _writer.LastBlocking;
 
     /// <summary>Checksum of this replica's parameters now.</summary>
     public string ReplicaChecksumNow() => ReplicaChecksum.Of(_parameters.Select(p => (p.Name, (Tensor)p.Parameter)));
 
     /// <summary>
-    /// Trains up to step min(recipe.steps, <paramref name="maxSteps"/>) — from the newest valid checkpoint
-    /// when <paramref name="resume"/> — checkpointing on rank 0, evaluating every <c>eval.every</c> steps
-    /// and at the end. Runs on a training thread of its own.
+    /// The single-generation run: trains up to step min(recipe.steps, <paramref name="maxSteps"/>) — from the
+    /// newest valid checkpoint when <paramref name="resume"/> — checkpointing on rank 0, evaluating every
+    /// <c>eval.every</c> steps and at the end.
     /// </summary>
-    public Task<TrainingResult> RunAsync(long maxSteps, bool resume, IProgress<StepReport>? progress, CancellationToken ct) =>
-        TrainingThread.Run($"train-rank-{_rank}", () => LoopAsync(maxSteps, resume, progress, ct));
-
-    private async Task<TrainingResult> LoopAsync(long maxSteps, bool resume, IProgress<StepReport>? progress, CancellationToken ct)
+    public async Task<TrainingResult> RunAsync(long maxSteps, bool resume, IProgress<StepReport>? progress, CancellationToken ct)
     {
-        var last = Math.Min(_recipe.Steps, maxSteps);
-        var (step, loss) = resume ? Resume() : (0L, double.NaN);
-        if (step == 0 && _worldSize > 1)
-            await BroadcastReplicaAsync(ct);
-        PretrainMetrics.Workers.Set(_worldSize);
-        var started = Stopwatch.GetTimestamp();
-        var firstStep = step;
-        var firstLoss = double.NaN;
-        while (step < last)
-        {
-            ct.ThrowIfCancellationRequested();
-            var stepStarted = Stopwatch.GetTimestamp();
-            var (stepLoss, lr, norm) = await StepAsync(step, ct);
-            (step, loss) = (step + 1, stepLoss);
-            if (step == firstStep + 1) firstLoss = loss;
-            var samplesPerSecond = _recipe.Batch.Global / Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
-            PretrainMetrics.StepsTotal.Inc();
-            PretrainMetrics.Loss.Set(loss);
-            PretrainMetrics.SamplesPerSecond.Set(samplesPerSecond);
-            progress?.Report(new StepReport(step, loss, lr, norm, samplesPerSecond));
-            if (_rank == 0 && (step % _recipe.Checkpoint.Every == 0 || step == last))
-                _lastCheckpoint = WriteCheckpoint(step, loss, lr);
-            if (_recipe.Eval.Every > 0 && step % _recipe.Eval.Every == 0 && step != last)
-                await EvaluateAsync(step, ct);
-        }
-        var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        var throughput = step > firstStep ? (step - firstStep) * _recipe.Batch.Global / elapsed : 0;
-        var eval = await EvaluateAsync(step, ct);
-        return new TrainingResult(step, loss, throughput, ReplicaChecksumNow(), eval, Mfu(throughput), firstLoss);
+        var group = _single ?? throw new InvalidOperationException("this trainer was built without collectives; use RunGenerationAsync");
+        var outcome = await RunGenerationAsync(new GenerationPlan(group, 0, maxSteps, resume, new StepControl()), progress, ct);
+        return outcome is GenerationOutcome.Finished f ? f.Result : throw new InvalidOperationException($"the generation stopped early: {outcome}");
     }
 
     /// <summary>
-    /// Achieved over peak FLOP/s. Every rank runs the same model on an equal share with the same threads,
+    /// Trains one generation on its own training thread: adopts the source rank's state, then steps until the
+    /// job's last step (evaluating at the end) or a step boundary the ring agreed on. A collective failure or
+    /// <paramref name="ct"/> (the generation abandoned) ends it with an exception, the step in flight undone.
+    /// </summary>
+    public Task<GenerationOutcome> RunGenerationAsync(GenerationPlan plan, IProgress<StepReport>? progress, CancellationToken ct) =>
+        TrainingThread.Run($"train-g{plan.Group.Generation}-rank-{plan.Group.Rank}", () => GenerationAsync(plan, progress, ct));
+
+    private async Task<GenerationOutcome> GenerationAsync(GenerationPlan plan, IProgress<StepReport>? progress, CancellationToken ct)
+    {
+        var group = plan.Group;
+        if (!_started)
+        {
+            _started = true;
+            if (plan.Resume) ResumeFromDisk();
+        }
+        await AdoptAsync(group, plan.SourceRank, ct);
+        PretrainMetrics.Workers.Set(group.WorldSize);
+        PretrainMetrics.WorldSize.Set(group.WorldSize);
+        PretrainMetrics.Generation.Set(group.Generation);
+        var last = Math.Min(_recipe.Steps, plan.MaxSteps);
+        while (Step < last)
+        {
+            ct.ThrowIfCancellationRequested();
+            var stepStarted = Stopwatch.GetTimestamp();
+            var (stepLoss, lr, norm, stopVotes) = await StepAsync(group, plan.Control, ct);
+            var seconds = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
+            (_stepSeconds, _stepsRun) = (_stepSeconds + seconds, _stepsRun + 1);
+            if (double.IsNaN(_firstLoss) && _stepsRun == 1) _firstLoss = stepLoss;
+            var samplesPerSecond = _recipe.Batch.Global / seconds;
+            PretrainMetrics.StepsTotal.Inc();
+            PretrainMetrics.Loss.Set(stepLoss);
+            PretrainMetrics.SamplesPerSecond.Set(samplesPerSecond);
+            progress?.Report(new StepReport(Step, stepLoss, lr, norm, samplesPerSecond));
+            if (group.Rank == 0 && (Step % _recipe.Checkpoint.Every == 0 || Step == last))
+                SaveCheckpoint(lr, group.WorldSize);
+            if (_recipe.Eval.Every > 0 && Step % _recipe.Eval.Every == 0 && Step != last)
+                await EvaluateAsync(group, ct);
+            if (stopVotes > 0 && Step < last)
+                return new GenerationOutcome.Boundary(Step, plan.Control.Leaving, plan.Control.Reason ?? $"{stopVotes} rank(s) asked to stop");
+        }
+        if (group.Rank == 0) _writer.Flush();       // the last checkpoint is on disk before the job is reported finished
+        var throughput = _stepSeconds > 0 ? _stepsRun * _recipe.Batch.Global / _stepSeconds : 0;
+        var eval = await EvaluateAsync(group, ct);
+        return new GenerationOutcome.Finished(new TrainingResult(Step, _loss, throughput, ReplicaChecksumNow(), eval,
+            Mfu(throughput, group.WorldSize), _firstLoss, SampleDigest.ToString("x16", CultureInfo.InvariantCulture)));
+    }
+
+    /// <summary>Every member takes the source rank's replica (a no-op when all already agree, as on a fresh start).</summary>
+    private async Task AdoptAsync(ICollectives group, int source, CancellationToken ct)
+    {
+        var mine = new ReplicaHeader(Step, _optimizer.Step, _loss, SampleDigest, ReplicaSync.Checksum(_state), _state.Sum(t => (long)t.bytes.Length));
+        var started = Stopwatch.GetTimestamp();
+        var (header, transferred) = await ReplicaSync.AdoptAsync(group, source, mine, HoldsState, _state, () => HoldsState = false, ct);
+        (Step, _optimizer.Step, _loss, SampleDigest, HoldsState) = (header.Step, header.OptimizerStep, header.Loss, header.SampleDigest, true);
+        if (transferred)
+            _log($"generation {group.Generation}: adopted the replica of rank {source} at step {Step} ({header.Bytes / 1e6:0.0} MB in {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms, checksum {header.Checksum:x16})");
+    }
+
+    /// <summary>
+    /// Achieved over peak FLOP/s. Every rank runs the same model on a near-equal share with the same threads,
     /// so the global rate over the summed peaks is each rank's own utilization.
     /// </summary>
-    private double Mfu(double samplesPerSecond)
+    private double Mfu(double samplesPerSecond, int worldSize)
     {
         if (samplesPerSecond <= 0 || _method.FlopsPerSample <= 0) return 0;
-        return _method.FlopsPerSample * samplesPerSecond / (ModelFlops.MeasuredPeak() * _worldSize);
+        return _method.FlopsPerSample * samplesPerSecond / (ModelFlops.MeasuredPeak() * worldSize);
     }
 
     /// <summary>
     /// One step: the method's data, forward and backward for each micro-step (gradients add up in
-    /// <c>.grad</c>), then one allreduce, the non-finite check, clipping and the optimizer. Every tensor
-    /// made in a step is disposed by the end of it.
+    /// <c>.grad</c>), then one allreduce that also carries the loss and the ranks' stop votes, the non-finite
+    /// check, clipping and the optimizer. Until the allreduce completes nothing is committed: a failure
+    /// before it undoes the step. Every tensor made in a step is disposed by the end of it.
     /// </summary>
-    private async Task<(double Loss, double Lr, double Norm)> StepAsync(long step, CancellationToken ct)
+    private async Task<(double Loss, double Lr, double Norm, int StopVotes)> StepAsync(ICollectives group, StepControl control, CancellationToken ct)
     {
         _phases.Start();
-        _sampler.RankBatch(step, _rank, _worldSize, _rankIds);
+        var step = Step;
         var microSteps = _recipe.Batch.Accumulation;
-        double localLoss = 0;
-        for (var k = 0; k < microSteps; k++)
-            localLoss += await _method.ForwardBackwardAsync(
-                new MicroBatch(step, k, microSteps, _rankIds.AsMemory(k * _microBatch, _microBatch)), ct);
-        _buckets.Pack(localLoss);
-        await _buckets.ReduceAsync(ct);
+        SnapshotForwardState();
+        try
+        {
+            double localLoss = 0;
+            for (var k = 0; k < microSteps; k++)
+            {
+                var count = _sampler.MicroBatch(step, k, microSteps, group.Rank, group.WorldSize, _ids);
+                localLoss += await _method.ForwardBackwardAsync(new MicroBatch(step, k, microSteps, _ids.AsMemory(0, count), _recipe.Batch.Global), group, ct);
+            }
+            _buckets.Pack(localLoss, control.StopRequested, group);
+            await _buckets.ReduceAsync(group, ct);
+        }
+        catch
+        {
+            Undo();
+            throw;
+        }
         _phases.Lap(StepPhase.AllReduce);
 
         using var scope = NewDisposeScope();
-        var globalLoss = _buckets.Unpack();
+        var (globalLoss, stopVotes) = _buckets.Unpack();
         var lr = _schedule.At(step);
         var norm = double.IsFinite(globalLoss) ? GradientClipping.ClipGlobalNorm(_parameterList, _recipe.Optimizer.GradClip) : double.NaN;
         if (!double.IsFinite(globalLoss) || !double.IsFinite(norm))
@@ -146,24 +222,40 @@ public sealed class Trainer : IDisposable
                     _lastCheckpoint ?? _checkpoints.Published().Select(c => c.Directory).FirstOrDefault());
             PretrainMetrics.SkippedStepsTotal.Inc();
             _log($"step {step}: loss {globalLoss}, gradient norm {norm}; update skipped (on_nonfinite_loss: skip)");
-            return (globalLoss, lr, norm);
         }
-        _optimizer.Update(lr);
-        ZeroGradients();
-        _method.AfterUpdate(step);
+        else
+        {
+            _optimizer.Update(lr);
+            ZeroGradients();
+            _method.AfterUpdate(step);
+        }
+        Commit(step, globalLoss);
         _phases.Lap(StepPhase.Optimizer);
-        return (globalLoss, lr, norm);
+        return (globalLoss, lr, norm, stopVotes);
     }
 
-    /// <summary>
-    /// Makes every replica start from rank 0's parameters and state, as DDP does at construction. Seeded
-    /// initialisation already agrees across processes; this also covers initialisers that draw from
-    /// libtorch's global generator, which ranks sharing one process would interleave.
-    /// </summary>
-    private async Task BroadcastReplicaAsync(CancellationToken ct)
+    /// <summary>The step is done on this replica: count it and chain its global batch into the sample digest.</summary>
+    private void Commit(long step, double loss)
     {
-        foreach (var (_, tensor) in _parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(_method.State))
-            await _collectives.BroadcastAsync(new NativeMemory<byte>(tensor).Memory, root: 0, ct);
+        _sampler.GlobalBatchOf(step, _globalIds);
+        SampleDigest = XxHash64.HashToUInt64(MemoryMarshal.AsBytes(_globalIds.AsSpan()), unchecked((long)SampleDigest));
+        (Step, _loss) = (step + 1, loss);
+    }
+
+    private void SnapshotForwardState()
+    {
+        using var noGrad = no_grad();
+        for (var i = 0; i < _forwardState.Length; i++)
+            _forwardSnapshot[i].copy_(_forwardState[i]);
+    }
+
+    /// <summary>Undoes what a step that failed part-way changed: its gradients and the statistics its forward passes moved.</summary>
+    private void Undo()
+    {
+        ZeroGradients();
+        using var noGrad = no_grad();
+        for (var i = 0; i < _forwardState.Length; i++)
+            _forwardState[i].copy_(_forwardSnapshot[i]);
     }
 
     /// <summary>Zeroes <c>.grad</c> in place: the next backward adds into the same tensors, so a step allocates none.</summary>
@@ -176,37 +268,37 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(long step, CancellationToken ct)
+    private async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        var eval = await _method.EvaluateAsync(ct);
+        var eval = await _method.EvaluateAsync(group, ct);
         foreach (var (name, value) in eval)
             PretrainMetrics.Eval.WithLabels(name).Set(value);
-        if (_rank == 0)
-            _log($"eval at step {step} ({Stopwatch.GetElapsedTime(started).TotalSeconds:F1} s): " +
+        if (group.Rank == 0)
+            _log($"eval at step {Step} ({Stopwatch.GetElapsedTime(started).TotalSeconds:F1} s): " +
                  string.Join(", ", eval.Select(e => $"{e.Key} {e.Value:0.####}")));
         return eval;
     }
 
-    private string WriteCheckpoint(long step, double loss, double lr)
+    private void SaveCheckpoint(double lr, int worldSize)
     {
-        var started = Stopwatch.GetTimestamp();
-        var state = new TrainingState(step, _sampler.EpochOf(step), _optimizer.Step, lr, _recipe.Seed, loss);
+        var state = new TrainingState(Step, _sampler.EpochOf(Step), _optimizer.Step, lr, _recipe.Seed, _loss,
+            SampleDigest.ToString("x16", CultureInfo.InvariantCulture));
         var model = _parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(_method.State).ToList();
-        var directory = _checkpoints.Write(new CheckpointContent(state, model, _optimizer.StateTensors().ToList(), _recipe, _worldSize),
-            _recipe.Checkpoint.Keep);
-        _log($"checkpoint {directory} written in {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
-        CheckpointWritten?.Invoke(step, directory);
-        return directory;
+        _writer.Save(state, model, _optimizer.StateTensors().ToList(), _recipe, worldSize, (step, directory) =>
+        {
+            _lastCheckpoint = directory;
+            CheckpointWritten?.Invoke(step, directory);
+        });
     }
 
-    /// <summary>Loads the newest verified checkpoint of the shared run directory; returns its step and loss.</summary>
-    private (long Step, double Loss) Resume()
+    /// <summary>Loads the newest verified checkpoint of the shared run directory.</summary>
+    private void ResumeFromDisk()
     {
         if (_checkpoints.FindNewest(_recipe.Source.Hash) is not { } checkpoint)
         {
             _log($"no checkpoint in {_checkpoints.Directory}; starting at step 0");
-            return (0, double.NaN);
+            return;
         }
         using (no_grad())
         {
@@ -215,14 +307,65 @@ public sealed class Trainer : IDisposable
         }
         _optimizer.Step = checkpoint.State.OptimizerStep;
         _lastCheckpoint = checkpoint.Directory;
+        (Step, _loss) = (checkpoint.State.Step, checkpoint.State.Loss);
+        SampleDigest = ulong.TryParse(checkpoint.State.SampleDigest, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var digest) ? digest : 0;
         _log($"resumed from {checkpoint.Directory} at step {checkpoint.State.Step}");
-        return (checkpoint.State.Step, checkpoint.State.Loss);
     }
 
     public void Dispose()
     {
+        _writer.Dispose();
+        foreach (var t in _forwardSnapshot) t.Dispose();
         _buckets.Dispose();
         _optimizer.Dispose();
         _method.Dispose();
+    }
+}
+
+/// <summary>What one generation lends a replica: the ring, whose state to adopt, how far to go, and whether to start from disk.</summary>
+/// <param name="Group">The generation's collectives: its rank and world size.</param>
+/// <param name="SourceRank">The rank whose replica every member adopts first.</param>
+/// <param name="MaxSteps">Stop after this step (the job's <c>--max-steps</c>).</param>
+/// <param name="Resume">Load the newest checkpoint before the first generation (ignored later).</param>
+/// <param name="Control">Stop votes: a newcomer waiting or this worker leaving.</param>
+public sealed record GenerationPlan(ICollectives Group, int SourceRank, long MaxSteps, bool Resume, StepControl Control);
+
+/// <summary>How a generation ended on this rank when nothing failed.</summary>
+public abstract record GenerationOutcome
+{
+    /// <summary>The job's last step is done and evaluated.</summary>
+    public sealed record Finished(TrainingResult Result) : GenerationOutcome;
+
+    /// <summary>The ring agreed to stop after <paramref name="Step"/> (a newcomer waits, a member leaves).</summary>
+    public sealed record Boundary(long Step, bool Leaving, string Reason) : GenerationOutcome;
+}
+
+/// <summary>
+/// This rank's vote to end the generation at the next step boundary, set from other threads (the worker
+/// actor when a newcomer waits, the SIGTERM handler when leaving) and read at each step's allreduce.
+/// </summary>
+public sealed class StepControl
+{
+    private volatile string? _reason;
+    private volatile bool _leaving;
+
+    public bool StopRequested => _reason is not null;
+    public bool Leaving => _leaving;
+    public string? Reason => _reason;
+
+    /// <summary>Vote to stop at the next step boundary (a newcomer is waiting).</summary>
+    public void RequestStop(string reason) => _reason ??= reason;
+
+    /// <summary>Vote to stop and leave the job after the current step (SIGTERM).</summary>
+    public void Leave(string reason)
+    {
+        _leaving = true;
+        _reason = reason;
+    }
+
+    /// <summary>Clears a vote that a boundary has answered; a leave stays.</summary>
+    public void Answered()
+    {
+        if (!_leaving) _reason = null;
     }
 }

@@ -16,7 +16,8 @@ public sealed record TrainingResult(
     string ReplicaChecksum,                   // xxHash64 of all parameters (see ReplicaChecksum); equal on all ranks
     IReadOnlyDictionary<string, double> Eval, // the method's evaluation: GPT "val_loss", "bits_per_byte", "perplexity"; …
     double Mfu,                               // model FLOPs utilization over the steps this run executed (0 if none)
-    double FirstLoss);                        // global mean loss of the first step this run executed (NaN if none)
+    double FirstLoss,                         // global mean loss of the first step this run executed (NaN if none)
+    string SampleDigest = "");                // chained xxHash64 of every committed step's sample ids (Trainer.SampleDigest)
 
 /// <summary>The loss became NaN or infinite; nothing of that step was applied or saved.</summary>
 public sealed class TrainingDivergedException(long step, double loss, double gradientNorm, string? lastCheckpoint)

@@ -1,3 +1,4 @@
+using Pretrain.Data.Sampling;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
 using static TorchSharp.torch;
@@ -9,53 +10,69 @@ namespace Pretrain.Worker.Methods.Contrastive;
 /// negatives from all workers (lightning-bolts#179 is what happens otherwise), and the gradient is the
 /// exact gradient of the global loss — not just the part through local anchors.
 /// <para>
-/// How, without a custom autograd function (TorchSharp has none usable here): the gathered matrix Z
-/// (W·2n, d) becomes a leaf; each rank backpropagates the loss of its own anchors into Z.grad; the
-/// Z.grad of all ranks are summed by allreduce (that is the backward of all-gather); each rank then
-/// pushes its rows of the summed Z.grad into its own encoder. The loss sent back is multiplied by W
-/// so that the data-parallel gradient <i>average</i> over ranks equals the global gradient.
+/// How, without a custom autograd function: the gathered matrix Z (2G, d) of the micro-step's G samples
+/// becomes a leaf; each rank backpropagates the loss of its own anchors into Z.grad; the Z.grad of all
+/// ranks are summed by allreduce (that is the backward of all-gather); each rank then pushes its rows of
+/// the summed Z.grad into its own encoder. The loop sums the ranks' gradients, so the sum is the gradient
+/// of the global loss.
 /// </para>
-/// Rows of Z are rank-major: rank r holds rows [r·2n, (r+1)·2n), its first view then its second.
-/// Runs in three synchronous steps around the two collectives, because TorchSharp's dispose scopes and
-/// grad mode belong to one thread and an await may resume on another.
+/// Rows of Z are rank-major: rank r holds its first view's rows then its second view's. Shares may differ
+/// by one sample when the world size does not divide G; the all-gather then carries every rank's rows
+/// padded to the largest share, and the padding is dropped before the loss. Runs in three synchronous
+/// steps around the two collectives, because TorchSharp's dispose scopes and grad mode belong to one
+/// thread and an await may resume on another.
 /// </summary>
-public sealed class DistributedNtXent(ICollectives collectives, double temperature)
+public sealed class DistributedNtXent(double temperature)
 {
     /// <summary>
-    /// Computes the global loss of the local views (n, d) each and backpropagates its exact gradient,
-    /// scaled by the world size, into the graph behind them. Returns the global mean loss (the same
-    /// value on every rank).
+    /// Computes this rank's share of the step's loss — its anchors' NT-Xent terms over the micro-step's 2G
+    /// views, normalised by the global sample count as <see cref="MicroBatch.Weight"/> says — and
+    /// backpropagates the exact gradient of the global loss into the graph behind its local views (n, d)
+    /// each. Returns that share; the shares of all ranks sum to the step's loss.
     /// </summary>
-    public async Task<double> ForwardBackwardAsync(Tensor view1, Tensor view2, CancellationToken ct = default)
+    public async Task<double> ForwardBackwardAsync(Tensor view1, Tensor view2, MicroBatch batch, ICollectives group, CancellationToken ct = default)
     {
-        int world = collectives.WorldSize, rank = collectives.Rank;
-        long n = view1.shape[0], d = view1.shape[1], rows = 2 * n;
+        int world = group.WorldSize, rank = group.Rank;
+        long n = view1.shape[0], d = view1.shape[1], g = batch.MicroGlobalCount;
+        var counts = Enumerable.Range(0, world).Select(r => GlobalBatchSampler.Share(g, world, r).Count).ToArray();
+        if (counts[rank] != n) throw new ArgumentException($"rank {rank} holds {n} samples of micro-step {batch.MicroStep}, expected {counts[rank]}");
+        long m = counts.Max();                                                           // padded share
 
         using var local = cat([view1, view2], 0);                                       // (2n, d), carries the graph
-        using var localData = local.detach().contiguous();
-        using var gathered = empty(world * rows, d, dtype: float32);                   // (W·2n, d)
-        await collectives.AllGatherAsync(new NativeMemory<float>(localData).Memory, new NativeMemory<float>(gathered).Memory, ct);
+        using var padded = zeros(2 * m, d, dtype: float32);                              // (2m, d): view 1 at 0, view 2 at m
+        using (no_grad())
+        {
+            padded.narrow(0, 0, n).copy_(view1);
+            padded.narrow(0, m, n).copy_(view2);
+        }
+        using var gathered = empty(world * 2 * m, d, dtype: float32);                    // (W·2m, d)
+        await group.AllGatherAsync(new NativeMemory<float>(padded).Memory, new NativeMemory<float>(gathered).Memory, ct);
 
-        // Z.grad of this rank's anchors, with the loss appended as one more value so one allreduce carries both.
-        using var reduced = empty(world * rows * d + 1, dtype: float32);
+        // Z.grad of this rank's anchors, with its loss share appended as one more value so one allreduce carries both.
+        var offsets = new long[world + 1];
+        for (var r = 0; r < world; r++) offsets[r + 1] = offsets[r] + 2 * counts[r];
+        using var reduced = empty(2 * g * d + 1, dtype: float32);
+        double share;
         using (var scope = NewDisposeScope())
         using (var enableGrad = enable_grad())
         {
-            var z = gathered.detach().requires_grad_(true);
-            var anchors = Enumerable.Range(0, (int)rows).Select(i => rank * rows + i).ToArray();
-            var positives = anchors.Select(i => (i - rank * rows) < n ? i + n : i - n).ToArray();
-            var loss = NtXent.SumOverAnchors(z, anchors, positives, temperature).div(world * rows);
+            var rows = Enumerable.Range(0, world).SelectMany(r => Enumerable.Range(0, counts[r]).Select(j => (long)(r * 2 * m + j))
+                .Concat(Enumerable.Range(0, counts[r]).Select(j => (long)(r * 2 * m + m + j)))).ToArray();
+            var z = gathered.index_select(0, tensor(rows)).detach().requires_grad_(true); // (2G, d), rank-major
+            var anchors = Enumerable.Range(0, (int)(2 * n)).Select(i => offsets[rank] + i).ToArray();
+            var positives = anchors.Select(i => i - offsets[rank] < n ? i + n : i - n).ToArray();
+            var loss = NtXent.SumOverAnchors(z, anchors, positives, temperature).div(2.0 * g).mul((double)g / batch.GlobalCount);
             loss.backward();
-            reduced.narrow(0, 0, world * rows * d).copy_(z.grad!.reshape(-1));
-            reduced[world * rows * d] = loss.detach();
+            reduced.narrow(0, 0, 2 * g * d).copy_(z.grad!.reshape(-1));
+            share = loss.item<float>();
         }
-        await collectives.AllReduceSumAsync(new NativeMemory<float>(reduced).Memory, ct);
+        await group.AllReduceSumAsync(new NativeMemory<float>(reduced).Memory, ct);
 
         using (var scope = NewDisposeScope())
         {
-            var mine = reduced.narrow(0, rank * rows * d, rows * d).view(rows, d).mul(world);
+            var mine = reduced.narrow(0, offsets[rank] * d, 2 * n * d).view(2 * n, d);
             local.backward([mine]);
-            return reduced[world * rows * d].item<float>();
         }
+        return share;
     }
 }

@@ -1,6 +1,7 @@
 using Pretrain.Data.Augmentations;
 using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods.Vision;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
@@ -48,8 +49,8 @@ public sealed class MoCoMethod : IRepresentationMethod
     private readonly (string Name, Tensor Tensor)[] _queryBuffers;
     private readonly MoCoQueue _queue;
     private readonly Tensor _queuePosition;               // (1) int64: the queue's pointer as checkpointed state
-    private readonly int _microBatch, _global;            // samples per rank and micro-step; per micro-step over all ranks
-    private readonly Tensor _gatheredViews, _gatheredKeys, _pendingKeys; // (G, C, H, W), (G, d), (A, G, d); G = W·n
+    private readonly int _global;                         // samples per micro-step over all ranks (G)
+    private readonly Tensor _pendingKeys;                 // (A, G, d): every micro-step's global keys until AfterUpdate
     private int _pendingMicroSteps;
     private readonly RepresentationEvaluation _evaluation;
 
@@ -60,9 +61,8 @@ public sealed class MoCoMethod : IRepresentationMethod
         _options = (ContrastiveOptions)recipe.Options;
         var shape = (VisionModel)recipe.Model;
         _data = (ImageData)recipe.Data;
-        _microBatch = recipe.MicroBatch(context.WorldSize);
-        _global = _microBatch * context.WorldSize;
-        _train = new ImageBatch(_data.ImagesPath, "train", _microBatch);
+        _global = context.MaxMicroBatch;
+        _train = new ImageBatch(_data.ImagesPath, "train", _global);
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
 
         _query = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
@@ -89,8 +89,6 @@ public sealed class MoCoMethod : IRepresentationMethod
             .. keyBuffers.OrderBy(b => b.Key, StringComparer.Ordinal).Select(b => ("key." + b.Key, b.Value)),
             ("queue", _queue.Keys), ("queue_position", _queuePosition)];
 
-        _gatheredViews = empty([_global, _train.Channels, _train.Height, _train.Width], dtype: float32).DetachFromDisposeScope();
-        _gatheredKeys = empty(_global, shape.ProjectionDim, dtype: float32).DetachFromDisposeScope();
         _pendingKeys = empty(recipe.Batch.Accumulation, _global, shape.ProjectionDim, dtype: float32).DetachFromDisposeScope();
         _query.train();
         _key.train();
@@ -99,6 +97,12 @@ public sealed class MoCoMethod : IRepresentationMethod
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
     public IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
+
+    /// <summary>The BN buffers of the query and the key network: both move in the forward pass (the key network in train mode).</summary>
+    public IReadOnlyList<Tensor> ForwardState => [.. State.Where(s => s.Name != "queue" && s.Name != "queue_position" && !IsKeyParameter(s.Name)).Select(s => s.Tensor)];
+
+    private bool IsKeyParameter(string name) => name.StartsWith("key.", StringComparison.Ordinal) && Parameters.Any(p => "key." + p.Name == name);
+
     public long TrainSamples => _train.Count;
     /// <summary>The query view forward and backward (3 forward passes' FLOPs) and the key view forward only: 4 per image.</summary>
     public double FlopsPerSample { get; }
@@ -122,7 +126,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         return randperm(count, generator: generator);
     }
 
-    public async Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         var ids = batch.SampleIds.Span;
@@ -131,12 +135,12 @@ public sealed class MoCoMethod : IRepresentationMethod
         var keyViews = _augmenter.Augment(images, ids, batch.Step, view: 1);
         _context.Phases.Lap(StepPhase.Data);
 
-        var keys = await KeysAsync(keyViews, batch, ct);                       // (n, d), no graph
+        var keys = await KeysAsync(keyViews, batch, group, ct);                // (n, d), no graph
         var q = nn.functional.normalize(_query.forward(queryViews), p: 2, dim: 1);        // (n, d)
         var positive = (q * keys).sum(1, keepdim: true);                       // (n, 1)
         var negative = q.matmul(_queue.Keys.t());                              // (n, K)
         var logits = cat([positive, negative], 1).div_(_options.Temperature);  // (n, 1 + K)
-        var loss = nn.functional.cross_entropy(logits, zeros(q.shape[0], dtype: int64));
+        var loss = nn.functional.cross_entropy(logits, zeros(q.shape[0], dtype: int64)).mul(batch.Weight); // this rank's share of the step's mean
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _context.Phases.Lap(StepPhase.Backward);
@@ -145,11 +149,12 @@ public sealed class MoCoMethod : IRepresentationMethod
 
     /// <summary>
     /// This rank's keys (n, d) of <paramref name="keyViews"/> by shuffle BN; the micro-step's global keys
-    /// (G, d) in rank order go to the pending rows that <see cref="AfterUpdate"/> enqueues.
+    /// (G, d) in rank order go to the pending rows that <see cref="AfterUpdate"/> enqueues. Shares may differ
+    /// by one sample: what crosses the network is padded to the largest share and the padding dropped.
     /// </summary>
-    private async Task<Tensor> KeysAsync(Tensor keyViews, MicroBatch batch, CancellationToken ct)
+    private async Task<Tensor> KeysAsync(Tensor keyViews, MicroBatch batch, ICollectives group, CancellationToken ct)
     {
-        int world = _context.WorldSize, rank = _context.Rank;
+        int world = group.WorldSize, rank = group.Rank;
         long n = keyViews.shape[0];
         var global = _pendingKeys[batch.MicroStep];                            // (G, d)
         _pendingMicroSteps = batch.MicroStep + 1;
@@ -159,14 +164,24 @@ public sealed class MoCoMethod : IRepresentationMethod
             global.copy_(nn.functional.normalize(_key.forward(keyViews), p: 2, dim: 1));
             return global;
         }
-        using var local = keyViews.contiguous();
-        await _context.Collectives.AllGatherAsync(new NativeMemory<float>(local).Memory, new NativeMemory<float>(_gatheredViews).Memory, ct);
-        var permutation = ShufflePermutation(_context.Recipe.Seed, batch.Step, batch.MicroStep, _global);  // shuffled[j] = gathered[perm[j]]
-        var slice = _gatheredViews.index_select(0, permutation.narrow(0, rank * n, n));                   // this rank's share of the shuffled batch
-        var mine = nn.functional.normalize(_key.forward(slice), p: 2, dim: 1).contiguous();               // (n, d)
-        await _context.Collectives.AllGatherAsync(new NativeMemory<float>(mine).Memory, new NativeMemory<float>(_gatheredKeys).Memory, ct);
-        global.index_copy_(0, permutation, _gatheredKeys);                                                 // unshuffle: global[perm[j]] = keys[j]
-        return global.narrow(0, rank * n, n);
+        var shares = Enumerable.Range(0, world).Select(r => GlobalBatchSampler.Share(_global, world, r)).ToArray();
+        long m = shares.Max(s => s.Count);
+        var valid = tensor(shares.SelectMany((s, r) => Enumerable.Range(0, s.Count).Select(j => (long)(r * m + j))).ToArray()); // padded row → global order
+
+        using var local = zeros([m, .. keyViews.shape[1..]], dtype: float32);
+        local.narrow(0, 0, n).copy_(keyViews);
+        using var gatheredViews = empty([world * m, .. keyViews.shape[1..]], dtype: float32);
+        await group.AllGatherAsync(new NativeMemory<float>(local).Memory, new NativeMemory<float>(gatheredViews).Memory, ct);
+        var views = gatheredViews.index_select(0, valid);                                                  // (G, C, H, W) in rank order
+        var permutation = ShufflePermutation(_context.Recipe.Seed, batch.Step, batch.MicroStep, _global);  // shuffled[j] = views[perm[j]]
+        var (start, count) = shares[rank];
+        var slice = views.index_select(0, permutation.narrow(0, start, count));                            // this rank's share of the shuffled batch
+        using var mine = zeros(m, global.shape[1], dtype: float32);
+        mine.narrow(0, 0, count).copy_(nn.functional.normalize(_key.forward(slice), p: 2, dim: 1));        // (count, d), padded to m
+        using var gatheredKeys = empty(world * m, global.shape[1], dtype: float32);
+        await group.AllGatherAsync(new NativeMemory<float>(mine).Memory, new NativeMemory<float>(gatheredKeys).Memory, ct);
+        global.index_copy_(0, permutation, gatheredKeys.index_select(0, valid));                           // unshuffle: global[perm[j]] = keys[j]
+        return global.narrow(0, shares[rank].Start, n);
     }
 
     /// <summary>Momentum update of the key network, then the global keys of every micro-step, in order, into the queue.</summary>
@@ -188,8 +203,8 @@ public sealed class MoCoMethod : IRepresentationMethod
     /// BN running statistics differ by rank (each saw its own batches), so they are averaged first and
     /// every rank evaluates the same encoder.
     /// </summary>
-    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct) =>
-        _evaluation.KnnAsync(Features, _query.FeatureSize, RepresentationEvaluation.RunningStatistics(_queryBuffers), ct);
+    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct) =>
+        _evaluation.KnnAsync(group, Features, _query.FeatureSize, RepresentationEvaluation.RunningStatistics(_queryBuffers), ct);
 
     /// <summary>The query encoder's representation (B, FeatureSize) in eval mode, without gradient.</summary>
     public Tensor Features(Tensor images) => RepresentationEvaluation.Frozen(_query, () => _query.Features(images));
@@ -198,8 +213,6 @@ public sealed class MoCoMethod : IRepresentationMethod
     {
         _evaluation.Dispose();
         _train.Dispose();
-        _gatheredViews.Dispose();
-        _gatheredKeys.Dispose();
         _pendingKeys.Dispose();
         _queuePosition.Dispose();
         _queue.Dispose();

@@ -44,17 +44,17 @@ public sealed class SimClrMethod : IRepresentationMethod
         var recipe = context.Recipe;
         _options = (ContrastiveOptions)recipe.Options;
         var data = (ImageData)recipe.Data;
-        _train = new ImageBatch(data.ImagesPath, "train", recipe.MicroBatch(context.WorldSize));
+        _train = new ImageBatch(data.ImagesPath, "train", context.MaxMicroBatch);
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
-        _replicas = new BlockingReplicaSum(context.Collectives, context.CollectiveTimeout);
-        Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm && context.WorldSize > 1
+        _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
+        Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
             : null;                                                                 // BatchNorm2d: the same names, so checkpoints interchange
         _network = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork((VisionModel)recipe.Model, _train.Channels, headBatchNorm: true, norm));
         FlopsPerSample = 2 * 3 * ContrastiveNetwork.ForwardFlops((VisionModel)recipe.Model, _train.Channels, _train.Height, _train.Width);
         Parameters = _network.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         _buffers = _network.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
-        _loss = new DistributedNtXent(context.Collectives, _options.Temperature);
+        _loss = new DistributedNtXent(_options.Temperature);
         _evaluation = new RepresentationEvaluation(context, data);
         _network.train();
     }
@@ -64,6 +64,9 @@ public sealed class SimClrMethod : IRepresentationMethod
     /// <summary>The BN running statistics: part of the replica and of every checkpoint.</summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> State => _buffers;
 
+    /// <summary>Every BN buffer moves in the forward pass.</summary>
+    public IReadOnlyList<Tensor> ForwardState => [.. _buffers.Select(b => b.Tensor)];
+
     public long TrainSamples => _train.Count;
     /// <summary>Two views, each through the network forward and backward (≈ 2× the forward): 6 forward passes' FLOPs per image.</summary>
     public double FlopsPerSample { get; }
@@ -71,9 +74,10 @@ public sealed class SimClrMethod : IRepresentationMethod
     /// <summary>SimCLR excludes biases and batch-norm parameters (the 1-d ones) from weight decay and LARS adaptation.</summary>
     public bool Decays(string name, Tensor parameter) => parameter.dim() > 1;
 
-    public async Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
+        using var replicas = _replicas.Use(group);
         var ids = batch.SampleIds.Span;
         long n = ids.Length;
         using var images = _train.Load(ids);                                       // (n, C, H, W) uint8
@@ -82,7 +86,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         _context.Phases.Lap(StepPhase.Data);
         var z = _network.forward(views);                                           // (2n, d): both views through one BN
         _context.Phases.Lap(StepPhase.Forward);
-        var loss = await _loss.ForwardBackwardAsync(z.narrow(0, 0, n), z.narrow(0, n, n), ct); // all-gather, exact global gradient
+        var loss = await _loss.ForwardBackwardAsync(z.narrow(0, 0, n), z.narrow(0, n, n), batch, group, ct); // all-gather, exact global gradient
         _replicas.ThrowIfFailed();                                                 // a global BN all-reduce that failed inside backward
         _context.Phases.Lap(StepPhase.Backward);
         return loss;
@@ -90,8 +94,8 @@ public sealed class SimClrMethod : IRepresentationMethod
 
     public void AfterUpdate(long step) { }
 
-    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct) =>
-        _evaluation.KnnAsync(Features, _network.FeatureSize, RepresentationEvaluation.RunningStatistics(_buffers), ct);
+    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct) =>
+        _evaluation.KnnAsync(group, Features, _network.FeatureSize, RepresentationEvaluation.RunningStatistics(_buffers), ct);
 
     /// <summary>The encoder's representation (B, FeatureSize) in eval mode, without gradient and without the head.</summary>
     public Tensor Features(Tensor images) => RepresentationEvaluation.Frozen(_network, () => _network.Features(images));

@@ -1,6 +1,7 @@
 using Pretrain.Data;
 using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Models;
 using Pretrain.Worker.Training;
 using TorchSharp.Modules;
@@ -30,26 +31,28 @@ public sealed class CausalLmMethod : IPretrainingMethod
         _shape = recipe.Transformer;
         _corpus = LanguageData.Open(recipe);
         _model = new Gpt(_shape, recipe.Seed, _corpus.VocabularySize);
-        _batch = new TokenBatch(_corpus, recipe.MicroBatch(context.WorldSize));
+        _batch = new TokenBatch(_corpus, context.MaxMicroBatch);
         Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         FlopsPerSample = ModelFlops.PerToken(_shape, Parameters.Sum(p => p.Parameter.numel())) * _shape.Context;
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
     public IReadOnlyList<(string Name, Tensor Tensor)> State => [];
+    public IReadOnlyList<Tensor> ForwardState => [];
     public long TrainSamples => _corpus.TrainSamples;
     public double FlopsPerSample { get; }
 
     public bool Decays(string name, Tensor parameter) => Gpt.UsesWeightDecay(name, parameter);
 
-    public Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    public Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
-        SeedDropout(_context, batch);
-        batch.SampleIds.Span.CopyTo(_batch.Ids);
-        _batch.Load(Split.Train);
+        SeedDropout(_context, batch, group.Rank);
+        var ids = batch.SampleIds.Span;
+        ids.CopyTo(_batch.Ids);
+        var (inputs, targets) = _batch.Load(Split.Train, ids.Length);
         _context.Phases.Lap(StepPhase.Data);
-        var loss = _model.Loss(_batch.Inputs, _batch.Targets); // (b, T) → scalar
+        var loss = _model.Loss(inputs, targets).mul(batch.Weight); // (b, T) → scalar: this rank's share of the step's mean loss
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _context.Phases.Lap(StepPhase.Backward);
@@ -59,38 +62,39 @@ public sealed class CausalLmMethod : IPretrainingMethod
     public void AfterUpdate(long step) { }
 
     /// <summary>Dropout is seeded per (step, rank, micro-step) — brief, principle 4 — so runs repeat bit for bit.</summary>
-    internal static void SeedDropout(MethodContext context, MicroBatch batch)
+    internal static void SeedDropout(MethodContext context, MicroBatch batch, int rank)
     {
         if (context.Recipe.Transformer.Dropout > 0)
             manual_seed((long)(SplitMix64.Combine((ulong)context.Recipe.Seed, (ulong)batch.Step,
-                (ulong)(context.Rank * batch.MicroSteps + batch.MicroStep)) >> 1));
+                (ulong)(rank * batch.MicroSteps + batch.MicroStep)) >> 1));
     }
 
     /// <summary>
-    /// Mean loss over the first <c>eval.batches</c> global batches of the validation split, in stream order
-    /// (wrapping round when the split is short); each rank evaluates its part and the sums are allreduced.
+    /// Mean loss over the first <c>eval.batches</c> × <c>batch.global</c> windows of the validation split, in
+    /// stream order (wrapping round when the split is short); each rank evaluates a contiguous share of
+    /// them and the sums of loss × windows are allreduced, so the result does not depend on the world size.
     /// </summary>
-    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct)
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct)
     {
         var recipe = _context.Recipe;
-        int world = _context.WorldSize, micro = _batch.Ids.Length, perRank = recipe.Batch.Global / world;
+        long windows = (long)recipe.Eval.Batches * recipe.Batch.Global;
+        var (first, share) = GlobalBatchSampler.Share(windows, group.WorldSize, group.Rank);
         var total = new float[1];
-        long chunks = 0;
         _model.eval();
-        for (var i = 0; i < recipe.Eval.Batches; i++)
-            for (var k = 0; k < perRank / micro; k++, chunks++)
-            {
-                using var scope = NewDisposeScope();
-                using var noGrad = no_grad();
-                for (var j = 0; j < micro; j++)
-                    _batch.Ids[j] = ((long)i * recipe.Batch.Global + (long)_context.Rank * perRank + k * micro + j) % _corpus.ValidationSamples;
-                _batch.Load(Split.Validation);
-                total[0] += _model.Loss(_batch.Inputs, _batch.Targets).item<float>();
-            }
+        for (var done = 0; done < share; done += _batch.Capacity)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var count = Math.Min(_batch.Capacity, share - done);
+            for (var j = 0; j < count; j++)
+                _batch.Ids[j] = (first + done + j) % _corpus.ValidationSamples;
+            var (inputs, targets) = _batch.Load(Split.Validation, count);
+            total[0] += _model.Loss(inputs, targets).item<float>() * count;
+        }
         _model.train();
-        if (world > 1)
-            await _context.Collectives.AllReduceSumAsync(total, ct);
-        var valLoss = total[0] / ((double)chunks * world);
+        if (group.WorldSize > 1)
+            await group.AllReduceSumAsync(total, ct);
+        var valLoss = total[0] / (double)windows;
         return new Dictionary<string, double>
         {
             ["val_loss"] = valLoss,

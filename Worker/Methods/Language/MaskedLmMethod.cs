@@ -1,6 +1,8 @@
 using Pretrain.Data;
 using Pretrain.Data.Collators;
+using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Models;
 using Pretrain.Worker.Training;
 using TorchSharp.Modules;
@@ -50,7 +52,7 @@ public sealed class MaskedLmMethod : IPretrainingMethod
             RandomTokenFraction = (float)options.RandomTokenFraction,
         }, recipe.Seed);
         _model = new Bert(_shape, recipe.Seed, vocabulary);
-        var micro = recipe.MicroBatch(context.WorldSize);
+        var micro = context.MaxMicroBatch;
         _inputs = zeros(micro, _shape.Context, dtype: ScalarType.Int64).DetachFromDisposeScope();
         _labels = zeros(micro, _shape.Context, dtype: ScalarType.Int64).DetachFromDisposeScope();
         _ids = new long[micro];
@@ -62,68 +64,75 @@ public sealed class MaskedLmMethod : IPretrainingMethod
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
     public IReadOnlyList<(string Name, Tensor Tensor)> State => [];
+    public IReadOnlyList<Tensor> ForwardState => [];
     public long TrainSamples => _corpus.TrainSamples;
     public double FlopsPerSample { get; }
 
     public bool Decays(string name, Tensor parameter) => Bert.UsesWeightDecay(name, parameter);
 
-    public Task<double> ForwardBackwardAsync(MicroBatch batch, CancellationToken ct)
+    public Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
-        CausalLmMethod.SeedDropout(_context, batch);
-        batch.SampleIds.Span.CopyTo(_ids);
-        Load(Split.Train, batch.Step);
+        CausalLmMethod.SeedDropout(_context, batch, group.Rank);
+        var ids = batch.SampleIds.Span;
+        ids.CopyTo(_ids);
+        var (inputs, labels) = Load(Split.Train, batch.Step, ids.Length);
         _context.Phases.Lap(StepPhase.Data);
-        var (loss, _, _) = _model.MaskedLoss(_inputs, _labels);
+        // This rank's share: its mean over masked tokens weighted by its samples (ranks' masked counts differ by a few tokens).
+        var (loss, _, _) = _model.MaskedLoss(inputs, labels);
+        loss = loss.mul(batch.Weight);
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _context.Phases.Lap(StepPhase.Backward);
         return Task.FromResult((double)loss.item<float>());
     }
 
-    /// <summary>Masks the windows of <see cref="_ids"/> into the input and label buffers.</summary>
-    private void Load(Split split, long step)
+    /// <summary>Masks the windows of the first <paramref name="count"/> <see cref="_ids"/> into the input and label buffers; returns views of their rows.</summary>
+    private (Tensor Inputs, Tensor Labels) Load(Split split, long step, int count)
     {
         var inputs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(_inputs.bytes);
         var labels = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(_labels.bytes);
         int t = _shape.Context;
-        for (var i = 0; i < _ids.Length; i++)
+        for (var i = 0; i < count; i++)
         {
             _corpus.Window(split, _ids[i], _tokens);
             for (var j = 0; j < t; j++)
                 _window[j] = (int)_tokens[j];
             _collator.Mask(_window, step, _ids[i], inputs.Slice(i * t, t), labels.Slice(i * t, t));
         }
+        return (_inputs.narrow(0, 0, count), _labels.narrow(0, 0, count));
     }
 
     public void AfterUpdate(long step) { }
 
     /// <summary>
-    /// The first <c>eval.batches</c> global batches of the validation split, in file order, masked with a
-    /// fixed stream; each rank takes its share, and the sums of loss·masked, correct and masked are allreduced.
+    /// The first <c>eval.batches</c> × <c>batch.global</c> windows of the validation split, in file order,
+    /// masked with a fixed stream; each rank takes a contiguous share, and the sums of loss·masked, correct
+    /// and masked are allreduced, so the result does not depend on the world size.
     /// </summary>
-    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken ct)
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct)
     {
         var recipe = _context.Recipe;
-        int world = _context.WorldSize, micro = _ids.Length, perRank = recipe.Batch.Global / world;
+        long windows = (long)recipe.Eval.Batches * recipe.Batch.Global;
+        var (first, share) = GlobalBatchSampler.Share(windows, group.WorldSize, group.Rank);
         var totals = new float[3]; // Σ loss·masked, Σ correct, Σ masked
         _model.eval();
-        for (var i = 0; i < recipe.Eval.Batches; i++)
-            for (var k = 0; k < perRank / micro; k++)
-            {
-                using var scope = NewDisposeScope();
-                using var noGrad = no_grad();
-                for (var j = 0; j < micro; j++)
-                    _ids[j] = ((long)i * recipe.Batch.Global + (long)_context.Rank * perRank + k * micro + j) % _corpus.ValidationSamples;
-                Load(Split.Validation, EvaluationStep);
-                var (loss, correct, masked) = _model.MaskedLoss(_inputs, _labels);
-                totals[0] += loss.item<float>() * masked;
-                totals[1] += correct;
-                totals[2] += masked;
-            }
+        for (var done = 0; done < share; done += _ids.Length)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var count = Math.Min(_ids.Length, share - done);
+            for (var j = 0; j < count; j++)
+                _ids[j] = (first + done + j) % _corpus.ValidationSamples;
+            var (inputs, labels) = Load(Split.Validation, EvaluationStep, count);
+            var (loss, correct, masked) = _model.MaskedLoss(inputs, labels);
+            totals[0] += loss.item<float>() * masked;
+            totals[1] += correct;
+            totals[2] += masked;
+        }
         _model.train();
-        if (world > 1)
-            await _context.Collectives.AllReduceSumAsync(totals, ct);
+        if (group.WorldSize > 1)
+            await group.AllReduceSumAsync(totals, ct);
         var valLoss = totals[0] / totals[2];
         return new Dictionary<string, double>
         {

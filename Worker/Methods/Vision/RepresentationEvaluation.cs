@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
 using static TorchSharp.torch;
 
@@ -14,12 +15,11 @@ public sealed class RepresentationEvaluation(MethodContext context, ImageData da
     private ImageBatch? _train, _test;
 
     /// <param name="statistics">The float running statistics of the encoder's BN layers, averaged in place.</param>
-    public async Task<IReadOnlyDictionary<string, double>> KnnAsync(Func<Tensor, Tensor> features, int featureSize,
+    public async Task<IReadOnlyDictionary<string, double>> KnnAsync(ICollectives collectives, Func<Tensor, Tensor> features, int featureSize,
         IReadOnlyList<Tensor> statistics, CancellationToken ct)
     {
-        var collectives = context.Collectives;
-        if (context.WorldSize > 1)
-            await AverageAsync(statistics, ct);
+        if (collectives.WorldSize > 1)
+            await AverageAsync(collectives, statistics, ct);
         _train ??= new ImageBatch(data.ImagesPath, "train", FrozenFeatures.ChunkSize);
         _test ??= new ImageBatch(data.ImagesPath, "test", FrozenFeatures.ChunkSize);
         var eval = context.Recipe.Eval;
@@ -58,11 +58,11 @@ public sealed class RepresentationEvaluation(MethodContext context, ImageData da
         }
     }
 
-    private async Task AverageAsync(IReadOnlyList<Tensor> statistics, CancellationToken ct)
+    private static async Task AverageAsync(ICollectives collectives, IReadOnlyList<Tensor> statistics, CancellationToken ct)
     {
         using var packed = cat(statistics.Select(t => t.reshape(-1)).ToArray(), 0);
-        await context.Collectives.AllReduceSumAsync(new NativeMemory<float>(packed).Memory, ct);
-        packed.div_(context.WorldSize);
+        await collectives.AllReduceSumAsync(new NativeMemory<float>(packed).Memory, ct);
+        packed.div_(collectives.WorldSize);
         long offset = 0;
         using var noGrad = no_grad();
         foreach (var t in statistics)

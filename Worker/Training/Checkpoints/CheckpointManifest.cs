@@ -39,4 +39,5 @@ public sealed record TrainingState(
     long OptimizerStep,  // AdamW's t
     double LearningRate, // LR of the last completed step (informational; the schedule is pure)
     long Seed,           // the recipe's seed; dropout uses (seed, step, rank)
-    double Loss);        // global mean loss of the last completed step
+    double Loss,         // global mean loss of the last completed step
+    string SampleDigest = ""); // chained xxHash64 of the sample ids of every committed step (summary.json's sample_digest)
