@@ -37,6 +37,9 @@ public static class Program
             Console.Error.WriteLine($"[pretrain] see `{string.Join(' ', names)} --help`");
             return 2;
         }
-        return parsed.Invoke();
+        // SIGTERM / Ctrl+C cancel the command's token. System.CommandLine would kill the process 2 s later;
+        // a worker leaving the job finishes its step and tells the coordinator first (bounded by its
+        // --timeout), so allow longer: within a pod's usual 30 s terminationGracePeriodSeconds.
+        return parsed.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
     }
 }

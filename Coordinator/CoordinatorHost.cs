@@ -100,6 +100,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
         public void OnRegroup(RegroupStarted regroup) => Tell($"{regroup.Reason}; regrouping");
 
+        public void OnLeft(WorkerLeft left) => Tell($"{left.WorkerId} left the job at step {left.Step}");
+
         public void OnGeneration(GenerationStarted g, JobState state)
         {
             if (g.Cause == RegroupCauses.Start) return;

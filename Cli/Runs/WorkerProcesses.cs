@@ -107,9 +107,13 @@ public sealed class WorkerProcesses : IAsyncDisposable
     {
         if (line == null) return;
         lock (log) log.WriteLine(line);
-        // Workers' own announcements (metrics endpoint, errors) reach the terminal; the rest stays in the log.
-        if (error || line.Contains("metrics on", StringComparison.Ordinal)) _console.Worker(id, line);
+        // Workers' own announcements (metrics endpoint, errors) reach the terminal; the rest stays in the log,
+        // Akka's own cluster and remoting chatter too (unreachable peers, downing: expected when one dies).
+        if ((error && !IsAkkaInternal(line)) || line.Contains("metrics on", StringComparison.Ordinal)) _console.Worker(id, line);
     }
+
+    static bool IsAkkaInternal(string line) =>
+        line.Contains("/system/", StringComparison.Ordinal) || line.Contains("[remoting", StringComparison.Ordinal);
 
     void OnExit(string id, Process process)
     {

@@ -194,6 +194,10 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                     // A worker counted as lost may still be alive (frozen, then woken; wrongly blamed):
                     // it must not train on in a generation that is gone.
                     lost.Tell(new StopWorker($"{l.WorkerId} was counted as lost in generation {l.Generation}: {l.Reason}"));
+                    // Down its node now rather than after the failure detector and the split-brain resolver
+                    // (~5 s): until it is gone, the cluster cannot converge and no newcomer can join.
+                    if (!lost.Path.Address.Equals(Akka.Cluster.Cluster.Get(Context.System).SelfAddress))
+                        Akka.Cluster.Cluster.Get(Context.System).Down(lost.Path.Address);
                 }
                 PretrainMetrics.Workers.Set(_state.Workers.Count);
                 _observer.OnLost(l);
@@ -201,6 +205,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
             case WorkerLeft l:
                 if (_workers.Remove(l.WorkerId, out var left)) Context.Unwatch(left);
                 PretrainMetrics.Workers.Set(_state.Workers.Count);
+                _observer.OnLeft(l);
                 break;
             case JobFailed f:
                 Timers.Cancel("regroup");

@@ -20,6 +20,9 @@ public interface IJobObserver
     /// <summary>A worker was counted as lost.</summary>
     void OnLost(WorkerLost lost) { }
 
+    /// <summary>A worker left in good order (SIGTERM).</summary>
+    void OnLeft(WorkerLeft left) { }
+
     /// <summary>The running generation ended; the job regroups.</summary>
     void OnRegroup(RegroupStarted regroup) { }
 

@@ -126,12 +126,15 @@ public static class JobDecisions
     /// <summary>A rank stopped at a step boundary: the ring agreed to (a newcomer, a leaver) or the coordinator abandoned the generation.</summary>
     private static Decision Boundary(JobState state, ReportStepBoundary c, long now)
     {
+        // A newcomer still waiting for its first generation, or a member of an older one, may leave at any time.
+        if (c.Leaving && !state.IsOver && state.IsMember(c.WorkerId) && (c.Generation != state.Generation || state.RankOf(c.WorkerId) is null))
+            return Decision.Of(new WorkerLeft(c.WorkerId, state.Generation, c.HeldStep));
         if (Stale(state, c.WorkerId, c.Generation) is { } stale) return stale;
         var events = new List<IJobEvent>();
         if (state.Phase == JobPhase.Running)
         {
-            var (cause, reason) = c.Leaving
-                ? (RegroupCauses.Left, $"{c.WorkerId} left at step {c.HeldStep} ({c.Reason})")
+            var (cause, reason) = c.Leaving ? (RegroupCauses.Left, $"{c.WorkerId} leaving at step {c.HeldStep} ({c.Reason})")
+                : c.Leavers > 0 ? (RegroupCauses.Left, $"{c.Leavers} worker(s) leaving at step {c.HeldStep}")
                 : (RegroupCauses.Joined, $"{string.Join(", ", state.Newcomers.Select(w => w.WorkerId))} joining at step {c.HeldStep}");
             events.Add(new RegroupStarted(state.Generation, cause, reason, now));
         }

@@ -48,7 +48,8 @@ public sealed record ReportStepBoundary(
     [property: Key(1)] long Generation,
     [property: Key(2)] long HeldStep,
     [property: Key(3)] bool Leaving,
-    [property: Key(4)] string Reason) : IPretrainMessage;
+    [property: Key(4)] string Reason,
+    [property: Key(5)] int Leavers = 0) : IPretrainMessage;   // members the ring's votes said are leaving at this boundary
 
 /// <summary>
 /// Coordinator → the ranks of a generation: a worker is waiting to join; stop at the next step

@@ -20,16 +20,17 @@ public class GradientBucketsTests
             b.grad = arange(4, dtype: ScalarType.Float32) * (rank == 0 ? 1 : -1); // sum 0
             using var buckets = new GradientBuckets([a, b]);
             var collectives = group.Rank(rank);
-            buckets.Pack(localLoss: rank == 0 ? 2.0 : 4.0, stopVote: rank == 1, collectives);
+            buckets.Pack(localLoss: rank == 0 ? 2.0 : 4.0, stopVote: rank == 1, collectives, leaveVote: rank == 0);
             buckets.ReduceAsync(collectives, CancellationToken.None).GetAwaiter().GetResult();
-            var (loss, votes) = buckets.Unpack();
-            return (loss, votes, a: a.grad!.data<float>().ToArray(), b: b.grad!.data<float>().ToArray());
+            var (loss, votes, leavers) = buckets.Unpack();
+            return (loss, votes, leavers, a: a.grad!.data<float>().ToArray(), b: b.grad!.data<float>().ToArray());
         }, TaskCreationOptions.LongRunning)));
 
-        foreach (var (loss, votes, a, b) in results)
+        foreach (var (loss, votes, leavers, a, b) in results)
         {
             Assert.Equal(6.0, loss, 6);
-            Assert.Equal(1, votes);
+            Assert.Equal(2, votes);      // a leaver's vote is also a vote to stop
+            Assert.Equal(1, leavers);
             Assert.All(a, x => Assert.Equal(3f, x));
             Assert.All(b, x => Assert.Equal(0f, x));
         }
@@ -43,7 +44,7 @@ public class GradientBucketsTests
         using var buckets = new GradientBuckets([a]);
         buckets.Pack(1.25, stopVote: true, new SingleRank());
         await buckets.ReduceAsync(new SingleRank(), CancellationToken.None);
-        Assert.Equal((1.25, 1), buckets.Unpack());
+        Assert.Equal((1.25, 1, 0), buckets.Unpack());
         Assert.All(a.grad!.data<float>().ToArray(), x => Assert.Equal(2.5f, x));
     }
 }

@@ -48,7 +48,7 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
                     case GenerationOutcome.Boundary b:
                         Control.Answered();
                         log.Info($"generation {generation.Generation} ends at step {b.Step}: {b.Reason}");
-                        return new SessionOutcome.Boundary(new ReportStepBoundary(options.WorkerId, generation.Generation, b.Step, b.Leaving, b.Reason));
+                        return new SessionOutcome.Boundary(new ReportStepBoundary(options.WorkerId, generation.Generation, b.Step, b.Leaving, b.Reason, b.Leavers));
                     case GenerationOutcome.Finished { Result: var result }:
                         log.Info($"finished at step {result.Step}: loss {result.FinalLoss:0.0000}, replica checksum {result.ReplicaChecksum}, sample digest {result.SampleDigest}");
                         return new SessionOutcome.Finished(new ReportFinished(options.WorkerId, rank, result.Step, result.FinalLoss,

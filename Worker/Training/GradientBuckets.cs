@@ -13,7 +13,7 @@ namespace Pretrain.Worker.Training;
 /// copied back into <c>.grad</c>. Methods normalise their losses by the global sample count, so the
 /// reduction is a plain <b>sum</b> and holds no world size: the buckets outlive every generation.
 /// Two extra floats at the end of the last bucket carry the step's loss and the ranks' votes to stop at
-/// this step boundary (a newcomer waits, a member leaves), so agreeing on where a generation ends costs
+/// this step boundary (a newcomer waits) and to leave (SIGTERM), so agreeing on where a generation ends costs
 /// no extra collective (torchft's should_commit rides along the same way). Buckets, views and memories
 /// are made once; a step allocates nothing but the <c>.grad</c> handles. With gradient accumulation the
 /// gradients of the micro-steps add up in <c>.grad</c> and cross the network once, after the last
@@ -23,13 +23,13 @@ public sealed class GradientBuckets : IDisposable
 {
     public const long FirstBucketBytes = 1L << 20; // DDP: the first bucket is small so the ring starts early
     public const long BucketBytes = 25L << 20;     // DDP's default; 1 MiB buckets cost 2.6–16% at 8–16 ranks
-    private const int Extras = 2;                  // loss, stop votes
+    private const int Extras = 3;                  // loss, stop votes, leave votes
 
     private sealed record Entry(Parameter Parameter, Tensor View);
     private sealed record Bucket(Tensor Flat, NativeMemory<float> Memory, Entry[] Entries);
 
     private readonly Bucket[] _buckets;
-    private (double Loss, double StopVotes) _local; // world size 1: nothing crosses the network
+    private (double Loss, int StopVotes, int LeaveVotes) _local; // world size 1: nothing crosses the network
     private bool _packed;
 
     public int Count => _buckets.Length;
@@ -49,9 +49,9 @@ public sealed class GradientBuckets : IDisposable
     /// Copies the gradients into the buckets, and this rank's share of the loss and its stop vote (0 or 1)
     /// into the extra slots. In a world of one, only remembers the loss and the vote.
     /// </summary>
-    public void Pack(double localLoss, bool stopVote, ICollectives group)
+    public void Pack(double localLoss, bool stopVote, ICollectives group, bool leaveVote = false)
     {
-        _local = (localLoss, stopVote ? 1 : 0);
+        _local = (localLoss, stopVote || leaveVote ? 1 : 0, leaveVote ? 1 : 0);
         _packed = group.WorldSize > 1;
         if (!_packed) return;
         using var noGrad = no_grad();
@@ -63,7 +63,8 @@ public sealed class GradientBuckets : IDisposable
             }
         var extras = _buckets[^1].Memory.GetSpan()[^Extras..];
         extras[0] = (float)localLoss;
-        extras[1] = stopVote ? 1 : 0;
+        extras[1] = _local.StopVotes;
+        extras[2] = _local.LeaveVotes;
     }
 
     /// <summary>Sums every bucket over all ranks, in place (the collective counts pretrain_allreduce_bytes_total).</summary>
@@ -74,10 +75,10 @@ public sealed class GradientBuckets : IDisposable
             await group.AllReduceSumAsync(bucket.Memory.Memory, ct);
     }
 
-    /// <summary>Copies the summed gradients back into <c>.grad</c>; returns the step's loss and how many ranks voted to stop.</summary>
-    public (double Loss, int StopVotes) Unpack()
+    /// <summary>Copies the summed gradients back into <c>.grad</c>; returns the step's loss and how many ranks voted to stop (leavers among them).</summary>
+    public (double Loss, int StopVotes, int LeaveVotes) Unpack()
     {
-        if (!_packed) return (_local.Loss, (int)_local.StopVotes);
+        if (!_packed) return _local;
         using var noGrad = no_grad();
         foreach (var bucket in _buckets)
             foreach (var e in bucket.Entries)
@@ -86,7 +87,7 @@ public sealed class GradientBuckets : IDisposable
                 grad?.copy_(e.View);
             }
         var extras = _buckets[^1].Memory.GetSpan()[^Extras..];
-        return (extras[0], (int)Math.Round(extras[1]));
+        return (extras[0], (int)Math.Round(extras[1]), (int)Math.Round(extras[2]));
     }
 
     /// <summary>Groups consecutive parameters until a bucket reaches its cap (1 MiB first, then 25 MiB).</summary>

@@ -135,7 +135,7 @@ public sealed class Trainer : IDisposable
         {
             ct.ThrowIfCancellationRequested();
             var stepStarted = Stopwatch.GetTimestamp();
-            var (stepLoss, lr, norm, stopVotes) = await StepAsync(group, plan.Control, ct);
+            var (stepLoss, lr, norm, stopVotes, leaveVotes) = await StepAsync(group, plan.Control, ct);
             var seconds = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
             (_stepSeconds, _stepsRun) = (_stepSeconds + seconds, _stepsRun + 1);
             if (double.IsNaN(_firstLoss) && _stepsRun == 1) _firstLoss = stepLoss;
@@ -149,7 +149,8 @@ public sealed class Trainer : IDisposable
             if (_recipe.Eval.Every > 0 && Step % _recipe.Eval.Every == 0 && Step != last)
                 await EvaluateAsync(group, ct);
             if (stopVotes > 0 && Step < last)
-                return new GenerationOutcome.Boundary(Step, plan.Control.Leaving, plan.Control.Reason ?? $"{stopVotes} rank(s) asked to stop");
+                return new GenerationOutcome.Boundary(Step, plan.Control.Leaving, leaveVotes,
+                    plan.Control.Reason ?? (leaveVotes > 0 ? $"{leaveVotes} rank(s) leaving" : "a newcomer waits to join"));
         }
         if (group.Rank == 0) _writer.Flush();       // the last checkpoint is on disk before the job is reported finished
         var throughput = _stepSeconds > 0 ? _stepsRun * _recipe.Batch.Global / _stepSeconds : 0;
@@ -185,7 +186,7 @@ public sealed class Trainer : IDisposable
     /// check, clipping and the optimizer. Until the allreduce completes nothing is committed: a failure
     /// before it undoes the step. Every tensor made in a step is disposed by the end of it.
     /// </summary>
-    private async Task<(double Loss, double Lr, double Norm, int StopVotes)> StepAsync(ICollectives group, StepControl control, CancellationToken ct)
+    private async Task<(double Loss, double Lr, double Norm, int StopVotes, int LeaveVotes)> StepAsync(ICollectives group, StepControl control, CancellationToken ct)
     {
         _phases.Start();
         var step = Step;
@@ -199,7 +200,7 @@ public sealed class Trainer : IDisposable
                 var count = _sampler.MicroBatch(step, k, microSteps, group.Rank, group.WorldSize, _ids);
                 localLoss += await _method.ForwardBackwardAsync(new MicroBatch(step, k, microSteps, _ids.AsMemory(0, count), _recipe.Batch.Global), group, ct);
             }
-            _buckets.Pack(localLoss, control.StopRequested, group);
+            _buckets.Pack(localLoss, control.StopRequested, group, control.Leaving);
             await _buckets.ReduceAsync(group, ct);
         }
         catch
@@ -210,7 +211,7 @@ public sealed class Trainer : IDisposable
         _phases.Lap(StepPhase.AllReduce);
 
         using var scope = NewDisposeScope();
-        var (globalLoss, stopVotes) = _buckets.Unpack();
+        var (globalLoss, stopVotes, leaveVotes) = _buckets.Unpack();
         var lr = _schedule.At(step);
         var norm = double.IsFinite(globalLoss) ? GradientClipping.ClipGlobalNorm(_parameterList, _recipe.Optimizer.GradClip) : double.NaN;
         if (!double.IsFinite(globalLoss) || !double.IsFinite(norm))
@@ -231,7 +232,7 @@ public sealed class Trainer : IDisposable
         }
         Commit(step, globalLoss);
         _phases.Lap(StepPhase.Optimizer);
-        return (globalLoss, lr, norm, stopVotes);
+        return (globalLoss, lr, norm, stopVotes, leaveVotes);
     }
 
     /// <summary>The step is done on this replica: count it and chain its global batch into the sample digest.</summary>
@@ -336,8 +337,8 @@ public abstract record GenerationOutcome
     /// <summary>The job's last step is done and evaluated.</summary>
     public sealed record Finished(TrainingResult Result) : GenerationOutcome;
 
-    /// <summary>The ring agreed to stop after <paramref name="Step"/> (a newcomer waits, a member leaves).</summary>
-    public sealed record Boundary(long Step, bool Leaving, string Reason) : GenerationOutcome;
+    /// <summary>The ring agreed to stop after <paramref name="Step"/>: a newcomer waits, or <paramref name="Leavers"/> members leave (this one if <paramref name="Leaving"/>).</summary>
+    public sealed record Boundary(long Step, bool Leaving, int Leavers, string Reason) : GenerationOutcome;
 }
 
 /// <summary>
