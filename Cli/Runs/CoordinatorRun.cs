@@ -1,3 +1,4 @@
+using Akka.Actor;
 using System.Diagnostics;
 using Pretrain.Cli.Commands;
 using Pretrain.Coordinator;
@@ -59,6 +60,9 @@ public static class CoordinatorRun
         console.Info($"coordinator at {options.PublicHost ?? options.Host}:{coordinator.Port} (workers: --coordinator {options.PublicHost ?? options.Host}:{coordinator.Port})");
 
         await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);
+        // The launcher sees its workers die before any failure detector: tell the coordinator at once.
+        if (workers != null)
+            workers.Died += (id, pid, how) => coordinator.Job.Tell(new LoseWorker(id, $"its process {how}", "pretrain local", pid));
         JobOutcome outcome;
         try
         {

@@ -30,6 +30,9 @@ public sealed class WorkerProcesses : IAsyncDisposable
     /// <summary>Completes when every worker has exited and none is restarting, with the last death, if any.</summary>
     public Task<string> AllGone => _allGone.Task;
 
+    /// <summary>Raised when a worker process dies (exits non-zero): its id, pid and how it died.</summary>
+    public event Action<string, int, string>? Died;
+
     /// <summary>Workers started again after dying.</summary>
     public int Restarts { get { lock (_gate) return _restarts; } }
 
@@ -124,6 +127,7 @@ public sealed class WorkerProcesses : IAsyncDisposable
             string how = code > 128 ? $"was killed by signal {code - 128}" : $"exited with code {code}";
             death = $"{id} (pid {process.Id}) {how}";
             _firstUnexpectedExit.TrySetResult(death);
+            try { Died?.Invoke(id, process.Id, how); } catch (Exception) { /* a listener must not stop the restart */ }
         }
         bool restart;
         lock (_gate)

@@ -54,6 +54,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         Command<ReportPeerLost>(c => Handle(c, onRefused: (s, reason) => s.Tell(new StopWorker(reason))));
         Command<ReportStepBoundary>(c => Handle(c, Acknowledge(c.WorkerId, "step-boundary"), (s, reason) => s.Tell(new StopWorker(reason))));
         Command<RegroupTick>(c => Handle(c));
+        Command<LoseWorker>(c => Handle(c));   // from the local launcher, which saw the process exit
         Command<ReportFinished>(c => Handle(c, Acknowledge(c.WorkerId, "finished"), (s, _) => Acknowledge(c.WorkerId, "finished")(s)));
         Command<ReportFailed>(c => Handle(c, Acknowledge(c.WorkerId, "failed"), (s, _) => Acknowledge(c.WorkerId, "failed")(s)));
         Command<Terminated>(OnTerminated);

@@ -4,9 +4,11 @@ namespace Pretrain.Coordinator.State;
 
 /// <summary>
 /// Coordinator-internal command: the actor's death watch saw a worker's actor terminate (its node was
-/// downed or left). Never crosses the network, so it is not an <see cref="IPretrainMessage"/>.
+/// downed or left), or the local launcher saw its process exit (then <paramref name="ProcessId"/> names
+/// that process, so a restarted incarnation under the same worker id is not the one lost). Never crosses
+/// the network, so it is not an <see cref="IPretrainMessage"/>.
 /// </summary>
-public sealed record LoseWorker(string WorkerId, string Reason, string DetectedBy);
+public sealed record LoseWorker(string WorkerId, string Reason, string DetectedBy, int? ProcessId = null);
 
 /// <summary>
 /// Coordinator-internal command, sent by the job actor's timer while regrouping: members that have not
@@ -40,6 +42,7 @@ public static class JobDecisions
         ReportCheckpoint c => Checkpoint(state, c),
         ReportPeerLost c => PeerLost(state, c, nowUnixMs),
         ReportStepBoundary c => Boundary(state, c, nowUnixMs),
+        LoseWorker c when c.ProcessId is { } pid && state.Member(c.WorkerId)?.ProcessId != pid => Decision.None,
         LoseWorker c => Regrouped(state, Lose(state, c.WorkerId, c.Reason, c.DetectedBy, nowUnixMs)),
         RegroupTick => Tick(state, nowUnixMs),
         ReportFinished c => Finish(state, c),
@@ -162,7 +165,7 @@ public static class JobDecisions
         // A worker that already reported its final figures may exit; that is not a loss.
         if (state.Finished.ContainsKey(rank.Value)) return [];
         if (state.Phase == JobPhase.Regrouping) return [lost];
-        return [new RegroupStarted(state.Generation, RegroupCauses.Lost, $"{workerId} lost ({reason}, detected by {detectedBy})", now), lost];
+        return [new RegroupStarted(state.Generation, RegroupCauses.Lost, $"{workerId} lost at step {state.LastStep} ({reason}, detected by {detectedBy})", now), lost];
     }
 
     /// <summary>The events of <paramref name="events"/> and, after them, a new generation if the regroup can complete.</summary>
@@ -228,7 +231,7 @@ public static class JobDecisions
 
     private static string LastCheckpointHint(JobState state) => state.LastCheckpointPath is { } path
         ? $"the last checkpoint is {path} (step {state.LastCheckpointStep}); continue with --resume"
-        : "no checkpoint was written yet";
+        : $"no checkpoint was recorded yet; --resume continues from the newest valid one in {state.Job?.RunDirectory ?? "the run directory"}/checkpoints, if any";
 
     private static Decision Finish(JobState state, ReportFinished c)
     {

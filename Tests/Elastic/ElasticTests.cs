@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using Pretrain.Coordinator.Summary;
+using Pretrain.Shared.Messages;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Pretrain.Tests.Elastic;
+
+/// <summary>The clean runs the elastic tests compare against, made once.</summary>
+public sealed class CleanRuns : IDisposable
+{
+    readonly string _root = Directory.CreateTempSubdirectory("pretrain-clean-").FullName;
+    readonly Lazy<Task<RunSummary>> _sixty;
+
+    public CleanRuns() => _sixty = new(() => RunAsync(60, 3));
+
+    /// <summary>The tiny recipe with 60 steps on 3 workers, nothing hurt.</summary>
+    public Task<RunSummary> Sixty => _sixty.Value;
+
+    public string Root => _root;
+
+    async Task<RunSummary> RunAsync(long steps, int workers)
+    {
+        string dir = Path.Combine(_root, $"clean-{steps}");
+        using var run = ChaosRun.Start(dir, ChaosRun.TinyRecipe(_root, steps), workers);
+        int code = await run.WaitAsync();
+        Assert.True(code == 0, $"the clean run exited {code}:\n{run.Output}");
+        return run.Summary;
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+}
+
+/// <summary>
+/// Elastic training end to end (issue 9): real worker processes on loopback, real signals. A lost worker
+/// no longer ends the job: the survivors carry on from memory, at the same samples as a run nobody hurt.
+/// </summary>
+public sealed class ElasticTests(CleanRuns clean, ITestOutputHelper output) : IClassFixture<CleanRuns>
+{
+    string NewRun(string name) => Path.Combine(clean.Root, name + "-" + Guid.NewGuid().ToString("N")[..6]);
+
+    [Fact]
+    public async Task Survivors_of_a_SIGKILLed_worker_finish_on_the_clean_runs_samples_and_loss()
+    {
+        var baseline = await clean.Sixty;
+        Assert.Equal(ChaosRun.TinyDigest(60), baseline.SampleDigest);   // the digest is what the definition says
+
+        using var run = ChaosRun.Start(NewRun("kill"), ChaosRun.TinyRecipe(clean.Root, 60), 3, "--max-restarts", "0");
+        await run.WaitForCheckpointAsync(10);
+        var killed = Stopwatch.StartNew();
+        run.Signal("worker-1", ChaosRun.SigKill);
+        Assert.Equal(0, await run.WaitAsync());
+
+        var s = run.Summary;
+        output.WriteLine($"recovery {s.MaxRecoverySeconds:0.000} s; final loss {s.FinalLoss} vs clean {baseline.FinalLoss}; run ended {killed.Elapsed.TotalSeconds:0.0} s after the kill");
+        Assert.Equal("completed", s.Status);
+        Assert.Equal(60, s.Steps);
+        Assert.Equal(2, s.WorldSize);
+        Assert.Equal(["start", "lost"], s.Generations.Select(g => g.Cause));
+        Assert.Equal([3, 2], s.Generations.Select(g => g.WorldSize));
+        Assert.InRange(s.Generations[1].FirstStep, 10, 59);
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);
+        Assert.InRange(Math.Abs(s.FinalLoss - baseline.FinalLoss) / baseline.FinalLoss, 0, 0.01);
+        Assert.Equal(1, s.Recoveries);
+        Assert.InRange(s.MaxRecoverySeconds, 0.001, 5.0);
+        Assert.Single(s.ReplicaChecksums.Values.Distinct());
+        Assert.Contains("worker-1 lost at step", run.Output);
+        Assert.Contains("generation 2: 2 worker(s)", run.Output);
+        Assert.Contains(run.Journaled<WorkerLost>("e.wl"), l => l.WorkerId == "worker-1");
+    }
+
+    [Fact]
+    public async Task A_restarted_worker_rejoins_as_a_newcomer_and_all_three_replicas_end_equal()
+    {
+        // Longer than the 60-step run, so the restarted process (~3-4 s to start and join) arrives while the job trains.
+        using var run = ChaosRun.Start(NewRun("restart"), ChaosRun.TinyRecipe(clean.Root, 200), 3, "--max-restarts", "3");
+        await run.WaitForCheckpointAsync(10);
+        run.Signal("worker-1", ChaosRun.SigKill);
+        Assert.Equal(0, await run.WaitAsync());
+
+        var s = run.Summary;
+        output.WriteLine(string.Join("; ", s.Generations.Select(g => $"g{g.Number} {g.WorldSize} from {g.FirstStep} ({g.Cause})")));
+        Assert.Equal(200, s.Steps);
+        Assert.Equal(3, s.WorldSize);
+        Assert.Equal(3, s.ReplicaChecksums.Count);
+        Assert.Single(s.ReplicaChecksums.Values.Distinct());
+        Assert.Equal(["start", "lost", "joined"], s.Generations.Select(g => g.Cause));
+        Assert.Equal(ChaosRun.TinyDigest(200), s.SampleDigest);
+        Assert.Contains("worker-1 started again", run.Output);
+    }
+
+    [Fact]
+    public async Task A_SIGTERMed_worker_leaves_after_its_step_and_the_others_train_again_within_2_seconds()
+    {
+        var baseline = await clean.Sixty;
+        using var run = ChaosRun.Start(NewRun("term"), ChaosRun.TinyRecipe(clean.Root, 60), 3, "--max-restarts", "0");
+        await run.WaitForCheckpointAsync(10);
+        using var leaver = Process.GetProcessById(run.Pid("worker-2"));
+        run.Signal("worker-2", ChaosRun.SigTerm);
+        Assert.True(leaver.WaitForExit(TimeSpan.FromSeconds(10)), "the SIGTERMed worker did not exit within 10 s");
+        Assert.Equal(0, await run.WaitAsync());
+
+        var s = run.Summary;
+        Assert.DoesNotContain("worker-2 (pid", run.Output);      // `local` reports every non-zero exit
+        Assert.Equal(["start", "left"], s.Generations.Select(g => g.Cause));
+        Assert.Equal(2, s.WorldSize);
+        Assert.InRange(s.MaxRecoverySeconds, 0.001, 2.0);          // no timeout was waited for
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);
+        Assert.Contains("worker-2 left the job at step", run.Output);
+        Assert.Empty(run.Journaled<WorkerLost>("e.wl"));
+    }
+
+    [Fact]
+    public async Task Killing_rank_0_moves_checkpoint_duty_and_keeps_the_clean_runs_samples()
+    {
+        var baseline = await clean.Sixty;
+        using var run = ChaosRun.Start(NewRun("rank0"), ChaosRun.TinyRecipe(clean.Root, 60), 3, "--max-restarts", "0", "--verbose");
+        await run.WaitForCheckpointAsync(10);
+        string rankZero = run.RankZeroOfFirstGeneration(3);
+        run.Signal(rankZero, ChaosRun.SigKill);
+        Assert.Equal(0, await run.WaitAsync());
+
+        var s = run.Summary;
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);
+        Assert.Equal(2, s.WorldSize);
+        Assert.EndsWith("step-00000060", s.LastCheckpoint);       // written by the new rank 0
+        Assert.Contains(run.Journaled<CheckpointRecorded>("e.cr"), c => c.Step == 60 && c.WorkerId != rankZero);
+    }
+
+    [Fact]
+    public async Task Two_of_four_workers_killed_at_once_leave_two_that_finish_on_the_same_samples()
+    {
+        var baseline = await clean.Sixty;
+        using var run = ChaosRun.Start(NewRun("two"), ChaosRun.TinyRecipe(clean.Root, 60), 4, "--max-restarts", "0");
+        await run.WaitForCheckpointAsync(10);
+        run.Signal("worker-1", ChaosRun.SigKill);
+        run.Signal("worker-2", ChaosRun.SigKill);
+        Assert.Equal(0, await run.WaitAsync());
+
+        var s = run.Summary;
+        Assert.Equal(2, s.WorldSize);
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);      // a digest does not depend on the world size
+        Assert.Equal(4, s.Generations[0].WorldSize);
+        Assert.Equal(2, s.Generations[^1].WorldSize);
+        Assert.Single(s.ReplicaChecksums.Values.Distinct());
+    }
+
+    [Fact]
+    public async Task When_every_worker_is_lost_the_job_fails_naming_the_last_checkpoint_and_nothing_hangs()
+    {
+        using var run = ChaosRun.Start(NewRun("all"), ChaosRun.TinyRecipe(clean.Root, 100_000), 2, "--max-restarts", "0", "--timeout", "5");
+        await run.WaitForCheckpointAsync(10);
+        var clock = Stopwatch.StartNew();
+        run.Signal("worker-0", ChaosRun.SigKill);
+        run.Signal("worker-1", ChaosRun.SigKill);
+        Assert.Equal(1, await run.WaitAsync());
+        output.WriteLine($"the run ended {clock.Elapsed.TotalSeconds:0.0} s after the kills");
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"took {clock.Elapsed}");
+        var s = run.Summary;
+        Assert.Equal("failed", s.Status);
+        Assert.Contains("checkpoint", s.Error);
+        Assert.Contains("--resume", s.Error);
+    }
+}
