@@ -30,9 +30,10 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
-    public async Task A_world_size_that_does_not_divide_the_global_batch_is_refused_naming_the_field()
+    public async Task More_workers_than_samples_in_a_step_are_refused_naming_the_field()
     {
-        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", Recipe("ok.yaml", t => t), "--workers", "5",
+        // batch.global 12: any world size up to 12 keeps the batch (shares differ by one); 13 would leave a rank idle.
+        var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", Recipe("ok.yaml", t => t), "--workers", "13",
             "--run-dir", Path.Combine(_dir, "run"));
         Assert.Equal(2, code);
         Assert.Contains("batch.global", output);

@@ -43,7 +43,7 @@ public sealed class WorkerClusterTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_killed_worker_is_journaled_as_lost_and_the_survivor_is_told_to_stop()
+    public async Task A_killed_worker_is_journaled_as_lost_and_the_survivor_regroups_into_the_next_generation()
     {
         await _host.SubmitAsync(JobStateTests.Spec(2));
         var w0 = await StartWorkerAsync("w0");
@@ -57,12 +57,20 @@ public sealed class WorkerClusterTests : IAsyncLifetime
 
         await _workers[1].Terminate(); // no cluster leave: the coordinator must detect it
 
-        var stop = Assert.IsType<StopWorker>(await w0.ReceiveAsync(Timeout));
-        Assert.Contains("w1", stop.Reason);
+        // The survivor is told to stop the generation (it may be stuck on the dead peer) and report its step.
+        var abandon = Assert.IsType<AbandonGeneration>(await w0.ReceiveAsync(Timeout));
+        Assert.Contains("w1", abandon.Reason);
         var state = await _host.FetchStateAsync();
-        Assert.Equal(JobPhase.Failed, state.Phase);
+        Assert.Equal(JobPhase.Regrouping, state.Phase);
         Assert.Equal(("w1", "coordinator"), (Assert.Single(state.Lost).WorkerId, state.Lost[0].DetectedBy));
-        Assert.False((await _host.Outcome.WaitAsync(Timeout)).Succeeded);
+
+        w0.Send(_host.Job, new ReportStepBoundary("w0", 1, 7, false, "the coordinator abandoned the generation"));
+        var answers = new[] { await w0.ReceiveAsync(Timeout), await w0.ReceiveAsync(Timeout) };
+        Assert.Single(answers.OfType<ReportAcknowledged>());
+        var next = Assert.Single(answers.OfType<GenerationStarted>());
+        Assert.Equal((2L, 7L, 0, "lost"), (next.Generation, next.StartStep, next.SourceRank, next.Cause));
+        Assert.Equal("w0", Assert.Single(next.Ranks).WorkerId);
+        Assert.False(_host.Outcome.IsCompleted);
         Assert.Equal(Akka.Cluster.MemberStatus.Up, Akka.Cluster.Cluster.Get(_host.System).SelfMember.Status);
     }
 

@@ -5,25 +5,28 @@ namespace Pretrain.Tests.Serialization;
 /// <summary>One filled-in instance of every registered message and event type.</summary>
 public static class SampleMessages
 {
-    public static readonly JobSpec Job = new("method: simclr\nsteps: 10\n", "abc123", 2, 10, "/tmp/run", false);
+    public static readonly JobSpec Job = new("method: simclr\nsteps: 10\n", "abc123", 2, 10, "/tmp/run", false, "/r/recipe.yaml", 2, 4, 60, 15);
 
     public static readonly ReportFinished Finished =
         new("w1", 1, 10, 0.25, 512.5, "xxh64:0123", new Dictionary<string, double> { ["knn_top1"] = 0.71 });
 
     public static readonly GenerationStarted Generation =
-        new(3, [new RankAssignment(0, "w0", "10.0.0.1", 29500), new RankAssignment(1, "w1", "10.0.0.2", 29501)]);
+        new(3, [new RankAssignment(0, "w0", "10.0.0.1", 29500), new RankAssignment(1, "w1", "10.0.0.2", 29501)], 412, 1, "lost");
 
     public static readonly PreparationSpec Preparation =
         new("text", ["/data/kjv.txt"], "/data/kjv-shards", "cl100k_base", true, "text", 0.01, 64L << 20, 7);
 
     public static IReadOnlyList<IPretrainMessage> All() =>
     [
-        new RegisterWorker("w0", "10.0.0.1", 29500, 9100, 4242),
+        new RegisterWorker("w0", "10.0.0.1", 29500, 9100, 4242, "3f2a9c"),
         new WorkerRegistered("w0", Job),
         Generation,
         new ReportProgress("w0", 3, 0, 7, 1.5, 1024),
         new ReportCheckpoint("w0", 8, "checkpoints/step-00000008", "sha:1"),
-        new ReportPeerLost("w0", 3, 1, "w1", "connection reset"),
+        new ReportPeerLost("w0", 3, 1, "w1", "connection reset", 411),
+        new ReportStepBoundary("w2", 3, 412, true, "SIGTERM", 1),
+        new RequestStepBoundary(3, "w3 is waiting to join"),
+        new AbandonGeneration(3, "w1 lost at step 412"),
         Finished,
         new ReportFailed("w1", 1, "NaN loss"),
         new StopWorker("job failed"),
@@ -33,9 +36,12 @@ public static class SampleMessages
         new DefineJob(Job),
         new JobDefinitionAnswered(false, "different job"),
         new JobDefined(Job),
-        new WorkerJoined("w0", "10.0.0.1", 29500, 9100, 4242),
+        new WorkerJoined("w0", "10.0.0.1", 29500, 9100, 4242, "3f2a9c"),
         new WorkerLost("w1", 3, "unreachable", "coordinator"),
-        new StepCommitted(3, 7, 1.5, 1024),
+        new StepCommitted(3, 7, 1.5, 1024, 1_764_000_000_000),
+        new RegroupStarted(3, "lost", "w1 lost at step 412 (connection reset)", 1_764_000_000_000),
+        new StepHeld("w0", 3, 412),
+        new WorkerLeft("w2", 3, 412),
         new CheckpointRecorded("w0", 8, "checkpoints/step-00000008", "sha:1"),
         new WorkerFinished(Finished),
         new JobCompleted(3, 10),

@@ -103,11 +103,25 @@ public class RecipeTests
         Assert.Contains("checkpoint.keep: missing", Rejected(System.Text.RegularExpressions.Regex.Replace(Tiny, "(?m)^  keep:.*$", "")).Message);
 
     [Fact]
-    public void Global_batch_not_divisible_by_world_size_is_rejected()
+    public void Any_world_size_up_to_the_micro_batch_is_accepted_and_more_is_rejected()
     {
-        var e = Assert.Throws<RecipeException>(() => RecipeLoader.Load(File_).ValidateForWorldSize(5));
+        var recipe = RecipeLoader.Load(File_);               // batch.global 12
+        foreach (var world in new[] { 1, 5, 7, 12 }) recipe.ValidateForWorldSize(world);
+        var e = Assert.Throws<RecipeException>(() => recipe.ValidateForWorldSize(13));
         Assert.Contains("batch.global", e.Message);
-        Assert.Contains("world size 5", e.Message);
+        Assert.Contains("13 workers", e.Message);
+    }
+
+    [Fact]
+    public void The_elastic_section_is_read_with_defaults_and_checked()
+    {
+        var recipe = RecipeLoader.Parse(Tiny + "\nelastic:\n  min_workers: 2\n  wait: 30\n", File_);
+        Assert.Equal(new ElasticRecipe(2, 0, 30), recipe.Elastic);
+        Assert.Equal(ElasticRecipe.Default, RecipeLoader.Parse(Tiny, File_).ElasticOrDefault);
+        var e = Assert.Throws<RecipeException>(() => RecipeLoader.Parse(Tiny + "\nelastic:\n  min_workers: 3\n  max_workers: 2\n", File_));
+        Assert.Contains("elastic.max_workers", e.Message);
+        e = Assert.Throws<RecipeException>(() => RecipeLoader.Parse(Tiny + "\nelastic:\n  min_worker: 3\n", File_));
+        Assert.Contains("min_worker", e.Message);
     }
 
     [Fact]
