@@ -83,8 +83,14 @@ public sealed partial class ChaosRun : IDisposable
         var recipe = Pretrain.Shared.Recipes.RecipeLoader.Load(TinyRecipe(System.IO.Directory.CreateTempSubdirectory("digest-").FullName, steps));
         var text = (Pretrain.Shared.Recipes.TextData)recipe.Data;
         using var corpus = new ByteTextCorpus(text.TextPath, recipe.Transformer.Context, text.ValidationFraction);
-        var sampler = new GlobalBatchSampler(recipe.Seed, corpus.TrainSamples, recipe.Batch.Global);
-        var ids = new long[recipe.Batch.Global];
+        return Digest(recipe.Seed, corpus.TrainSamples, recipe.Batch.Global, steps);
+    }
+
+    /// <summary>summary.json's sample_digest by its definition: xxHash64 of each step's global batch of sample ids, chained through the seed.</summary>
+    public static string Digest(long seed, long samples, int globalBatch, long steps)
+    {
+        var sampler = new GlobalBatchSampler(seed, samples, globalBatch);
+        var ids = new long[globalBatch];
         ulong digest = 0;
         for (long s = 0; s < steps; s++)
         {
