@@ -34,6 +34,12 @@ public sealed record Decision(IReadOnlyList<IJobEvent> Events, string? Refusal =
 /// </summary>
 public static class JobDecisions
 {
+    /// <summary>
+    /// How long a rank blamed on a timeout has to report its step before it is counted lost. A live rank reports
+    /// within milliseconds of the AbandonGeneration every regroup sends; 2 s leaves room for a loaded machine.
+    /// </summary>
+    public const double SuspectGraceSeconds = 2;
+
     public static Decision Decide(JobState state, object command, long nowUnixMs = 0) => command switch
     {
         DefineJob c => Define(state, c),
@@ -118,9 +124,12 @@ public static class JobDecisions
         state = state.ApplyAll(events);
         if (lostId != c.WorkerId && state.RankOf(lostId) is not null && state.IsMember(lostId) && !state.Held.ContainsKey(lostId))
         {
-            var lost = new WorkerLost(lostId, state.Generation, c.Reason, c.WorkerId);
-            events.Add(lost);
-            state = state.Apply(lost);
+            // A closed connection is proof; a timeout is a suspicion (the blamed rank may wait on the frozen one too).
+            IJobEvent verdict = c.Suspected
+                ? new WorkerSuspected(lostId, state.Generation, c.Reason, c.WorkerId, now)
+                : new WorkerLost(lostId, state.Generation, c.Reason, c.WorkerId);
+            events.Add(verdict);
+            state = state.Apply(verdict);
         }
         events.AddRange(TryStart(state));
         return Decision.Of(events);
@@ -181,6 +190,13 @@ public static class JobDecisions
         if (state.Phase != JobPhase.Regrouping || state.Job is not { } job) return Decision.None;
         var events = new List<IJobEvent>();
         var waited = (now - state.RegroupAtUnixMs) / 1000.0;
+        foreach (var suspect in state.Suspects.Values.Where(s => (now - s.AtUnixMs) / 1000.0 >= SuspectGraceSeconds).ToList())
+        {
+            var lost = new WorkerLost(suspect.WorkerId, state.Generation,
+                $"{suspect.Reason}; it did not report its step within {SuspectGraceSeconds:0} s of being blamed", suspect.DetectedBy);
+            events.Add(lost);
+            state = state.Apply(lost);
+        }
         if (waited >= job.TimeoutSeconds)
             foreach (var silent in Pending(state).ToList())
             {

@@ -60,6 +60,9 @@ public sealed record JobState
     public long RegroupAtUnixMs { get; init; }
     public ImmutableDictionary<string, long> Held { get; init; } = ImmutableDictionary<string, long>.Empty;
 
+    /// <summary>Ranks blamed on a timeout while regrouping, with when: lost if they do not report within the grace.</summary>
+    public ImmutableDictionary<string, WorkerSuspected> Suspects { get; init; } = ImmutableDictionary<string, WorkerSuspected>.Empty;
+
     /// <summary>When the failure behind the newest regroup was detected; cleared by the first step after it.</summary>
     public long? RecoveringSinceUnixMs { get; init; }
 
@@ -92,6 +95,7 @@ public sealed record JobState
             Phase = JobPhase.Running,
             Finished = Finished.Clear(),
             Held = Held.Clear(),
+            Suspects = Suspects.Clear(),
             Generations = Generations.Add(new GenerationRecord(g.Generation, g.Ranks.Count, g.StartStep, g.Cause)),
         },
         RegroupStarted r => this with
@@ -104,8 +108,9 @@ public sealed record JobState
             // A newcomer is not a failure; a failure during an unfinished recovery counts from the first.
             RecoveringSinceUnixMs = r.Cause == RegroupCauses.Joined ? RecoveringSinceUnixMs : RecoveringSinceUnixMs ?? r.AtUnixMs,
         },
-        StepHeld h => this with { Held = Held.SetItem(h.WorkerId, h.Step) },
-        WorkerLost l => this with { Workers = Workers.RemoveAll(w => w.WorkerId == l.WorkerId), Lost = Lost.Add(l) },
+        StepHeld h => this with { Held = Held.SetItem(h.WorkerId, h.Step), Suspects = Suspects.Remove(h.WorkerId) },
+        WorkerSuspected w => Suspects.ContainsKey(w.WorkerId) ? this : this with { Suspects = Suspects.Add(w.WorkerId, w) },
+        WorkerLost l => this with { Workers = Workers.RemoveAll(w => w.WorkerId == l.WorkerId), Lost = Lost.Add(l), Suspects = Suspects.Remove(l.WorkerId) },
         WorkerLeft l => this with { Workers = Workers.RemoveAll(w => w.WorkerId == l.WorkerId), Left = Left.Add(l) },
         StepCommitted s => Committed(s),
         CheckpointRecorded c => this with { Checkpoints = Checkpoints.Add(c) },

@@ -78,6 +78,18 @@ public sealed record StepHeld(
     [property: Key(1)] long Generation,
     [property: Key(2)] long Step) : IJobEvent;
 
+/// <summary>
+/// A rank blamed a worker on a timeout: it is counted lost unless it reports its step within the
+/// suspect grace (a live rank that waited on the frozen one reports at once when the generation is abandoned).
+/// </summary>
+[MessagePackObject]
+public sealed record WorkerSuspected(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] long Generation,
+    [property: Key(2)] string Reason,
+    [property: Key(3)] string DetectedBy,
+    [property: Key(4)] long AtUnixMs) : IJobEvent;
+
 /// <summary>A worker left in good order (SIGTERM, a pod preempted): not a failure.</summary>
 [MessagePackObject]
 public sealed record WorkerLeft(

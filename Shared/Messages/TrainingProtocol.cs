@@ -34,7 +34,9 @@ public sealed record ReportPeerLost(
     [property: Key(2)] int LostRank,
     [property: Key(3)] string LostWorkerId,
     [property: Key(4)] string Reason,
-    [property: Key(5)] long HeldStep = 0) : IPretrainMessage;
+    [property: Key(5)] long HeldStep = 0,
+    // The blame rests on a timeout, not a closed connection: the named peer may be alive, waiting on another.
+    [property: Key(6)] bool Suspected = false) : IPretrainMessage;
 
 /// <summary>
 /// The rank stopped its generation at a step boundary without a failure: the ring agreed to stop

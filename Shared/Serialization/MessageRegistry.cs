@@ -45,6 +45,7 @@ public static class MessageRegistry
         (typeof(RegroupStarted), "e.rs"),
         (typeof(StepHeld), "e.sh"),
         (typeof(WorkerLeft), "e.wlf"),
+        (typeof(WorkerSuspected), "e.ws"),
         // Preparation (`pretrain prepare`)
         (typeof(RegisterPreparer), "rpr"),
         (typeof(PreparerRegistered), "prr"),

@@ -166,3 +166,37 @@ public sealed class ElasticTests(CleanRuns clean, ITestOutputHelper output) : IC
         Assert.Contains("--resume", s.Error);
     }
 }
+
+/// <summary>Slow is not dead, frozen is: a SIGSTOPped worker is excluded and the job carries on; woken, it does not corrupt the run.</summary>
+public sealed class FrozenWorkerTests(CleanRuns clean, ITestOutputHelper output) : IClassFixture<CleanRuns>
+{
+    [Fact]
+    public async Task A_SIGSTOPped_worker_is_excluded_within_the_timeout_and_woken_it_does_not_corrupt_the_run()
+    {
+        var baseline = await clean.Sixty;
+        using var run = ChaosRun.Start(Path.Combine(clean.Root, "stop"), ChaosRun.TinyRecipe(clean.Root, 60), 3,
+            "--max-restarts", "0", "--timeout", "5");
+        await run.WaitForCheckpointAsync(10);
+        var clock = Stopwatch.StartNew();
+        run.Signal("worker-1", ChaosRun.SigStop);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!run.Output.Contains("generation 2:", StringComparison.Ordinal) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        var excluded = clock.Elapsed;
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        run.Signal("worker-1", ChaosRun.SigCont);                     // wakes into a generation that is gone
+        Assert.Equal(0, await run.WaitAsync());
+        output.WriteLine($"generation 2 started {excluded.TotalSeconds:0.0} s after SIGSTOP (--timeout 5)");
+
+        Assert.InRange(excluded, TimeSpan.Zero, TimeSpan.FromSeconds(5 + 5));
+        var s = run.Summary;
+        Assert.Equal(60, s.Steps);
+        Assert.Equal(2, s.WorldSize);
+        Assert.Equal(["start", "lost"], s.Generations.Select(g => g.Cause));
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);
+        Assert.InRange(Math.Abs(s.FinalLoss - baseline.FinalLoss) / baseline.FinalLoss, 0, 0.01);
+        Assert.Single(s.ReplicaChecksums.Values.Distinct());
+        // Woken, it learnt it had been removed and stopped rather than train on a stale generation.
+        string log = File.ReadAllText(Path.Combine(run.Directory, "logs", "worker-1.log"));
+        Assert.True(log.Contains("removed from the cluster") || log.Contains("counted as lost"), log);
+    }
+}

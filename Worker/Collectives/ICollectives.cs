@@ -34,4 +34,7 @@ public sealed class CollectiveException(string message, long generation, int pee
     public int PeerRank { get; } = peerRank;
     /// <summary>The peer's worker id and endpoint, for logs and the coordinator's journal.</summary>
     public string PeerName { get; } = peerName;
+
+    /// <summary>The blame rests on silence (a timeout), not on a closed connection: the peer may be alive and waiting too.</summary>
+    public bool PeerTimedOut { get; init; }
 }

@@ -15,7 +15,9 @@ public sealed partial class RingCommunicator
     /// <param name="PeerRank">The rank blamed (-1: none, e.g. this rank was canceled).</param>
     /// <param name="Definitive">False while only a neighbour's link broke and a notice may still name the cause.</param>
     /// <param name="ReportedBy">The rank whose notice told us, or -1 when seen first-hand.</param>
-    private sealed record Failure(int PeerRank, string What, bool Definitive, int ReportedBy = -1);
+    /// <param name="TimedOut">The blame rests on silence (the watchdog), not on a closed link: the blamed peer may be a
+    /// live rank that waits, like us, on the one that froze. The coordinator then counts it lost only if it does not report.</param>
+    private sealed record Failure(int PeerRank, string What, bool Definitive, int ReportedBy = -1, bool TimedOut = false);
 
     private readonly Lock _failureGate = new();
     private readonly CancellationTokenSource _abort = new();      // cancels in-flight data I/O on failure
@@ -59,7 +61,7 @@ public sealed partial class RingCommunicator
     private void SendNotice(Failure failure)
     {
         if (_fromPrev is not { } socket || _disposed) return;
-        try { socket.Send(WireFormat.EncodeNotice(failure.PeerRank, failure.What)); }
+        try { socket.Send(WireFormat.EncodeNotice(failure.PeerRank, failure.What, failure.TimedOut)); }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { /* prev is gone too; its own neighbours report it */ }
     }
 
@@ -75,7 +77,7 @@ public sealed partial class RingCommunicator
                     Fail(new Failure(Next.Rank, "connection closed by peer", Definitive: true));
                     return;
                 }
-                var length = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8));
+                var (length, timedOut) = WireFormat.NoticeLength(BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8)));
                 if (BinaryPrimitives.ReadUInt32LittleEndian(header) != WireFormat.NoticeMagic || (uint)length > WireFormat.MaxNoticeText)
                 {
                     Fail(new Failure(Next.Rank, "sent garbage on the notice channel", Definitive: true));
@@ -89,7 +91,7 @@ public sealed partial class RingCommunicator
                     await OnNextLeftAsync();
                     return;
                 }
-                Fail(new Failure(failed, Encoding.UTF8.GetString(text), Definitive: true, ReportedBy: Next.Rank));
+                Fail(new Failure(failed, Encoding.UTF8.GetString(text), Definitive: true, ReportedBy: Next.Rank, TimedOut: timedOut));
                 if (length < 0) return;
             }
         }
@@ -121,7 +123,7 @@ public sealed partial class RingCommunicator
         var idle = Environment.TickCount64 - Volatile.Read(ref _lastProgress);
         if (idle < _options.Timeout.TotalMilliseconds) return;
         var peer = _receiveDone ? Next : Prev;
-        Fail(new Failure(peer.Rank, $"no data for {idle / 1000.0:0.0} s (timeout {_options.Timeout.TotalSeconds:0.#} s)", Definitive: true));
+        Fail(new Failure(peer.Rank, $"no data for {idle / 1000.0:0.0} s (timeout {_options.Timeout.TotalSeconds:0.#} s)", Definitive: true, TimedOut: true));
     }
 
     /// <summary>Classifies an exception from a data loop; an abort already recorded wins.</summary>
@@ -163,7 +165,7 @@ public sealed partial class RingCommunicator
             PretrainMetrics.CollectiveFailuresTotal.Inc();
             _log.LogWarning("{Failure}", Describe(op, failure));
         }
-        return new CollectiveException(Describe(op, failure), Generation, failure.PeerRank, PeerName(failure.PeerRank));
+        return new CollectiveException(Describe(op, failure), Generation, failure.PeerRank, PeerName(failure.PeerRank)) { PeerTimedOut = failure.TimedOut };
     }
 
     private string Describe(string op, Failure f)

@@ -130,7 +130,7 @@ public sealed partial class RingCommunicator : ICollectives
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_departed is { } left) Fail(left);  // also tells the previous rank, which may already wait on us
-        if (_failure is { } f) throw new CollectiveException(Describe(op, f), Generation, f.PeerRank, PeerName(f.PeerRank));
+        if (_failure is { } f) throw new CollectiveException(Describe(op, f), Generation, f.PeerRank, PeerName(f.PeerRank)) { PeerTimedOut = f.TimedOut };
         if (!_connected) throw new InvalidOperationException($"{op}: call ConnectAsync first");
     }
 

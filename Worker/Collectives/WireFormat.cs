@@ -85,13 +85,19 @@ internal static class WireFormat
     }
 
     /// <summary>Encodes "rank <paramref name="failedRank"/> failed: <paramref name="what"/>" for the reverse channel.</summary>
-    public static byte[] EncodeNotice(int failedRank, string what)
+    /// <summary>Bit of the notice's length field that says the blame rests on a timeout (lengths stay below 1024).</summary>
+    private const int TimedOutFlag = 1 << 30;
+
+    /// <summary>The text length of a notice and whether its blame rests on a timeout.</summary>
+    public static (int Length, bool TimedOut) NoticeLength(int field) => (field & ~TimedOutFlag, (field & TimedOutFlag) != 0);
+
+    public static byte[] EncodeNotice(int failedRank, string what, bool timedOut = false)
     {
         var text = Encoding.UTF8.GetBytes(what.Length > MaxNoticeText / 4 ? what[..(MaxNoticeText / 4)] : what);
         var b = new byte[NoticeHeaderSize + text.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(b, NoticeMagic);
         BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(4), failedRank);
-        BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(8), text.Length);
+        BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(8), text.Length | (timedOut ? TimedOutFlag : 0));
         text.CopyTo(b, NoticeHeaderSize);
         return b;
     }

@@ -68,7 +68,8 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
         {
             string lostId = peers.FirstOrDefault(p => p.Rank == lost.PeerRank)?.WorkerId ?? lost.PeerName;
             log.LogWarning("{Message}; holding step {Step} for the next generation", lost.Message, HeldStep);
-            return new SessionOutcome.PeerLost(new ReportPeerLost(options.WorkerId, generation.Generation, lost.PeerRank, lostId, lost.Message, HeldStep));
+            return new SessionOutcome.PeerLost(new ReportPeerLost(options.WorkerId, generation.Generation, lost.PeerRank, lostId, lost.Message, HeldStep,
+                Suspected: lost.PeerTimedOut));
         }
         catch (Exception e)
         {

@@ -39,4 +39,6 @@ public static class WorkerExitCodes
     public const int PeerLost = 3;
     public const int Stopped = 4;
     public const int CoordinatorUnreachable = 5;
+    /// <summary>The cluster removed this worker (it froze or was cut off for too long): its generation is gone; a launcher may start a fresh one.</summary>
+    public const int Excluded = 6;
 }

@@ -56,6 +56,15 @@ public static class WorkerProcess
                 worker.Tell(new WorkerActor.LeaveJob("stop signal (SIGTERM or Ctrl+C)"));
                 _ = Task.Delay(options.Timeout * 2).ContinueWith(_ => exit.TrySetResult(WorkerExitCodes.Stopped), TaskScheduler.Default);
             });
+            // A worker that froze (SIGSTOP, a stuck host) or was cut off is downed by the cluster; when it wakes its
+            // generation is gone and its peers train on without it. It must not train on: it exits, and a
+            // launcher (pretrain local --max-restarts, a Kubernetes Job) starts a fresh one that joins as a newcomer.
+            Akka.Cluster.Cluster.Get(system).RegisterOnMemberRemoved(() =>
+            {
+                if (exit.Task.IsCompleted) return;
+                log.LogError("this worker was removed from the cluster (frozen or cut off longer than the failure detector allows); its generation is gone, exiting");
+                exit.TrySetResult(WorkerExitCodes.Excluded);
+            });
             using var parentGone = WatchParent(options.ParentProcessId, () =>
             {
                 log.LogError("parent process {Pid} exited; stopping", options.ParentProcessId);
