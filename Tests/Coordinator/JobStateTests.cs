@@ -11,17 +11,20 @@ public sealed class JobStateTests
 
     internal static RegisterWorker Register(string id, int port = 29500) => new(id, "127.0.0.1", port, 9100, 1);
 
-    /// <summary>Decides and applies, as the actor does after persisting.</summary>
-    internal static (JobState State, Decision Decision) Run(JobState state, object command)
+    /// <summary>Decides and applies, as the actor does after persisting; <paramref name="nowUnixMs"/> is the actor's clock.</summary>
+    internal static (JobState State, Decision Decision) Run(JobState state, object command, long nowUnixMs = 0)
     {
-        var decision = JobDecisions.Decide(state, command);
+        var decision = JobDecisions.Decide(state, command, nowUnixMs);
         return (state.ApplyAll(decision.Events), decision);
     }
 
-    internal static JobState Running(int worldSize)
+    internal static JobState Running(int worldSize) => Running(Spec(worldSize));
+
+    /// <summary>Generation 1 of <paramref name="spec"/>: workers w0, w1, … at ranks 0, 1, … on ports 29500, 29501, ….</summary>
+    internal static JobState Running(JobSpec spec)
     {
-        var state = Run(JobState.Empty, new DefineJob(Spec(worldSize))).State;
-        for (var i = 0; i < worldSize; i++) state = Run(state, Register($"w{i}", 29500 + i)).State;
+        var state = Run(JobState.Empty, new DefineJob(spec)).State;
+        for (var i = 0; i < spec.WorldSize; i++) state = Run(state, Register($"w{i}", 29500 + i)).State;
         return state;
     }
 
@@ -80,9 +83,23 @@ public sealed class JobStateTests
     }
 
     [Fact]
-    public void A_running_generation_refuses_newcomers()
+    public void A_running_generation_below_max_workers_lets_a_newcomer_wait_without_regrouping()
     {
-        Assert.NotNull(JobDecisions.Decide(Running(2), Register("late")).Refusal);
+        var (state, decision) = Run(Running(Spec(2) with { MaxWorkers = 3 }), Register("late", 29600));
+
+        var joined = Assert.IsType<WorkerJoined>(Assert.Single(decision.Events));
+        Assert.Equal(("late", 29600), (joined.WorkerId, joined.DataPlanePort));
+        Assert.Equal((JobPhase.Running, 1L), (state.Phase, state.Generation));
+        Assert.Equal(["late"], state.Newcomers.Select(w => w.WorkerId));
+    }
+
+    [Fact]
+    public void A_running_generation_at_max_workers_refuses_newcomers()
+    {
+        // max_workers 0 means the started world size.
+        var decision = JobDecisions.Decide(Running(2), Register("late"));
+        Assert.Empty(decision.Events);
+        Assert.Contains("elastic.max_workers = 2", decision.Refusal);
     }
 
     [Fact]
@@ -107,16 +124,19 @@ public sealed class JobStateTests
     }
 
     [Fact]
-    public void A_peer_lost_report_records_who_was_lost_and_by_whom_and_fails_the_job()
+    public void A_peer_lost_report_records_who_was_lost_and_by_whom_and_the_survivor_goes_on_alone()
     {
-        var (state, decision) = Run(Running(2), new ReportPeerLost("w0", 1, 1, "w1", "connection reset"));
+        var (state, decision) = Run(Running(2), new ReportPeerLost("w0", 1, 1, "w1", "connection reset", 7));
 
-        var lost = Assert.IsType<WorkerLost>(decision.Events[0]);
+        var lost = Assert.Single(decision.Events.OfType<WorkerLost>());
         Assert.Equal(("w1", "w0", "connection reset"), (lost.WorkerId, lost.DetectedBy, lost.Reason));
-        Assert.Equal(JobPhase.Failed, state.Phase);
-        Assert.Contains("w1", state.FailureReason);
+        var next = Assert.IsType<GenerationStarted>(decision.Events[^1]);
+        Assert.Equal((2L, 7L, 0, RegroupCauses.Lost), (next.Generation, next.StartStep, next.SourceRank, next.Cause));
+        Assert.Equal(["w0"], next.Ranks.Select(r => r.WorkerId));
+        Assert.Equal((JobPhase.Running, 2L), (state.Phase, state.Generation));
+        Assert.Null(state.FailureReason);
         Assert.Equal(["w0"], state.Workers.Select(w => w.WorkerId));
-        // The survivor's own report of the same loss, or the death watch, adds nothing.
+        // The death watch seeing the same loss adds nothing.
         Assert.Empty(JobDecisions.Decide(state, new LoseWorker("w1", "terminated", "coordinator")).Events);
     }
 
@@ -125,7 +145,8 @@ public sealed class JobStateTests
     {
         var state = Run(Running(3), new ReportPeerLost("w0", 1, 2, "", "timeout")).State;
         Assert.Equal("w2", Assert.Single(state.Lost).WorkerId);
-        Assert.Equal(JobPhase.Failed, state.Phase);
+        // w1 has not reported the step it holds yet.
+        Assert.Equal(JobPhase.Regrouping, state.Phase);
     }
 
     [Fact]

@@ -27,20 +27,24 @@ public sealed partial class ChaosRun : IDisposable
     public string Output => _cli.Output;
     public RunSummary Summary => RunSummary.Read(Path.Combine(Directory, "summary.json"));
 
-    /// <summary>The tiny GPT recipe with <paramref name="steps"/> steps and a checkpoint every 10.</summary>
-    public static string TinyRecipe(string directory, long steps)
+    /// <summary>The tiny GPT recipe with <paramref name="steps"/> steps and a checkpoint every <paramref name="checkpointEvery"/>.</summary>
+    public static string TinyRecipe(string directory, long steps, long checkpointEvery = 10)
     {
         System.IO.Directory.CreateDirectory(directory);
         string text = File.ReadAllText(RepoPaths.Recipe("gpt-kjv-tiny.yaml"));
         text = Regex.Replace(text, @"(?m)^steps: \d+", $"steps: {steps}");
         text = Regex.Replace(text, @"(?m)^(\s+text: )\S+", "${1}" + RepoPaths.KjvText);
-        string path = Path.Combine(directory, $"tiny-{steps}.yaml");
+        text = Regex.Replace(text, @"(?m)^(\s+every: )\d+", "${1}" + checkpointEvery);
+        string path = Path.Combine(directory, $"tiny-{steps}-{checkpointEvery}.yaml");
         File.WriteAllText(path, text);
         return path;
     }
 
     public static ChaosRun Start(string directory, string recipe, int workers, params string[] extra) =>
-        new(CliProcess.Start(["local", "--recipe", recipe, "--workers", workers.ToString(), "--run-dir", directory,
+        Start(new Dictionary<string, string>(), directory, recipe, workers, extra);
+
+    public static ChaosRun Start(IReadOnlyDictionary<string, string> environment, string directory, string recipe, int workers, params string[] extra) =>
+        new(CliProcess.Start(environment, ["local", "--recipe", recipe, "--workers", workers.ToString(), "--run-dir", directory,
             "--metrics-port", "-1", "--worker-metrics-port", "-1", .. extra]), directory);
 
     /// <summary>Waits until rank 0 has published the checkpoint of <paramref name="step"/>.</summary>

@@ -200,3 +200,32 @@ public sealed class FrozenWorkerTests(CleanRuns clean, ITestOutputHelper output)
         Assert.True(log.Contains("removed from the cluster") || log.Contains("counted as lost"), log);
     }
 }
+
+/// <summary>Checkpoints that do not stall the ring: rank 0 writes on another thread, and a write slower than --timeout fails nothing.</summary>
+public sealed class SlowCheckpointTests(CleanRuns clean, ITestOutputHelper output) : IClassFixture<CleanRuns>
+{
+    [Fact]
+    public async Task A_checkpoint_write_slower_than_the_timeout_does_not_fail_the_job()
+    {
+        var baseline = await clean.Sixty;
+        var slow = new Dictionary<string, string> { [Pretrain.Worker.Training.Checkpoints.CheckpointWriter.DelayVariable] = "8000" };
+        var clock = Stopwatch.StartNew();
+        using var run = ChaosRun.Start(slow, Path.Combine(clean.Root, "slow-checkpoint"), ChaosRun.TinyRecipe(clean.Root, 60, checkpointEvery: 30), 3,
+            "--max-restarts", "0", "--timeout", "3");
+        Assert.True(await run.WaitAsync() == 0, run.Output);
+        output.WriteLine($"run took {clock.Elapsed.TotalSeconds:0.0} s with 8 s checkpoint writes and --timeout 3");
+
+        var s = run.Summary;
+        Assert.Equal("completed", s.Status);
+        Assert.Equal(["start"], s.Generations.Select(g => g.Cause));    // nobody was lost: slow is not dead
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);
+        Assert.EndsWith("step-00000060", s.LastCheckpoint);
+        Assert.True(Directory.Exists(Path.Combine(run.Directory, "checkpoints", "step-00000030")));
+        var logs = string.Concat(Enumerable.Range(0, 3).Select(i => File.ReadAllText(Path.Combine(run.Directory, "logs", $"worker-{i}.log"))));
+        Assert.DoesNotContain("lost", s.Generations.Select(g => g.Cause));
+        Assert.True(clock.Elapsed > TimeSpan.FromSeconds(8), "the slowed writer did not slow anything: the hook is not in effect");
+        Assert.DoesNotContain("no data for", logs.Split('\n').Where(l => l.Contains("lost", StringComparison.Ordinal)));
+        // The others did wait longer than the timeout on rank 0 (the final write), vouched for by the control plane.
+        Assert.Contains("but every peer is alive (control plane)", logs);
+    }
+}

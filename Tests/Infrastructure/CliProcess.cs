@@ -17,6 +17,14 @@ public sealed class CliProcess : IDisposable
 
     public static CliProcess Start(params string[] args) => Start(new ProcessStartInfo(RepoPaths.Cli), args);
 
+    /// <summary>The CLI with extra environment variables (test hooks such as a slowed checkpoint writer); children inherit them.</summary>
+    public static CliProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
+        var info = new ProcessStartInfo(RepoPaths.Cli);
+        foreach (var (name, value) in environment) info.Environment[name] = value;
+        return Start(info, args);
+    }
+
     /// <summary>
     /// Runs the test assembly as the CLI (<c>dotnet exec Pretrain.Tests.dll …</c>, see
     /// Preparation/PrepareTestHost): the real commands plus test-only preparation kinds.

@@ -41,6 +41,17 @@ public sealed record CollectiveOptions
     /// </summary>
     public TimeSpan FailureGrace { get; init; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>
+    /// Slow is not dead: when a call has moved no byte for <see cref="Timeout"/> but this says every peer process
+    /// is alive (the control plane's failure detector still reaches them all), the call keeps waiting — a rank
+    /// writing a large checkpoint or running a long evaluation is slow, not lost — up to
+    /// <see cref="SlowPeerLimit"/> times the timeout, so a deadlock still fails. Null: silence for the timeout fails.
+    /// </summary>
+    public Func<bool>? PeersAlive { get; init; }
+
+    /// <summary>How many timeouts a call may wait on peers that <see cref="PeersAlive"/> says are alive.</summary>
+    public int SlowPeerLimit { get; init; } = 10;
+
     internal void Validate()
     {
         if (Timeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(Timeout), Timeout, "must be positive");

@@ -29,6 +29,7 @@ public sealed partial class RingCommunicator
     private long _lastProgress;  // Environment.TickCount64 of the last completed socket operation
     private int _busy;           // 1 while a collective is in flight
     private int _counted;        // CollectiveFailuresTotal counts each communicator once
+    private int _slowLogged;     // the "slow, not dead" warning is logged once per communicator
 
     private TimeSpan WatchdogPeriod => TimeSpan.FromMilliseconds(Math.Clamp(_options.Timeout.TotalMilliseconds / 8, 10, 1000));
 
@@ -123,6 +124,13 @@ public sealed partial class RingCommunicator
         var idle = Environment.TickCount64 - Volatile.Read(ref _lastProgress);
         if (idle < _options.Timeout.TotalMilliseconds) return;
         var peer = _receiveDone ? Next : Prev;
+        if (idle < _options.Timeout.TotalMilliseconds * _options.SlowPeerLimit && _options.PeersAlive?.Invoke() == true)
+        {
+            if (Interlocked.Exchange(ref _slowLogged, 1) == 0)
+                _log.LogWarning("generation {Generation} rank {Rank}: no data from {Peer} for {Seconds:0.0} s, but every peer is alive (control plane); waiting up to {Limit:0} s",
+                    Generation, Rank, peer, idle / 1000.0, _options.Timeout.TotalSeconds * _options.SlowPeerLimit);
+            return;
+        }
         Fail(new Failure(peer.Rank, $"no data for {idle / 1000.0:0.0} s (timeout {_options.Timeout.TotalSeconds:0.#} s)", Definitive: true, TimedOut: true));
     }
 

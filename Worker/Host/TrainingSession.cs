@@ -13,7 +13,8 @@ namespace Pretrain.Worker.Host;
 /// trainer on it, and turns how it ended into a <see cref="SessionOutcome"/> for the worker actor. The
 /// step it reports as held is what the coordinator regroups from.
 /// </summary>
-public sealed class TrainingSession(WorkerOptions options, DataPlaneListener listener, StderrLogger log) : IDisposable
+/// <param name="peersAlive">The control plane's word on whether every peer process is alive: collectives wait on slow peers it vouches for.</param>
+public sealed class TrainingSession(WorkerOptions options, DataPlaneListener listener, StderrLogger log, Func<bool>? peersAlive = null) : IDisposable
 {
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(500);
 
@@ -35,7 +36,7 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
         {
             var trainer = Replica(job);
             _checkpointSink = checkpoint;
-            await using (ring = new RingCommunicator(listener, generation.Generation, rank, peers, new CollectiveOptions { Timeout = options.Timeout }, log))
+            await using (ring = new RingCommunicator(listener, generation.Generation, rank, peers, new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log))
             {
                 // Abandoned: close the ring, so a collective blocked inside a forward pass fails at once too.
                 using var abort = abandon.Register(() => _ = ring.DisposeAsync());

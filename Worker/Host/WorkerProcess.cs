@@ -41,7 +41,10 @@ public static class WorkerProcess
                 return code = WorkerExitCodes.CoordinatorUnreachable;
             }
             var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-            using var session = new TrainingSession(options, listener, log);
+            // Slow is not dead: the cluster's failure detector (heartbeats on their own threads, ~3 s to
+            // unreachable) tells a frozen or lost process from one that is busy writing a checkpoint.
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            using var session = new TrainingSession(options, listener, log, peersAlive: () => cluster.State.Unreachable.IsEmpty);
             var registration = new RegisterWorker(options.WorkerId, options.Host, listener.Port, metrics?.Port ?? -1, Environment.ProcessId,
                 Guid.NewGuid().ToString("N"));
             var hooks = new WorkerSessionHooks(session.RunAsync, () => session.HeldStep, session.Control.Leave, session.Control.RequestStop);
