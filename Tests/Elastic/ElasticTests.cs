@@ -229,3 +229,63 @@ public sealed class SlowCheckpointTests(CleanRuns clean, ITestOutputHelper outpu
         Assert.Contains("but every peer is alive (control plane)", logs);
     }
 }
+
+/// <summary>Failures on top of failures: a worker killed while the job regroups, rank 0 killed in the middle of a checkpoint write.</summary>
+public sealed class CompoundFailureTests(CleanRuns clean, ITestOutputHelper output) : IClassFixture<CleanRuns>
+{
+    [Fact]
+    public async Task A_worker_killed_while_the_job_regroups_leaves_the_others_to_finish_on_the_same_samples()
+    {
+        var baseline = await clean.Sixty;
+        using var run = ChaosRun.Start(Path.Combine(clean.Root, "regroup-kill"), ChaosRun.TinyRecipe(clean.Root, 60), 4,
+            "--max-restarts", "0", "--timeout", "3");
+        await run.WaitForCheckpointAsync(10);
+        run.Signal("worker-1", ChaosRun.SigStop);            // the regroup waits for this frozen one (timeout, then suspect grace)
+        try
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while (!run.Output.Contains("regrouping", StringComparison.Ordinal) && DateTime.UtcNow < deadline) await Task.Delay(20);
+            Assert.Contains("regrouping", run.Output);
+            run.Signal("worker-2", ChaosRun.SigKill);        // a survivor dies while the regroup is under way
+            Assert.True(await run.WaitAsync() == 0, run.Output);
+        }
+        finally
+        {
+            try { run.Signal("worker-1", ChaosRun.SigCont); } catch (Exception) { }
+        }
+
+        var s = run.Summary;
+        output.WriteLine(string.Join("; ", s.Generations.Select(g => $"g{g.Number} {g.WorldSize} from {g.FirstStep} ({g.Cause})")));
+        Assert.Equal(60, s.Steps);
+        Assert.Equal(2, s.WorldSize);
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);
+        Assert.Single(s.ReplicaChecksums.Values.Distinct());
+        var lost = run.Journaled<WorkerLost>("e.wl").Select(l => l.WorkerId).ToHashSet();
+        Assert.Superset(new HashSet<string> { "worker-1", "worker-2" }, lost);
+    }
+
+    [Fact]
+    public async Task Rank_0_killed_while_it_writes_a_checkpoint_loses_nothing_and_leaves_no_partial_checkpoint()
+    {
+        var baseline = await clean.Sixty;
+        var slow = new Dictionary<string, string> { [Pretrain.Worker.Training.Checkpoints.CheckpointWriter.DelayVariable] = "1500" };
+        string dir = Path.Combine(clean.Root, "checkpoint-kill");
+        using var run = ChaosRun.Start(slow, dir, ChaosRun.TinyRecipe(clean.Root, 60, checkpointEvery: 20), 3, "--max-restarts", "0", "--verbose");
+        var checkpoints = Path.Combine(dir, "checkpoints");
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (!(Directory.Exists(checkpoints) && Directory.EnumerateDirectories(checkpoints, ".tmp-step-00000020-*").Any()) && DateTime.UtcNow < deadline)
+            await Task.Delay(10);
+        string rankZero = run.RankZeroOfFirstGeneration(3);
+        run.Signal(rankZero, ChaosRun.SigKill);               // its write of step 20 is in flight
+        Assert.True(await run.WaitAsync() == 0, run.Output);
+
+        var s = run.Summary;
+        Assert.Equal(baseline.SampleDigest, s.SampleDigest);
+        Assert.Equal(2, s.WorldSize);
+        Assert.EndsWith("step-00000060", s.LastCheckpoint);
+        Assert.Empty(Directory.EnumerateDirectories(checkpoints, ".tmp-*"));   // the killed write's leftovers are gone
+        var verified = new Pretrain.Worker.Training.Checkpoints.CheckpointStore(dir, _ => { }).FindNewest(null);
+        Assert.Equal(60, verified!.State.Step);
+        Assert.Equal(s.SampleDigest, verified.State.SampleDigest);
+    }
+}
