@@ -172,9 +172,11 @@ public static class JobDecisions
         var rank = state.RankOf(workerId);
         if (rank is null || state.Phase is JobPhase.Rendezvous) return [lost]; // it only waited; others may still come
         // A worker that already reported its final figures may exit; that is not a loss.
-        if (state.Finished.ContainsKey(rank.Value)) return [];
-        if (state.Phase == JobPhase.Regrouping) return [lost];
-        return [new RegroupStarted(state.Generation, RegroupCauses.Lost, $"{workerId} lost at step {state.LastStep} ({reason}, detected by {detectedBy})", now), lost];
+        if (state.Finished.ContainsKey(rank.Value)) return [new WorkerLeft(workerId, state.Generation, state.Finished[rank.Value].Step)];
+        var regroup = new RegroupStarted(state.Generation, RegroupCauses.Lost, $"{workerId} lost at step {state.LastStep} ({reason}, detected by {detectedBy})", now);
+        if (state.Phase == JobPhase.Regrouping)
+            return state.RegroupCause == RegroupCauses.Joined ? [regroup, lost] : [lost];   // a newcomer's regroup becomes a recovery
+        return [regroup, lost];
     }
 
     /// <summary>The events of <paramref name="events"/> and, after them, a new generation if the regroup can complete.</summary>
@@ -213,14 +215,16 @@ public static class JobDecisions
         return Decision.Of(events);
     }
 
-    /// <summary>Ranks of the regrouping generation that are alive and have not reported the step they hold.</summary>
+    /// <summary>Ranks of the regrouping generation that are alive and have neither reported the step they hold nor finished.</summary>
     private static IEnumerable<RankAssignment> Pending(JobState state) =>
-        state.Ranks.Where(r => state.IsMember(r.WorkerId) && !state.Held.ContainsKey(r.WorkerId));
+        state.Ranks.Where(r => state.IsMember(r.WorkerId) && state.RankOf(r.WorkerId) is not null && !state.Held.ContainsKey(r.WorkerId)
+                               && !state.Finished.ContainsKey(r.Rank));
 
     /// <summary>Who would form the next generation: survivors in their old rank order, then newcomers in registration order, up to max_workers.</summary>
     private static List<WorkerJoined> Candidates(JobState state)
     {
-        var survivors = state.Ranks.Where(r => state.Held.ContainsKey(r.WorkerId)).Select(r => state.Member(r.WorkerId)).OfType<WorkerJoined>();
+        var survivors = state.Ranks.Where(r => state.Held.ContainsKey(r.WorkerId) && state.RankOf(r.WorkerId) is not null)
+            .Select(r => state.Member(r.WorkerId)).OfType<WorkerJoined>();
         return survivors.Concat(state.Newcomers).Take(state.Job!.MaxWorld).ToList();
     }
 

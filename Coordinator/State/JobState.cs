@@ -60,6 +60,12 @@ public sealed record JobState
     public long RegroupAtUnixMs { get; init; }
     public ImmutableDictionary<string, long> Held { get; init; } = ImmutableDictionary<string, long>.Empty;
 
+    /// <summary>
+    /// Worker ids whose process of the current generation is gone (lost or left). A new process may register under
+    /// the same id (a restarted worker, a replacement pod): it is a newcomer, not that rank.
+    /// </summary>
+    public ImmutableHashSet<string> Gone { get; init; } = [];
+
     /// <summary>Ranks blamed on a timeout while regrouping, with when: lost if they do not report within the grace.</summary>
     public ImmutableDictionary<string, WorkerSuspected> Suspects { get; init; } = ImmutableDictionary<string, WorkerSuspected>.Empty;
 
@@ -77,8 +83,8 @@ public sealed record JobState
 
     public WorkerJoined? Member(string workerId) => Workers.Find(w => w.WorkerId == workerId);
 
-    /// <summary>The worker's rank in the current generation, or null if it has none.</summary>
-    public int? RankOf(string workerId) => Ranks.Find(r => r.WorkerId == workerId)?.Rank;
+    /// <summary>The worker's rank in the current generation, or null if it has none (or its process of that generation is gone).</summary>
+    public int? RankOf(string workerId) => Gone.Contains(workerId) ? null : Ranks.Find(r => r.WorkerId == workerId)?.Rank;
 
     /// <summary>Live workers that are not ranks of the current generation: newcomers waiting to be admitted.</summary>
     public IEnumerable<WorkerJoined> Newcomers => Workers.Where(w => RankOf(w.WorkerId) is null);
@@ -96,7 +102,18 @@ public sealed record JobState
             Finished = Finished.Clear(),
             Held = Held.Clear(),
             Suspects = Suspects.Clear(),
+            Gone = Gone.Clear(),
+            // The job is at the generation's first step: a step after it counts even if it was committed once before
+            // (survivors one step behind the lost rank 0 redo that step).
+            LastStep = g.StartStep,
             Generations = Generations.Add(new GenerationRecord(g.Generation, g.Ranks.Count, g.StartStep, g.Cause)),
+        },
+        RegroupStarted r when Phase == JobPhase.Regrouping && r.Generation == Generation => this with
+        {
+            // A failure during a regroup for a newcomer: the regroup becomes a recovery; the reports so far stand.
+            RegroupCause = r.Cause,
+            RegroupReason = r.Reason,
+            RecoveringSinceUnixMs = r.Cause == RegroupCauses.Joined ? RecoveringSinceUnixMs : RecoveringSinceUnixMs ?? r.AtUnixMs,
         },
         RegroupStarted r => this with
         {
@@ -110,14 +127,23 @@ public sealed record JobState
         },
         StepHeld h => this with { Held = Held.SetItem(h.WorkerId, h.Step), Suspects = Suspects.Remove(h.WorkerId) },
         WorkerSuspected w => Suspects.ContainsKey(w.WorkerId) ? this : this with { Suspects = Suspects.Add(w.WorkerId, w) },
-        WorkerLost l => this with { Workers = Workers.RemoveAll(w => w.WorkerId == l.WorkerId), Lost = Lost.Add(l), Suspects = Suspects.Remove(l.WorkerId) },
-        WorkerLeft l => this with { Workers = Workers.RemoveAll(w => w.WorkerId == l.WorkerId), Left = Left.Add(l) },
+        WorkerLost l => Departed(l.WorkerId) with { Lost = Lost.Add(l) },
+        WorkerLeft l => Departed(l.WorkerId) with { Left = Left.Add(l) },
         StepCommitted s => Committed(s),
         CheckpointRecorded c => this with { Checkpoints = Checkpoints.Add(c) },
         WorkerFinished f => this with { Finished = Finished.SetItem(f.Report.Rank, f.Report) },
         JobCompleted c => this with { Phase = JobPhase.Completed, LastStep = Math.Max(LastStep, c.Step) },
         JobFailed f => this with { Phase = JobPhase.Failed, FailureReason = f.Reason },
         _ => throw new ArgumentException($"JobState does not know event {e.GetType().Name}", nameof(e)),
+    };
+
+    /// <summary>The worker's process is gone: no longer live, no step held, no rank of this generation.</summary>
+    private JobState Departed(string workerId) => this with
+    {
+        Workers = Workers.RemoveAll(w => w.WorkerId == workerId),
+        Held = Held.Remove(workerId),
+        Suspects = Suspects.Remove(workerId),
+        Gone = Ranks.Exists(r => r.WorkerId == workerId) ? Gone.Add(workerId) : Gone,
     };
 
     private JobState Committed(StepCommitted s)

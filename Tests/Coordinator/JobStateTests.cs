@@ -165,7 +165,10 @@ public sealed class JobStateTests
         var state = Running(2);
         state = Run(state, new ReportFinished("w1", 1, 100, 0.5, 10, "c", new Dictionary<string, double>())).State;
         Assert.Equal(JobPhase.Running, state.Phase);
-        Assert.Empty(JobDecisions.Decide(state, new LoseWorker("w1", "exited", "coordinator")).Events);
+        // Its exit is a departure, not a loss: no regroup.
+        (state, var exited) = Run(state, new LoseWorker("w1", "exited", "coordinator"));
+        Assert.Equal(new WorkerLeft("w1", 1, 100), Assert.Single(exited.Events));
+        Assert.Equal(JobPhase.Running, state.Phase);
 
         var (done, decision) = Run(state, new ReportFinished("w0", 0, 100, 0.5, 10, "c", new Dictionary<string, double>()));
 
