@@ -40,7 +40,7 @@ public class GlobalBatchNormTests
     public void Parameter_and_buffer_names_are_BatchNorm2d_s_so_checkpoints_move_between_them()
     {
         using var reference = nn.BatchNorm2d(C);
-        using var global = new GlobalBatchNorm2d(C, new BlockingReplicaSum(new SingleRank(), TimeSpan.FromSeconds(5)));
+        using var global = new GlobalBatchNorm2d(C, new BlockingReplicaSum(new HostCommunicator(new SingleRank()), TimeSpan.FromSeconds(5)));
         Assert.Equal(reference.named_parameters().Select(p => p.name).Order(), global.named_parameters().Select(p => p.name).Order());
         Assert.Equal(reference.named_buffers().Select(b => b.name).Order(), global.named_buffers().Select(b => b.name).Order());
     }
@@ -63,7 +63,7 @@ public class GlobalBatchNormTests
         var ring = await harness.ConnectAsync(generation: 1);
         var ranks = await Task.WhenAll(Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
         {
-            var replicas = new BlockingReplicaSum(ring[rank], TimeSpan.FromSeconds(30));
+            var replicas = new BlockingReplicaSum(new HostCommunicator(ring[rank]), TimeSpan.FromSeconds(30));
             using var norm = new GlobalBatchNorm2d(C, replicas);
             using (no_grad()) { norm.named_parameters().First(p => p.name == "weight").parameter.copy_(linspace(0.5, 1.5, C)); norm.named_parameters().First(p => p.name == "bias").parameter.copy_(linspace(-0.2, 0.2, C)); }
             var xLocal = x.narrow(0, rank * N / 2, N / 2).clone().requires_grad_(true);
@@ -106,7 +106,7 @@ public class GlobalBatchNormTests
     {
         using var x = Inputs();
         using var reference = nn.BatchNorm2d(C);
-        using var norm = new GlobalBatchNorm2d(C, new BlockingReplicaSum(new SingleRank(), TimeSpan.FromSeconds(5)));
+        using var norm = new GlobalBatchNorm2d(C, new BlockingReplicaSum(new HostCommunicator(new SingleRank()), TimeSpan.FromSeconds(5)));
         using (no_grad()) { reference.forward(x).Dispose(); norm.forward(x).Dispose(); }   // one training step of the running statistics
         reference.eval(); norm.eval();
         using var shifted = x * 0.5 - 1;
@@ -124,7 +124,7 @@ public class GlobalBatchNormTests
         using var forwardDone = new Barrier(2);
         var ranks = Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
         {
-            var replicas = new BlockingReplicaSum(ring[rank], TimeSpan.FromSeconds(30));
+            var replicas = new BlockingReplicaSum(new HostCommunicator(ring[rank]), TimeSpan.FromSeconds(30));
             using var norm = new GlobalBatchNorm2d(C, replicas);
             var xLocal = x.narrow(0, rank * N / 2, N / 2).clone().requires_grad_(true);
             using var loss = Loss(norm.forward(xLocal));

@@ -1,3 +1,4 @@
+using Pretrain.Worker.Collectives;
 using System.Buffers.Binary;
 using Pretrain.Data.Images;
 using Pretrain.Data.Preparation;
@@ -29,7 +30,7 @@ public class MoCoMethodTests
         {
             using var method = new MoCoMethod(new MethodContext(recipe, TimeSpan.FromSeconds(30), new StepPhases(), _ => { }));
             var ids = Enumerable.Range(rank * n, n).Select(i => (long)i * 7).ToArray();          // any ids; rank-major
-            await method.ForwardBackwardAsync(new MicroBatch(Step: 3, 0, 1, ids, GlobalCount: global), ring[rank], CancellationToken.None);
+            await method.ForwardBackwardAsync(new MicroBatch(Step: 3, 0, 1, ids, GlobalCount: global), new HostCommunicator(ring[rank]), CancellationToken.None);
             var keyBefore = method.KeyParameters.Select(t => t.clone()).ToArray();
             using (no_grad())                                                                // a stand-in optimizer step
                 foreach (var (_, p) in method.Parameters)

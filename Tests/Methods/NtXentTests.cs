@@ -1,3 +1,4 @@
+using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods;
 using Pretrain.Tests.Collectives;
 using Pretrain.Worker.Methods.Contrastive;
@@ -86,7 +87,7 @@ public class NtXentTests
             var half1 = x1.narrow(0, rank * N / 2, N / 2);
             var half2 = x2.narrow(0, rank * N / 2, N / 2);
             var loss = new DistributedNtXent(Temperature)
-                .ForwardBackwardAsync(model.forward(half1), model.forward(half2), new MicroBatch(0, 0, 1, new long[N / 2], N), ring[rank])
+                .ForwardBackwardAsync(model.forward(half1), model.forward(half2), new MicroBatch(0, 0, 1, new long[N / 2], N), new HostCommunicator(ring[rank]))
                 .GetAwaiter().GetResult();
             return (Loss: loss, Weight: model.weight!.grad!.clone(), Bias: model.bias!.grad!.clone());
         }, TaskCreationOptions.LongRunning)));

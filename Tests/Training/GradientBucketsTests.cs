@@ -19,7 +19,7 @@ public class GradientBucketsTests
             a.grad = full(2, 3, rank + 1.0f);       // rank 0: 1, rank 1: 2 → sum 3
             b.grad = arange(4, dtype: ScalarType.Float32) * (rank == 0 ? 1 : -1); // sum 0
             using var buckets = new GradientBuckets([a, b]);
-            var collectives = group.Rank(rank);
+            var collectives = new HostCommunicator(group.Rank(rank));
             buckets.Pack(localLoss: rank == 0 ? 2.0 : 4.0, stopVote: rank == 1, collectives, leaveVote: rank == 0);
             buckets.ReduceAsync(collectives, CancellationToken.None).GetAwaiter().GetResult();
             var (loss, votes, leavers) = buckets.Unpack();
@@ -42,8 +42,8 @@ public class GradientBucketsTests
         using var a = new Parameter(zeros(3));
         a.grad = full(3, 2.5f);
         using var buckets = new GradientBuckets([a]);
-        buckets.Pack(1.25, stopVote: true, new SingleRank());
-        await buckets.ReduceAsync(new SingleRank(), CancellationToken.None);
+        buckets.Pack(1.25, stopVote: true, new HostCommunicator(new SingleRank()));
+        await buckets.ReduceAsync(new HostCommunicator(new SingleRank()), CancellationToken.None);
         Assert.Equal((1.25, 1, 0), buckets.Unpack());
         Assert.All(a.grad!.data<float>().ToArray(), x => Assert.Equal(2.5f, x));
     }

@@ -18,14 +18,14 @@ namespace Pretrain.Worker.Collectives;
 /// </summary>
 public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
 {
-    private ICollectives? _group;
+    private ICommunicator? _group;
     private Exception? _failure;
 
     /// <summary>A sum bound to <paramref name="collectives"/> for good (tests, single-generation use).</summary>
-    public BlockingReplicaSum(ICollectives collectives, TimeSpan timeout) : this(timeout) => _group = collectives;
+    public BlockingReplicaSum(ICommunicator collectives, TimeSpan timeout) : this(timeout) => _group = collectives;
 
     /// <summary>Binds the replicas of this step; dispose the scope when the step's backward is done.</summary>
-    public IDisposable Use(ICollectives group)
+    public IDisposable Use(ICommunicator group)
     {
         _group = group;
         _failure = null;
@@ -39,17 +39,16 @@ public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
         var group = _group ?? throw new InvalidOperationException("global batch norm in training mode outside a step: no replicas are bound");
         if (group.WorldSize == 1)
             return;
-        var memory = new NativeMemory<float>(data).Memory;
-        var sum = Task.Run(() => group.AllReduceSumAsync(memory));
+        var sum = group.AllReduceSum(data);
         bool done;
         try
         {
             done = sum.Wait(timeout);
         }
-        catch (AggregateException error)
+        catch (Exception error)
         {
-            Fail(error.GetBaseException());
-            throw Wrap("an all-reduce failed", error.GetBaseException());
+            Fail(error);
+            throw Wrap("an all-reduce failed", error);
         }
         if (!done)
         {

@@ -18,6 +18,8 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
 {
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(500);
 
+    readonly ICommunicatorFactory _communicators = new TcpRingFactory(listener,
+        new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log);
     Trainer? _trainer;
     Action<ReportCheckpoint>? _checkpointSink;
 
@@ -31,16 +33,14 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
         Action<ReportProgress> progress, Action<ReportCheckpoint> checkpoint, CancellationToken abandon)
     {
         var peers = generation.Ranks.Select(a => new RingPeer(a.Rank, a.WorkerId, a.Host, a.DataPlanePort)).ToList();
-        RingCommunicator? ring = null;
         try
         {
             var trainer = Replica(job);
             _checkpointSink = checkpoint;
-            await using (ring = new RingCommunicator(listener, generation.Generation, rank, peers, new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log))
+            await using (var ring = await _communicators.ConnectAsync(generation.Generation, rank, peers, abandon))
             {
                 // Abandoned: close the ring, so a collective blocked inside a forward pass fails at once too.
                 using var abort = abandon.Register(() => _ = ring.DisposeAsync());
-                await ring.ConnectAsync(abandon);
                 log.Info($"generation {generation.Generation}: rank {rank} of {peers.Count}, ring connected; adopting rank {generation.SourceRank}'s state at step {generation.StartStep}");
                 var plan = new GenerationPlan(ring, generation.SourceRank, job.MaxSteps, job.Resume && generation.Cause == "start", Control);
                 var outcome = await trainer.RunGenerationAsync(plan, Throttled(job, generation, rank, progress), abandon);

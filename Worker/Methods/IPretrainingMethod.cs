@@ -60,7 +60,7 @@ public interface IPretrainingMethod : IDisposable
     /// loss couples ranks (SimCLR's global NT-Xent) backpropagates the exact gradient of the global loss
     /// into its own samples. Returns the share it differentiated, which the loop sums the same way.
     /// </summary>
-    Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct);
+    Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct);
 
     /// <summary>
     /// After the optimizer applied step <paramref name="step"/> (not called for a skipped step): MoCo's
@@ -73,7 +73,7 @@ public interface IPretrainingMethod : IDisposable
     /// the result is the same on every rank. Names are snake_case (<c>val_loss</c>, <c>knn_accuracy</c>, …)
     /// and become <c>summary.json</c>'s <c>eval</c> and the <c>pretrain_eval{metric=…}</c> gauge.
     /// </summary>
-    Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct);
+    Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct);
 
     /// <summary>Training FLOPs per sample (forward and backward) for MFU; 0 when the method does not report MFU.</summary>
     double FlopsPerSample { get; }

@@ -26,7 +26,7 @@ public sealed class GradientBuckets : IDisposable
     private const int Extras = 3;                  // loss, stop votes, leave votes
 
     private sealed record Entry(Parameter Parameter, Tensor View);
-    private sealed record Bucket(Tensor Flat, NativeMemory<float> Memory, Entry[] Entries);
+    private sealed record Bucket(Tensor Flat, NativeMemory<float> Memory, Entry[] Entries); // Memory: the extras are written through it
 
     private readonly Bucket[] _buckets;
     private (double Loss, int StopVotes, int LeaveVotes) _local; // world size 1: nothing crosses the network
@@ -49,7 +49,7 @@ public sealed class GradientBuckets : IDisposable
     /// Copies the gradients into the buckets, and this rank's share of the loss and its stop vote (0 or 1)
     /// into the extra slots. In a world of one, only remembers the loss and the vote.
     /// </summary>
-    public void Pack(double localLoss, bool stopVote, ICollectives group, bool leaveVote = false)
+    public void Pack(double localLoss, bool stopVote, ICommunicator group, bool leaveVote = false)
     {
         _local = (localLoss, stopVote || leaveVote ? 1 : 0, leaveVote ? 1 : 0);
         _packed = group.WorldSize > 1;
@@ -67,12 +67,17 @@ public sealed class GradientBuckets : IDisposable
         extras[2] = _local.LeaveVotes;
     }
 
-    /// <summary>Sums every bucket over all ranks, in place (the collective counts pretrain_allreduce_bytes_total).</summary>
-    public async Task ReduceAsync(ICollectives group, CancellationToken ct)
+    /// <summary>
+    /// Sums every bucket over all ranks, in place (the collective counts pretrain_allreduce_bytes_total). All
+    /// buckets are started at once and awaited together: the communicator runs them back to back.
+    /// </summary>
+    public async Task ReduceAsync(ICommunicator group, CancellationToken ct)
     {
         if (!_packed) return;
-        foreach (var bucket in _buckets)
-            await group.AllReduceSumAsync(bucket.Memory.Memory, ct);
+        var handles = new Task[_buckets.Length];
+        for (var i = 0; i < _buckets.Length; i++)
+            handles[i] = group.AllReduceSum(_buckets[i].Flat, ct).AsTask();
+        await Task.WhenAll(handles);
     }
 
     /// <summary>Copies the summed gradients back into <c>.grad</c>; returns the step's loss and how many ranks voted to stop (leavers among them).</summary>

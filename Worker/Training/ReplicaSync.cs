@@ -64,26 +64,34 @@ public static class ReplicaSync
     /// header and whether tensors crossed the network. <paramref name="receiving"/> is called before this
     /// rank's tensors start to be overwritten.
     /// </summary>
-    public static async Task<(ReplicaHeader Header, bool Transferred)> AdoptAsync(ICollectives group, int source, ReplicaHeader mine, bool valid,
-        IReadOnlyList<Tensor> tensors, Action receiving, CancellationToken ct)
+    public static async Task<(ReplicaHeader Header, bool Transferred)> AdoptAsync(ICommunicator group, int source, ReplicaHeader mine, bool valid,
+        IReadOnlyList<Tensor> tensors, Action receiving, CancellationToken ct, int chunkBytes = ChunkBytes)
     {
         if (group.WorldSize == 1) return (mine, false);
         var header = new byte[ReplicaHeader.Size];
         if (group.Rank == source) mine.Write(header);
-        await group.BroadcastAsync(header, source, ct);
+        using (var wire = tensor(header))
+        {
+            await group.Broadcast(wire, source, ct);
+            wire.bytes.CopyTo(header);
+        }
         var theirs = ReplicaHeader.Read(header, source);
         if (theirs.Bytes != mine.Bytes)
             throw new InvalidDataException($"the replica of rank {source} holds {theirs.Bytes} bytes of state, this one {mine.Bytes}: the workers do not run the same recipe or build");
-        var differs = new float[] { group.Rank != source && (!valid || theirs != mine) ? 1 : 0 };
-        await group.AllReduceSumAsync(differs, ct);
-        if (differs[0] == 0) return (theirs, false);
+        using var differs = tensor(new float[] { group.Rank != source && (!valid || theirs != mine) ? 1 : 0 });
+        await group.AllReduceSum(differs, ct);
+        if (differs.item<float>() == 0) return (theirs, false);
 
         if (group.Rank != source) receiving();
-        foreach (var tensor in tensors)
+        foreach (var t in tensors)
         {
-            var memory = new NativeMemory<byte>(tensor).Memory;
-            for (var offset = 0; offset < memory.Length; offset += ChunkBytes)
-                await group.BroadcastAsync(memory.Slice(offset, Math.Min(ChunkBytes, memory.Length - offset)), source, ct);
+            using var flat = t.view(-1);                                  // contiguous: a view of the same storage
+            var perChunk = Math.Max(1, chunkBytes / (int)flat.ElementSize);
+            for (long offset = 0; offset < flat.numel(); offset += perChunk)
+            {
+                using var chunk = flat.narrow(0, offset, Math.Min(perChunk, flat.numel() - offset));
+                await group.Broadcast(chunk, source, ct);
+            }
         }
         var checksum = Checksum(tensors);
         if (checksum != theirs.Checksum)

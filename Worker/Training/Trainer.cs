@@ -44,7 +44,7 @@ public sealed class Trainer : IDisposable
     private readonly CheckpointStore _checkpoints;
     private readonly CheckpointWriter _writer;
     private readonly StepPhases _phases = new();
-    private readonly ICollectives? _single;            // the one generation of the single-generation constructor
+    private readonly ICommunicator? _single;           // the one generation of the single-generation constructor
     private string? _lastCheckpoint;
     private bool _started;
     private double _loss = double.NaN, _firstLoss = double.NaN, _stepSeconds;
@@ -77,7 +77,7 @@ public sealed class Trainer : IDisposable
         recipe.ValidateForWorldSize(worldSize);
         if (collectives.WorldSize != worldSize || collectives.Rank != rank)
             throw new ArgumentException($"collectives are rank {collectives.Rank} of {collectives.WorldSize}, trainer was given rank {rank} of {worldSize}");
-        _single = collectives;
+        _single = new HostCommunicator(collectives);
     }
 
     /// <summary>Raised on rank 0, on the checkpoint writer's thread, after a checkpoint directory is published: (step, directory).</summary>
@@ -160,7 +160,7 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>Every member takes the source rank's replica (a no-op when all already agree, as on a fresh start).</summary>
-    private async Task AdoptAsync(ICollectives group, int source, CancellationToken ct)
+    private async Task AdoptAsync(ICommunicator group, int source, CancellationToken ct)
     {
         var mine = new ReplicaHeader(Step, _optimizer.Step, _loss, SampleDigest, ReplicaSync.Checksum(_state), _state.Sum(t => (long)t.bytes.Length));
         var started = Stopwatch.GetTimestamp();
@@ -186,7 +186,7 @@ public sealed class Trainer : IDisposable
     /// check, clipping and the optimizer. Until the allreduce completes nothing is committed: a failure
     /// before it undoes the step. Every tensor made in a step is disposed by the end of it.
     /// </summary>
-    private async Task<(double Loss, double Lr, double Norm, int StopVotes, int LeaveVotes)> StepAsync(ICollectives group, StepControl control, CancellationToken ct)
+    private async Task<(double Loss, double Lr, double Norm, int StopVotes, int LeaveVotes)> StepAsync(ICommunicator group, StepControl control, CancellationToken ct)
     {
         _phases.Start();
         var step = Step;
@@ -269,7 +269,7 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct)
+    private async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var eval = await _method.EvaluateAsync(group, ct);
@@ -329,7 +329,7 @@ public sealed class Trainer : IDisposable
 /// <param name="MaxSteps">Stop after this step (the job's <c>--max-steps</c>).</param>
 /// <param name="Resume">Load the newest checkpoint before the first generation (ignored later).</param>
 /// <param name="Control">Stop votes: a newcomer waiting or this worker leaving.</param>
-public sealed record GenerationPlan(ICollectives Group, int SourceRank, long MaxSteps, bool Resume, StepControl Control);
+public sealed record GenerationPlan(ICommunicator Group, int SourceRank, long MaxSteps, bool Resume, StepControl Control);
 
 /// <summary>How a generation ended on this rank when nothing failed.</summary>
 public abstract record GenerationOutcome

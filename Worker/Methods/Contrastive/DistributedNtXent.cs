@@ -30,7 +30,7 @@ public sealed class DistributedNtXent(double temperature)
     /// backpropagates the exact gradient of the global loss into the graph behind its local views (n, d)
     /// each. Returns that share; the shares of all ranks sum to the step's loss.
     /// </summary>
-    public async Task<double> ForwardBackwardAsync(Tensor view1, Tensor view2, MicroBatch batch, ICollectives group, CancellationToken ct = default)
+    public async Task<double> ForwardBackwardAsync(Tensor view1, Tensor view2, MicroBatch batch, ICommunicator group, CancellationToken ct = default)
     {
         int world = group.WorldSize, rank = group.Rank;
         long n = view1.shape[0], d = view1.shape[1], g = batch.MicroGlobalCount;
@@ -46,7 +46,7 @@ public sealed class DistributedNtXent(double temperature)
             padded.narrow(0, m, n).copy_(view2);
         }
         using var gathered = empty(world * 2 * m, d, dtype: float32);                    // (W·2m, d)
-        await group.AllGatherAsync(new NativeMemory<float>(padded).Memory, new NativeMemory<float>(gathered).Memory, ct);
+        await group.AllGather(padded, gathered, ct);
 
         // Z.grad of this rank's anchors, with its loss share appended as one more value so one allreduce carries both.
         var offsets = new long[world + 1];
@@ -66,7 +66,7 @@ public sealed class DistributedNtXent(double temperature)
             reduced.narrow(0, 0, 2 * g * d).copy_(z.grad!.reshape(-1));
             share = loss.item<float>();
         }
-        await group.AllReduceSumAsync(new NativeMemory<float>(reduced).Memory, ct);
+        await group.AllReduceSum(reduced, ct);
 
         using (var scope = NewDisposeScope())
         {

@@ -126,7 +126,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         return randperm(count, generator: generator);
     }
 
-    public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
+    public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         var ids = batch.SampleIds.Span;
@@ -152,7 +152,7 @@ public sealed class MoCoMethod : IRepresentationMethod
     /// (G, d) in rank order go to the pending rows that <see cref="AfterUpdate"/> enqueues. Shares may differ
     /// by one sample: what crosses the network is padded to the largest share and the padding dropped.
     /// </summary>
-    private async Task<Tensor> KeysAsync(Tensor keyViews, MicroBatch batch, ICollectives group, CancellationToken ct)
+    private async Task<Tensor> KeysAsync(Tensor keyViews, MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         int world = group.WorldSize, rank = group.Rank;
         long n = keyViews.shape[0];
@@ -171,7 +171,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         using var local = zeros([m, .. keyViews.shape[1..]], dtype: float32);
         local.narrow(0, 0, n).copy_(keyViews);
         using var gatheredViews = empty([world * m, .. keyViews.shape[1..]], dtype: float32);
-        await group.AllGatherAsync(new NativeMemory<float>(local).Memory, new NativeMemory<float>(gatheredViews).Memory, ct);
+        await group.AllGather(local, gatheredViews, ct);
         var views = gatheredViews.index_select(0, valid);                                                  // (G, C, H, W) in rank order
         var permutation = ShufflePermutation(_context.Recipe.Seed, batch.Step, batch.MicroStep, _global);  // shuffled[j] = views[perm[j]]
         var (start, count) = shares[rank];
@@ -179,7 +179,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         using var mine = zeros(m, global.shape[1], dtype: float32);
         mine.narrow(0, 0, count).copy_(nn.functional.normalize(_key.forward(slice), p: 2, dim: 1));        // (count, d), padded to m
         using var gatheredKeys = empty(world * m, global.shape[1], dtype: float32);
-        await group.AllGatherAsync(new NativeMemory<float>(mine).Memory, new NativeMemory<float>(gatheredKeys).Memory, ct);
+        await group.AllGather(mine, gatheredKeys, ct);
         global.index_copy_(0, permutation, gatheredKeys.index_select(0, valid));                           // unshuffle: global[perm[j]] = keys[j]
         return global.narrow(0, shares[rank].Start, n);
     }
@@ -203,7 +203,7 @@ public sealed class MoCoMethod : IRepresentationMethod
     /// BN running statistics differ by rank (each saw its own batches), so they are averaged first and
     /// every rank evaluates the same encoder.
     /// </summary>
-    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct) =>
+    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct) =>
         _evaluation.KnnAsync(group, Features, _query.FeatureSize, RepresentationEvaluation.RunningStatistics(_queryBuffers), ct);
 
     /// <summary>The query encoder's representation (B, FeatureSize) in eval mode, without gradient.</summary>

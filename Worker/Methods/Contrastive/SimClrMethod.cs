@@ -74,7 +74,7 @@ public sealed class SimClrMethod : IRepresentationMethod
     /// <summary>SimCLR excludes biases and batch-norm parameters (the 1-d ones) from weight decay and LARS adaptation.</summary>
     public bool Decays(string name, Tensor parameter) => parameter.dim() > 1;
 
-    public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
+    public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         using var replicas = _replicas.Use(group);
@@ -94,7 +94,7 @@ public sealed class SimClrMethod : IRepresentationMethod
 
     public void AfterUpdate(long step) { }
 
-    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct) =>
+    public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct) =>
         _evaluation.KnnAsync(group, Features, _network.FeatureSize, RepresentationEvaluation.RunningStatistics(_buffers), ct);
 
     /// <summary>The encoder's representation (B, FeatureSize) in eval mode, without gradient and without the head.</summary>

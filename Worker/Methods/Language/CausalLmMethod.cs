@@ -44,7 +44,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
 
     public bool Decays(string name, Tensor parameter) => Gpt.UsesWeightDecay(name, parameter);
 
-    public Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
+    public Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         SeedDropout(_context, batch, group.Rank);
@@ -74,12 +74,12 @@ public sealed class CausalLmMethod : IPretrainingMethod
     /// stream order (wrapping round when the split is short); each rank evaluates a contiguous share of
     /// them and the sums of loss × windows are allreduced, so the result does not depend on the world size.
     /// </summary>
-    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct)
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct)
     {
         var recipe = _context.Recipe;
         long windows = (long)recipe.Eval.Batches * recipe.Batch.Global;
         var (first, share) = GlobalBatchSampler.Share(windows, group.WorldSize, group.Rank);
-        var total = new float[1];
+        using var total = zeros(1, dtype: float32);
         _model.eval();
         for (var done = 0; done < share; done += _batch.Capacity)
         {
@@ -89,12 +89,12 @@ public sealed class CausalLmMethod : IPretrainingMethod
             for (var j = 0; j < count; j++)
                 _batch.Ids[j] = (first + done + j) % _corpus.ValidationSamples;
             var (inputs, targets) = _batch.Load(Split.Validation, count);
-            total[0] += _model.Loss(inputs, targets).item<float>() * count;
+            total.add_(_model.Loss(inputs, targets).detach() * count);
         }
         _model.train();
         if (group.WorldSize > 1)
-            await group.AllReduceSumAsync(total, ct);
-        var valLoss = total[0] / (double)windows;
+            await group.AllReduceSum(total, ct);
+        var valLoss = total.item<float>() / (double)windows;
         return new Dictionary<string, double>
         {
             ["val_loss"] = valLoss,

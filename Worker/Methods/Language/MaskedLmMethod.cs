@@ -70,7 +70,7 @@ public sealed class MaskedLmMethod : IPretrainingMethod
 
     public bool Decays(string name, Tensor parameter) => Bert.UsesWeightDecay(name, parameter);
 
-    public Task<double> ForwardBackwardAsync(MicroBatch batch, ICollectives group, CancellationToken ct)
+    public Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         CausalLmMethod.SeedDropout(_context, batch, group.Rank);
@@ -110,7 +110,7 @@ public sealed class MaskedLmMethod : IPretrainingMethod
     /// masked with a fixed stream; each rank takes a contiguous share, and the sums of loss·masked, correct
     /// and masked are allreduced, so the result does not depend on the world size.
     /// </summary>
-    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICollectives group, CancellationToken ct)
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct)
     {
         var recipe = _context.Recipe;
         long windows = (long)recipe.Eval.Batches * recipe.Batch.Global;
@@ -132,7 +132,11 @@ public sealed class MaskedLmMethod : IPretrainingMethod
         }
         _model.train();
         if (group.WorldSize > 1)
-            await group.AllReduceSumAsync(totals, ct);
+        {
+            using var summed = tensor(totals);
+            await group.AllReduceSum(summed, ct);
+            summed.data<float>().CopyTo(totals, 0);
+        }
         var valLoss = totals[0] / totals[2];
         return new Dictionary<string, double>
         {

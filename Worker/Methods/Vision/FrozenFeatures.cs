@@ -20,7 +20,7 @@ public static class FrozenFeatures
     /// <paramref name="split"/> (all when 0); the caller disposes both.
     /// </summary>
     public static async Task<(Tensor Features, Tensor Labels)> OfSplitAsync(ImageBatch split, Func<Tensor, Tensor> encode,
-        int featureSize, ICollectives? collectives, CancellationToken ct, long limit = 0)
+        int featureSize, ICommunicator? collectives, CancellationToken ct, long limit = 0)
     {
         int world = collectives?.WorldSize ?? 1, rank = collectives?.Rank ?? 0;
         long count = limit > 0 ? Math.Min(limit, split.Count) : split.Count, share = (count + world - 1) / world;
@@ -42,7 +42,7 @@ public static class FrozenFeatures
         using (mine)
         {
             using var all = empty(world * share, featureSize, dtype: float32);
-            await collectives!.AllGatherAsync(new NativeMemory<float>(mine).Memory, new NativeMemory<float>(all).Memory, ct);
+            await collectives!.AllGather(mine, all, ct);
             return (all.narrow(0, 0, count).clone().DetachFromDisposeScope(), labels);
         }
     }
@@ -52,20 +52,20 @@ public static class FrozenFeatures
     /// for its share of the test samples and the correct counts are summed, so all ranks return the same.
     /// </summary>
     public static async Task<double> KnnAccuracyAsync(Tensor trainFeatures, Tensor trainLabels, Tensor testFeatures, Tensor testLabels,
-        int classes, int k, double temperature, ICollectives? collectives, CancellationToken ct)
+        int classes, int k, double temperature, ICommunicator? collectives, CancellationToken ct)
     {
         int world = collectives?.WorldSize ?? 1, rank = collectives?.Rank ?? 0;
         long count = testFeatures.shape[0], share = (count + world - 1) / world;
         long start = Math.Min(rank * share, count), rows = Math.Min(share, count - start);
-        var correct = new float[1];
+        using var correct = zeros(1, dtype: float32);
         if (rows > 0)
         {
             using var features = testFeatures.narrow(0, start, rows);
             using var labels = testLabels.narrow(0, start, rows);
-            correct[0] = (float)Math.Round(KnnMonitor.Accuracy(trainFeatures, trainLabels, features, labels, classes, k, temperature) * rows);
+            correct.fill_((float)Math.Round(KnnMonitor.Accuracy(trainFeatures, trainLabels, features, labels, classes, k, temperature) * rows));
         }
         if (world > 1)
-            await collectives!.AllReduceSumAsync(correct, ct);
-        return correct[0] / count;
+            await collectives!.AllReduceSum(correct, ct);
+        return correct.item<float>() / count;
     }
 }

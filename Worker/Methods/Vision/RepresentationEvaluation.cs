@@ -15,7 +15,7 @@ public sealed class RepresentationEvaluation(MethodContext context, ImageData da
     private ImageBatch? _train, _test;
 
     /// <param name="statistics">The float running statistics of the encoder's BN layers, averaged in place.</param>
-    public async Task<IReadOnlyDictionary<string, double>> KnnAsync(ICollectives collectives, Func<Tensor, Tensor> features, int featureSize,
+    public async Task<IReadOnlyDictionary<string, double>> KnnAsync(ICommunicator collectives, Func<Tensor, Tensor> features, int featureSize,
         IReadOnlyList<Tensor> statistics, CancellationToken ct)
     {
         if (collectives.WorldSize > 1)
@@ -58,10 +58,10 @@ public sealed class RepresentationEvaluation(MethodContext context, ImageData da
         }
     }
 
-    private static async Task AverageAsync(ICollectives collectives, IReadOnlyList<Tensor> statistics, CancellationToken ct)
+    private static async Task AverageAsync(ICommunicator collectives, IReadOnlyList<Tensor> statistics, CancellationToken ct)
     {
         using var packed = cat(statistics.Select(t => t.reshape(-1)).ToArray(), 0);
-        await collectives.AllReduceSumAsync(new NativeMemory<float>(packed).Memory, ct);
+        await collectives.AllReduceSum(packed, ct);
         packed.div_(collectives.WorldSize);
         long offset = 0;
         using var noGrad = no_grad();

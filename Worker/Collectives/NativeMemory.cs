@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
-namespace Pretrain.Worker.Training;
+namespace Pretrain.Worker.Collectives;
 
 /// <summary>
 /// A <see cref="Memory{T}"/> over a tensor's native (unmanaged) storage, so collectives read and write the
