@@ -128,6 +128,11 @@ public static class JobDecisions
             IJobEvent verdict = c.Suspected
                 ? new WorkerSuspected(lostId, state.Generation, c.Reason, c.WorkerId, now)
                 : new WorkerLost(lostId, state.Generation, c.Reason, c.WorkerId);
+            if (!c.Suspected && Recovery(state, $"{lostId} lost at step {c.HeldStep} ({c.Reason})", now) is { } recovery)
+            {
+                events.Add(recovery);
+                state = state.Apply(recovery);
+            }
             events.Add(verdict);
             state = state.Apply(verdict);
         }
@@ -173,11 +178,17 @@ public static class JobDecisions
         if (rank is null || state.Phase is JobPhase.Rendezvous) return [lost]; // it only waited; others may still come
         // A worker that already reported its final figures may exit; that is not a loss.
         if (state.Finished.ContainsKey(rank.Value)) return [new WorkerLeft(workerId, state.Generation, state.Finished[rank.Value].Step)];
-        var regroup = new RegroupStarted(state.Generation, RegroupCauses.Lost, $"{workerId} lost at step {state.LastStep} ({reason}, detected by {detectedBy})", now);
+        var reasonText = $"{workerId} lost at step {state.LastStep} ({reason}, detected by {detectedBy})";
         if (state.Phase == JobPhase.Regrouping)
-            return state.RegroupCause == RegroupCauses.Joined ? [regroup, lost] : [lost];   // a newcomer's regroup becomes a recovery
-        return [regroup, lost];
+            return Recovery(state, reasonText, now) is { } recovery ? [recovery, lost] : [lost];
+        return [new RegroupStarted(state.Generation, RegroupCauses.Lost, reasonText, now), lost];
     }
+
+    /// <summary>A loss during a regroup for a newcomer turns it into a recovery (cause lost, timed from now); null otherwise.</summary>
+    private static RegroupStarted? Recovery(JobState state, string reason, long now) =>
+        state.Phase == JobPhase.Regrouping && state.RegroupCause == RegroupCauses.Joined
+            ? new RegroupStarted(state.Generation, RegroupCauses.Lost, reason, now)
+            : null;
 
     /// <summary>The events of <paramref name="events"/> and, after them, a new generation if the regroup can complete.</summary>
     private static Decision Regrouped(JobState state, IReadOnlyList<IJobEvent> events)
@@ -192,20 +203,22 @@ public static class JobDecisions
         if (state.Phase != JobPhase.Regrouping || state.Job is not { } job) return Decision.None;
         var events = new List<IJobEvent>();
         var waited = (now - state.RegroupAtUnixMs) / 1000.0;
-        foreach (var suspect in state.Suspects.Values.Where(s => (now - s.AtUnixMs) / 1000.0 >= SuspectGraceSeconds).ToList())
+        void Lose(WorkerLost lost)
         {
-            var lost = new WorkerLost(suspect.WorkerId, state.Generation,
-                $"{suspect.Reason}; it did not report its step within {SuspectGraceSeconds:0} s of being blamed", suspect.DetectedBy);
+            if (Recovery(state, $"{lost.WorkerId} lost ({lost.Reason})", now) is { } recovery)
+            {
+                events.Add(recovery);
+                state = state.Apply(recovery);
+            }
             events.Add(lost);
             state = state.Apply(lost);
         }
+        foreach (var suspect in state.Suspects.Values.Where(s => (now - s.AtUnixMs) / 1000.0 >= SuspectGraceSeconds).ToList())
+            Lose(new WorkerLost(suspect.WorkerId, state.Generation,
+                $"{suspect.Reason}; it did not report its step within {SuspectGraceSeconds:0} s of being blamed", suspect.DetectedBy));
         if (waited >= job.TimeoutSeconds)
             foreach (var silent in Pending(state).ToList())
-            {
-                var lost = new WorkerLost(silent.WorkerId, state.Generation, $"did not report its step within {job.TimeoutSeconds:0.#} s of the regroup", "coordinator");
-                events.Add(lost);
-                state = state.Apply(lost);
-            }
+                Lose(new WorkerLost(silent.WorkerId, state.Generation, $"did not report its step within {job.TimeoutSeconds:0.#} s of the regroup", "coordinator"));
         var next = TryStart(state);
         events.AddRange(next);
         if (next.Count == 0 && !Pending(state).Any() && waited >= job.ElasticWaitSeconds)
@@ -246,7 +259,10 @@ public static class JobDecisions
         var start = members.Where(m => state.Held.ContainsKey(m.WorkerId)).Max(m => state.Held[m.WorkerId]);
         var source = members.FindIndex(m => state.Held.TryGetValue(m.WorkerId, out var held) && held == start);
         var ranks = members.Select((w, rank) => new RankAssignment(rank, w.WorkerId, w.Host, w.DataPlanePort)).ToList();
-        return [new GenerationStarted(state.Generation + 1, ranks, start, source, state.RegroupCause)];
+        // Ranks that finished the job before the regroup are done, not newcomers of the next generation: they leave.
+        var finished = state.Ranks.Where(r => state.Finished.ContainsKey(r.Rank) && state.RankOf(r.WorkerId) is not null && state.IsMember(r.WorkerId))
+            .Select(r => (IJobEvent)new WorkerLeft(r.WorkerId, state.Generation, state.Finished[r.Rank].Step));
+        return [.. finished, new GenerationStarted(state.Generation + 1, ranks, start, source, state.RegroupCause)];
     }
 
     private static string LastCheckpointHint(JobState state) => state.LastCheckpointPath is { } path

@@ -645,8 +645,8 @@ public sealed class RegroupDecisionsTests
     private static ReportFinished FinalReport(string worker, int rank, long step) =>
         new(worker, rank, step, 0.5, 10, "c", new Dictionary<string, double>());
 
-    [Fact(Skip = "bug: GenerationStarted clears Finished, so the rank that finished in generation 1 is no rank of generation 2 (it even counts as a newcomer); when its process then exits, Lose records WorkerLost instead of WorkerLeft")]
-    public void A_rank_that_finished_before_a_peer_was_lost_is_not_waited_for_and_its_exit_is_a_leave()
+    [Fact]
+    public void A_rank_that_finished_before_a_peer_was_lost_is_not_waited_for_and_leaves_when_the_next_generation_starts()
     {
         var state = Run(Running(3), Step("w0", 1, 100), T0 - 1_000).State;
         // The last step is done; w1 finished its evaluation, w0's failed on w2.
@@ -654,20 +654,21 @@ public sealed class RegroupDecisionsTests
 
         var (next, decision) = Run(state, PeerLost("w0", 2, 100), T0);
 
-        // w1 is not pending: w0 alone forms the next generation, from the last step.
-        Assert.Equal([typeof(RegroupStarted), typeof(StepHeld), typeof(WorkerLost), typeof(GenerationStarted)], Kinds(decision));
+        // w1 is not pending: w0 alone forms the next generation, from the last step; w1 is done, so it leaves (not a newcomer).
+        Assert.Equal([typeof(RegroupStarted), typeof(StepHeld), typeof(WorkerLost), typeof(WorkerLeft), typeof(GenerationStarted)], Kinds(decision));
         Assert.Equal("w2", ((WorkerLost)decision.Events[2]).WorkerId);
+        Assert.Equal(new WorkerLeft("w1", 1, 100), decision.Events[3]);
         var g = Started(decision);
         Assert.Equal(["w0"], g.Ranks.Select(r => r.WorkerId));
         Assert.Equal((2L, 100L, 0, RegroupCauses.Lost), (g.Generation, g.StartStep, g.SourceRank, g.Cause));
         Assert.Equal((JobPhase.Running, 2L), (next.Phase, next.Generation));
+        Assert.Empty(next.Newcomers);
 
-        // w1's process exits after its final report: it left, it was not lost.
+        // w1's process exits after its final report: nothing more to record, and no loss.
         var (after, exited) = Run(next, Died("w1", processId: 1), T0 + 200);
-
-        var left = Assert.IsType<WorkerLeft>(Assert.Single(exited.Events));
-        Assert.Equal(("w1", 100L), (left.WorkerId, left.Step));
+        Assert.Empty(exited.Events);
         Assert.Equal(["w2"], after.Lost.Select(l => l.WorkerId));
+        Assert.Equal(["w1"], after.Left.Select(l => l.WorkerId));
         Assert.Equal(JobPhase.Running, after.Phase);
 
         var (done, finished) = Run(after, FinalReport("w0", 0, 100), T0 + 1_000);

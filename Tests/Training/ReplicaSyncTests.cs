@@ -61,7 +61,7 @@ public sealed class ReplicaSyncTests
     public async Task A_replica_of_another_size_is_refused_naming_the_source()
     {
         await using var harness = new RingHarness(2);
-        var ring = await harness.ConnectAsync(1);
+        var ring = await harness.ConnectAsync(1, new CollectiveOptions { Timeout = TimeSpan.FromSeconds(2) });  // the source then waits on the refuser
         var errors = await Task.WhenAll(Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
         {
             Tensor[] state = rank == 0 ? State(0) : [zeros(4, dtype: float32)];

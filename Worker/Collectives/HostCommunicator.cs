@@ -50,7 +50,10 @@ public sealed class HostCommunicator(ICollectives transport) : ICommunicator
         lock (_gate)
         {
             var previous = _tail;
-            var next = After(previous, start);
+            // On the thread pool, never inline: the caller may be the training thread, whose synchronization
+            // context the transport's awaits would otherwise capture, and a layer that blocks on the handle
+            // (global batch norm) would then wait on continuations queued behind itself.
+            var next = Task.Run(() => After(previous, start));
             _tail = next;
             return new CollectiveHandle(next);
         }

@@ -66,6 +66,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     void Registering()
     {
         Receive<RetryRegistration>(_ => _job.Tell(_registration));
+        Receive<WaitDeadline>(d => Exit(WorkerExitCodes.CoordinatorUnreachable, d.What));
         Receive<WorkerRegistered>(r =>
         {
             Timers.Cancel("retry");
