@@ -1,8 +1,6 @@
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
-using Microsoft.Data.Sqlite;
-using MessagePack;
 using Pretrain.Coordinator.Summary;
 using Pretrain.Data;
 using Pretrain.Data.Sampling;
@@ -104,20 +102,8 @@ public sealed partial class ChaosRun : IDisposable
         return digest.ToString("x16");
     }
 
-    /// <summary>The journal's events of type <typeparamref name="T"/> (manifest <paramref name="manifest"/>), read back from SQLite.</summary>
-    public List<T> Journaled<T>(string manifest)
-    {
-        using var connection = new SqliteConnection($"Data Source={Path.Combine(Directory, "journal.db")};Mode=ReadOnly;Pooling=False");
-        connection.Open();
-        using var query = connection.CreateCommand();
-        query.CommandText = "SELECT message FROM journal WHERE manifest = $m";
-        query.Parameters.AddWithValue("$m", manifest);
-        using var reader = query.ExecuteReader();
-        var options = MessagePackSerializerOptions.Standard.WithSecurity(MessagePackSecurity.UntrustedData);
-        var events = new List<T>();
-        while (reader.Read()) events.Add(MessagePackSerializer.Deserialize<T>((byte[])reader[0], options));
-        return events;
-    }
+    /// <summary>The journal's events of type <typeparamref name="T"/>.</summary>
+    public List<T> Journaled<T>() => [.. SqliteJournal.Read(Path.Combine(Directory, "journal.db")).OfType<T>()];
 
     public void Dispose() => _cli.Dispose();
 }

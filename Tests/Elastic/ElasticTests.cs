@@ -69,7 +69,7 @@ public sealed class ElasticTests(CleanRuns clean, ITestOutputHelper output) : IC
         Assert.Single(s.ReplicaChecksums.Values.Distinct());
         Assert.Contains("worker-1 lost at step", run.Output);
         Assert.Contains("generation 2: 2 worker(s)", run.Output);
-        Assert.Contains(run.Journaled<WorkerLost>("e.wl"), l => l.WorkerId == "worker-1");
+        Assert.Contains(run.Journaled<WorkerLost>(), l => l.WorkerId == "worker-1");
     }
 
     [Fact]
@@ -110,7 +110,7 @@ public sealed class ElasticTests(CleanRuns clean, ITestOutputHelper output) : IC
         Assert.InRange(s.MaxRecoverySeconds, 0.001, 2.0);          // no timeout was waited for
         Assert.Equal(baseline.SampleDigest, s.SampleDigest);
         Assert.Contains("worker-2 left the job at step", run.Output);
-        Assert.Empty(run.Journaled<WorkerLost>("e.wl"));
+        Assert.Empty(run.Journaled<WorkerLost>());
     }
 
     [Fact]
@@ -127,7 +127,7 @@ public sealed class ElasticTests(CleanRuns clean, ITestOutputHelper output) : IC
         Assert.Equal(baseline.SampleDigest, s.SampleDigest);
         Assert.Equal(2, s.WorldSize);
         Assert.EndsWith("step-00000060", s.LastCheckpoint);       // written by the new rank 0
-        Assert.Contains(run.Journaled<CheckpointRecorded>("e.cr"), c => c.Step == 60 && c.WorkerId != rankZero);
+        Assert.Contains(run.Journaled<CheckpointRecorded>(), c => c.Step == 60 && c.WorkerId != rankZero);
     }
 
     [Fact]
@@ -260,7 +260,7 @@ public sealed class CompoundFailureTests(CleanRuns clean, ITestOutputHelper outp
         Assert.Equal(2, s.WorldSize);
         Assert.Equal(baseline.SampleDigest, s.SampleDigest);
         Assert.Single(s.ReplicaChecksums.Values.Distinct());
-        var lost = run.Journaled<WorkerLost>("e.wl").Select(l => l.WorkerId).ToHashSet();
+        var lost = run.Journaled<WorkerLost>().Select(l => l.WorkerId).ToHashSet();
         Assert.Superset(new HashSet<string> { "worker-1", "worker-2" }, lost);
     }
 
