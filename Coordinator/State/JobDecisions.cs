@@ -178,7 +178,8 @@ public static class JobDecisions
         if (rank is null || state.Phase is JobPhase.Rendezvous) return [lost]; // it only waited; others may still come
         // A worker that already reported its final figures may exit; that is not a loss.
         if (state.Finished.ContainsKey(rank.Value)) return [new WorkerLeft(workerId, state.Generation, state.Finished[rank.Value].Step)];
-        var reasonText = $"{workerId} lost at step {state.LastStep} ({reason}, detected by {detectedBy})";
+        // The coordinator knows only rank 0's last report (twice a second); the survivors' reports say the step exactly.
+        var reasonText = $"{workerId} lost ({reason}, detected by {detectedBy}; rank 0 last reported step {state.LastStep})";
         if (state.Phase == JobPhase.Regrouping)
             return Recovery(state, reasonText, now) is { } recovery ? [recovery, lost] : [lost];
         return [new RegroupStarted(state.Generation, RegroupCauses.Lost, reasonText, now), lost];

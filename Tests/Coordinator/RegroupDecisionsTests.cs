@@ -589,7 +589,8 @@ public sealed class RegroupDecisionsTests
         Assert.Equal([typeof(RegroupStarted), typeof(WorkerLost)], Kinds(loss));
         var regroup = (RegroupStarted)loss.Events[0];
         Assert.Equal((1L, RegroupCauses.Lost, T0 + 1_500), (regroup.Generation, regroup.Cause, regroup.AtUnixMs));
-        Assert.Contains("w2 lost at step 50", regroup.Reason);
+        Assert.Contains("w2 lost (", regroup.Reason);
+        Assert.Contains("last reported step 50", regroup.Reason);
         // w0's report stands; w1 has not reported yet.
         Assert.Equal((JobPhase.Regrouping, RegroupCauses.Lost), (lost.Phase, lost.RegroupCause));
         Assert.Equal<long?>(T0 + 1_500, lost.RecoveringSinceUnixMs);

@@ -67,7 +67,7 @@ public sealed class ElasticTests(CleanRuns clean, ITestOutputHelper output) : IC
         Assert.Equal(1, s.Recoveries);
         Assert.InRange(s.MaxRecoverySeconds, 0.001, 5.0);
         Assert.Single(s.ReplicaChecksums.Values.Distinct());
-        Assert.Contains("worker-1 lost at step", run.Output);
+        Assert.Contains("worker-1 lost (", run.Output);
         Assert.Contains("generation 2: 2 worker(s)", run.Output);
         Assert.Contains(run.Journaled<WorkerLost>(), l => l.WorkerId == "worker-1");
     }

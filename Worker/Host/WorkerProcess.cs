@@ -22,19 +22,21 @@ public static class WorkerProcess
     {
         var log = new StderrLogger(options.WorkerId, options.Verbose ? LogLevel.Information : LogLevel.Warning);
         int threads = options.Threads > 0 ? options.Threads : TorchThreads.For(1, Environment.ProcessorCount);
-        TorchSharp.torch.set_num_threads(threads);
-        using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
-        using var listener = new DataPlaneListener(IPAddress.Parse(options.Host), options.DataPort, log);
-        // Always printed: an operator needs the ports to scrape and to debug the ring.
-        Console.Error.WriteLine($"[{options.WorkerId}] pid {Environment.ProcessId}, data plane {options.Host}:{listener.Port}, " +
-                                (metrics != null ? $"metrics on {metrics.Url}" : "metrics off") + $", {threads} torch thread(s)");
-
+        // Join the cluster first and load libtorch while the join goes on: a restarted worker is admitted
+        // sooner (loading the native libraries takes about a second on these machines).
         var config = ConfigurationFactory.ParseString(ClusterHocon.Worker(options.CoordinatorHost, options.CoordinatorPort, options.Host, verbose: options.Verbose));
         var system = ActorSystem.Create(ClusterHocon.SystemName, config);
+        var joining = JoinAsync(system, options.Timeout, ct);
         int code = WorkerExitCodes.Failed;
         try
         {
-            if (!await JoinAsync(system, options.Timeout, ct))
+            TorchSharp.torch.set_num_threads(threads);
+            using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
+            using var listener = new DataPlaneListener(IPAddress.Parse(options.Host), options.DataPort, log);
+            // Always printed: an operator needs the ports to scrape and to debug the ring.
+            Console.Error.WriteLine($"[{options.WorkerId}] pid {Environment.ProcessId}, data plane {options.Host}:{listener.Port}, " +
+                                    (metrics != null ? $"metrics on {metrics.Url}" : "metrics off") + $", {threads} torch thread(s)");
+            if (!await joining)
             {
                 log.LogError("could not join the coordinator at {Host}:{Port} within {Seconds} s (is `pretrain coordinator` running there?)",
                     options.CoordinatorHost, options.CoordinatorPort, options.Timeout.TotalSeconds);
