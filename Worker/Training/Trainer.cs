@@ -219,8 +219,11 @@ public sealed class Trainer : IDisposable
             // Every rank sees the same reduced loss and gradient, so every rank takes the same branch.
             ZeroGradients();
             if (_recipe.OnNonFiniteLoss == NonFiniteLoss.Stop)
+            {
+                _writer.Flush();   // the last good checkpoint may still be being written: name it once it is on disk
                 throw new TrainingDivergedException(step, globalLoss, norm,
                     _lastCheckpoint ?? _checkpoints.Published().Select(c => c.Directory).FirstOrDefault());
+            }
             PretrainMetrics.SkippedStepsTotal.Inc();
             _log($"step {step}: loss {globalLoss}, gradient norm {norm}; update skipped (on_nonfinite_loss: skip)");
         }

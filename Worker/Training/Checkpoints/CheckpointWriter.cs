@@ -36,6 +36,7 @@ public sealed class CheckpointWriter(CheckpointStore store, Action<string> log) 
         var content = new CheckpointContent(state, Named(model, _model), Named(optimizer, _optimizer), recipe, worldSize);
         LastBlocking = Stopwatch.GetElapsedTime(started);
         PretrainMetrics.CheckpointBlockingSeconds.Observe(LastBlocking.TotalSeconds);
+        _pendingStep = state.Step;
         _pending = Task.Run(() =>
         {
             var writing = Stopwatch.GetTimestamp();
@@ -46,11 +47,21 @@ public sealed class CheckpointWriter(CheckpointStore store, Action<string> log) 
         });
     }
 
-    /// <summary>Waits for the write in flight; rethrows its failure.</summary>
+    /// <summary>
+    /// Longest a save or the end of the run waits for the write in flight. Disk, not network: generous, but a
+    /// stuck volume (a hung NFS mount) must end in an error naming it, not a hang.
+    /// </summary>
+    public static readonly TimeSpan WriteTimeout = TimeSpan.FromMinutes(10);
+
+    private long _pendingStep;
+
+    /// <summary>Waits (bounded by <see cref="WriteTimeout"/>) for the write in flight; rethrows its failure.</summary>
     public void Flush()
     {
         var pending = _pending;
         _pending = Task.CompletedTask;
+        if (!pending.Wait(WriteTimeout, CancellationToken.None))
+            throw new TimeoutException($"the checkpoint of step {_pendingStep} was not written within {WriteTimeout.TotalMinutes:0} min ({store.Directory}); is the volume stuck?");
         pending.GetAwaiter().GetResult();
     }
 
@@ -72,7 +83,12 @@ public sealed class CheckpointWriter(CheckpointStore store, Action<string> log) 
 
     public void Dispose()
     {
-        try { _pending.Wait(); } catch (AggregateException) { }
+        try
+        {
+            if (!_pending.Wait(WriteTimeout)) log($"warning: the checkpoint of step {_pendingStep} was still being written after {WriteTimeout.TotalMinutes:0} min; leaving it");
+        }
+        catch (AggregateException e) { log($"warning: the checkpoint of step {_pendingStep} failed: {e.GetBaseException().Message}"); }
+        if (!_pending.IsCompleted) return;     // a writer still reads the snapshot: leave its tensors to the process's end
         foreach (var t in _model.Concat(_optimizer)) t.Dispose();
     }
 }
