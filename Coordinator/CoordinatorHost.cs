@@ -40,6 +40,16 @@ public sealed class CoordinatorHost : IAsyncDisposable
     /// <summary>Where workers send their messages, e.g. <c>akka.tcp://pretrain@127.0.0.1:4053/user/job</c>.</summary>
     public string JobPath { get; }
 
+    /// <summary>Worker nodes that are cluster members and reachable now: what --idle-timeout counts.</summary>
+    public int LiveWorkers
+    {
+        get
+        {
+            var state = Akka.Cluster.Cluster.Get(System).State;
+            return state.Members.Count(m => m.HasRole(ClusterHocon.WorkerRole) && m.Status == Akka.Cluster.MemberStatus.Up && !state.Unreachable.Contains(m));
+        }
+    }
+
     /// <summary>Completes when the job completes or fails (also right after start if the journal says it already did).</summary>
     public Task<JobOutcome> Outcome => _observer.Outcome.Task;
 
@@ -71,7 +81,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
     public async Task SubmitAsync(JobSpec spec, CancellationToken ct = default)
     {
         var answer = await Job.Ask<JobDefinitionAnswered>(new DefineJob(spec), _timeout, ct);
-        if (!answer.Accepted) throw new InvalidOperationException($"The job was refused: {answer.Reason}");
+        if (!answer.Accepted) throw new JobRefusedException(answer.Reason ?? "no reason given");
     }
 
     public Task<JobStatus> FetchStatusAsync(CancellationToken ct = default) =>
@@ -109,6 +119,10 @@ public sealed class CoordinatorHost : IAsyncDisposable
                  $"state of rank {g.SourceRank} ({g.Ranks[g.SourceRank].WorkerId})");
         }
 
+        public void OnRestarted(CoordinatorRestarted r, JobState state) =>
+            Tell($"took the job up from the journal at generation {r.Generation}, step {r.Step} ({state.Phase.ToString().ToLowerInvariant()}); " +
+                 $"waiting for its {state.Workers.Count} worker(s) to register again");
+
         public void OnRecovered(long generation, long step, double seconds) =>
             Tell($"generation {generation} committed step {step} {seconds:0.0} s after the failure was detected");
 
@@ -132,4 +146,10 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
         public void OnOutcome(JobOutcome outcome) => Outcome.TrySetResult(outcome);
     }
+}
+
+/// <summary>The job actor refused a job definition (the journal holds another job under this id); the message says how they differ.</summary>
+public sealed class JobRefusedException(string reason) : InvalidOperationException($"The job was refused: {reason}")
+{
+    public string Reason { get; } = reason;
 }

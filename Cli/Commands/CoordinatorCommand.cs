@@ -23,11 +23,20 @@ static class CoordinatorCommand
         };
         var jobId = new Option<string>("--job-id") { Description = "Job name in the journal; a restarted coordinator with the same id continues the job.", DefaultValueFactory = _ => "job" };
         var timeout = CommonOptions.Timeout();
+        var idleTimeout = new Option<int>("--idle-timeout")
+        {
+            Description = "Seconds without any connected worker after which the coordinator exits (code 3), the job journaled; 0 = wait forever.",
+            DefaultValueFactory = _ => 600,
+        };
+        idleTimeout.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 0) r.AddError($"--idle-timeout must be 0 (wait forever) or a number of seconds, got {r.GetValueOrDefault<int>()}.");
+        });
         var verbose = CommonOptions.Verbose();
 
         var command = new Command("coordinator", "Run the coordinator alone: workers started elsewhere join it with `pretrain worker --coordinator HOST:PORT`.")
         {
-            recipe, workers, maxSteps, runDir, resume, metricsPort, host, publicHost, port, journal, jobId, timeout, verbose,
+            recipe, workers, maxSteps, runDir, resume, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => CoordinatorRun.RunAsync(new RunOptions
         {
@@ -43,6 +52,7 @@ static class CoordinatorCommand
             PostgresJournal = parse.GetValue(journal),
             JobId = parse.GetValue(jobId),
             Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+            IdleTimeout = parse.GetValue(idleTimeout) is > 0 and var idle ? TimeSpan.FromSeconds(idle) : null,
             Verbose = parse.GetValue(verbose),
         }, launch: null, ct)));
         return command;

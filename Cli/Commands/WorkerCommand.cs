@@ -27,12 +27,22 @@ static class WorkerCommand
         var workerId = new Option<string?>("--worker-id") { Description = "Name in logs and the journal; default HOST-PID." };
         var parentPid = new Option<int?>("--parent-pid") { Description = "Exit when this process exits (set by `pretrain local`)." };
         var timeout = CommonOptions.Timeout();
+        var coordinatorTimeout = new Option<int>("--coordinator-timeout")
+        {
+            Description = "Seconds a worker that cannot train (none started yet, or its ring broke) waits for a coordinator before it exits 5. " +
+                          "While it trains it waits as long as training lasts.",
+            DefaultValueFactory = _ => 300,
+        };
+        coordinatorTimeout.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 1) r.AddError($"--coordinator-timeout must be at least 1 second, got {r.GetValueOrDefault<int>()}.");
+        });
         var verbose = CommonOptions.Verbose();
         var prepare = new Option<bool>("--prepare") { Description = "Take corpus-preparation tasks from `pretrain prepare` instead of a training rank." };
 
         var command = new Command("worker", "Run one data-parallel worker: join the coordinator, take a rank, train, report.")
         {
-            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, verbose, prepare,
+            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, verbose, prepare,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
@@ -47,6 +57,7 @@ static class WorkerCommand
                 Threads = parse.GetValue(threads),
                 ParentProcessId = parse.GetValue(parentPid),
                 Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                CoordinatorTimeout = TimeSpan.FromSeconds(parse.GetValue(coordinatorTimeout)),
                 Verbose = parse.GetValue(verbose),
             };
             if (parse.GetValue(workerId) is { } id) options = options with { WorkerId = id };

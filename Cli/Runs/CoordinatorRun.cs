@@ -38,7 +38,7 @@ public static class CoordinatorRun
         using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
         if (metrics != null) console.Info($"coordinator metrics on {metrics.Url}");
 
-        await using var coordinator = await CoordinatorHost.StartAsync(new CoordinatorOptions
+        var coordinatorOptions = new CoordinatorOptions
         {
             RunDirectory = runDirectory,
             Hostname = options.Host,
@@ -48,15 +48,24 @@ public static class CoordinatorRun
             JobId = options.JobId ?? "job-" + DateTime.UtcNow.ToString("yyyyMMddTHHmmssfff"),
             VerboseLogging = options.Verbose,
             Timeout = options.Timeout,
-        }, ct);
+        };
+        await using var coordinator = await CoordinatorHost.StartAsync(coordinatorOptions, ct);
         new CoordinatorFile(options.PublicHost ?? options.Host, coordinator.Port, metrics?.Url, Environment.ProcessId, DateTime.UtcNow).Write(runDirectory);
         var progress = new ProgressPrinter(console, maxSteps);
         coordinator.Progress += p => { if (p.Rank == 0) progress.Report(p); };
         coordinator.Notice += console.Info;
         var elastic = recipe.ElasticOrDefault;
         int maxWorkers = Math.Min(elastic.MaxWorkers > 0 ? elastic.MaxWorkers : options.Workers, recipe.MicroGlobal);
-        await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume, recipePath,
-            elastic.MinWorkers, maxWorkers, elastic.WaitSeconds, options.Timeout.TotalSeconds), ct);
+        try
+        {
+            await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume, recipePath,
+                elastic.MinWorkers, maxWorkers, elastic.WaitSeconds, options.Timeout.TotalSeconds), ct);
+        }
+        catch (JobRefusedException refused)
+        {
+            string journal = options.PostgresJournal is null ? Path.Combine(runDirectory, "journal.db") : "the PostgreSQL journal";
+            throw new UserError($"job '{coordinatorOptions.JobId}' in {journal}: {refused.Reason}.");
+        }
         console.Info($"coordinator at {options.PublicHost ?? options.Host}:{coordinator.Port} (workers: --coordinator {options.PublicHost ?? options.Host}:{coordinator.Port})");
 
         await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);
@@ -66,7 +75,19 @@ public static class CoordinatorRun
         JobOutcome outcome;
         try
         {
-            outcome = await WaitForOutcomeAsync(coordinator, workers, options.Timeout, ct);
+            var idle = options.IdleTimeout is { } limit && workers is null ? IdleAsync(coordinator, limit, ct) : null;
+            var finished = WaitForOutcomeAsync(coordinator, workers, options.Timeout, ct);
+            if (idle != null && await Task.WhenAny(finished, idle) == idle && !finished.IsCompleted)
+            {
+                progress.Done();
+                var status = await coordinator.FetchStatusAsync(ct);
+                string why = $"no worker was connected for {options.IdleTimeout!.Value.TotalSeconds:0} s (--idle-timeout) at generation {status.Generation}, step {status.LastStep}";
+                console.Error($"{why}. The job is journaled: start `pretrain coordinator` again with the same arguments to continue it once workers can join.");
+                await RunSummary.Interrupted(recipe.Method, options.Workers, clock.Elapsed, why, status.LastStep, status.Generation)
+                    .WriteAsync(runDirectory, CancellationToken.None);
+                return CoordinatorExitCodes.Idle;
+            }
+            outcome = await finished;
         }
         catch (Exception e) when (e is OperationCanceledException || (e is InvalidOperationException && coordinator.System.WhenTerminated.IsCompleted))
         {
@@ -117,6 +138,25 @@ public static class CoordinatorRun
         }
     }
 
+    /// <summary>Completes once no worker has been a live cluster member for <paramref name="limit"/> (checked every second).</summary>
+    static async Task IdleAsync(CoordinatorHost coordinator, TimeSpan limit, CancellationToken ct)
+    {
+        var since = DateTime.UtcNow;
+        while (true)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            if (coordinator.LiveWorkers > 0) since = DateTime.UtcNow;
+            else if (DateTime.UtcNow - since >= limit) return;
+        }
+    }
+
     static string DefaultRunDirectory(string recipePath) =>
         Path.Combine("runs", Path.GetFileNameWithoutExtension(recipePath) + "-" + DateTime.Now.ToString("yyyyMMdd-HHmmss"));
+}
+
+/// <summary>Exit codes of `pretrain coordinator` and `pretrain local` beyond 0 (done), 1 (failed), 2 (bad input) and 130 (interrupted).</summary>
+public static class CoordinatorExitCodes
+{
+    /// <summary>No worker was connected for --idle-timeout; the job is journaled and continues when the coordinator is started again.</summary>
+    public const int Idle = 3;
 }

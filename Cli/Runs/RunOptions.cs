@@ -26,5 +26,7 @@ public sealed record RunOptions
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>`pretrain local`: how many times per run a dead worker process is started again (it joins as a newcomer).</summary>
     public int MaxRestarts { get; init; } = 3;
+    /// <summary>`pretrain coordinator`: exit (code 3, the job journaled) when no worker has been connected for this long; null = never.</summary>
+    public TimeSpan? IdleTimeout { get; init; }
     public bool Verbose { get; init; }
 }

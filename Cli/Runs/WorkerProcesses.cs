@@ -51,6 +51,8 @@ public sealed class WorkerProcesses : IAsyncDisposable
                 "--threads", threads.ToString(), "--parent-pid", Environment.ProcessId.ToString(),
                 "--metrics-port", options.WorkerMetricsPort <= 0 ? options.WorkerMetricsPort.ToString() : (options.WorkerMetricsPort + i).ToString(),
                 "--timeout", ((int)options.Timeout.TotalSeconds).ToString(),
+                // The coordinator is this process: a worker that cannot reach it has nothing to wait for.
+                "--coordinator-timeout", ((int)options.Timeout.TotalSeconds).ToString(),
                 .. options.Verbose ? ["--verbose"] : Array.Empty<string>(),
             ];
             set._commands[id] = (args, runDirectory);

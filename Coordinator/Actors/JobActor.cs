@@ -16,6 +16,9 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
 {
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>Sent by the reconnect timer of a restarted coordinator: members not registered again by now are lost.</summary>
+    private sealed record ReconnectDeadline(double WindowSeconds);
+
     private JobState _state = JobState.Empty;
 
     // Live worker actors by worker id. Not persisted: refs do not survive a coordinator restart, and
@@ -51,12 +54,15 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         // Final reports are acknowledged once journaled (or refused as stale), so a worker exits
         // only when what it said cannot be lost.
         // A report refused because its sender is no longer part of the job tells it to stop.
-        Command<ReportPeerLost>(c => Handle(c, onRefused: (s, reason) => s.Tell(new StopWorker(reason))));
-        Command<ReportStepBoundary>(c => Handle(c, Acknowledge(c.WorkerId, "step-boundary"), (s, reason) => s.Tell(new StopWorker(reason))));
+        // Such a sender was counted as lost while it lived (frozen, cut off): it registers again as a newcomer.
+        Command<ReportPeerLost>(c => Handle(c, onRefused: (s, reason) => s.Tell(new StopWorker(reason, Rejoin: true))));
+        Command<ReportStepBoundary>(c => Handle(c, Acknowledge(c.WorkerId, "step-boundary"), (s, reason) => s.Tell(new StopWorker(reason, Rejoin: true))));
         Command<RegroupTick>(c => Handle(c));
         Command<LoseWorker>(c => Handle(c));   // from the local launcher, which saw the process exit
         Command<ReportFinished>(c => Handle(c, Acknowledge(c.WorkerId, "finished"), (s, _) => Acknowledge(c.WorkerId, "finished")(s)));
         Command<ReportFailed>(c => Handle(c, Acknowledge(c.WorkerId, "failed"), (s, _) => Acknowledge(c.WorkerId, "failed")(s)));
+        Command<CoordinatorRestarted>(c => Handle(c));
+        Command<ReconnectDeadline>(d => Handle(new LoseAbsent([.. _workers.Keys], d.WindowSeconds)));
         Command<Terminated>(OnTerminated);
         Command<FetchJobStatus>(_ => Sender.Tell(_state.ToStatus()));
         Command<FetchJobState>(_ => Sender.Tell(_state));
@@ -70,7 +76,14 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         if (_state.IsOver) _observer.OnOutcome(JobOutcome.From(_state));
         _lastRecoveryReported = _state.Recoveries.Count;
         if (_state.Phase == JobPhase.Regrouping) Timers.StartPeriodicTimer("regroup", new RegroupTick(), TickInterval);
+        // A job taken up from the journal by a new coordinator: its workers (training on meanwhile) are
+        // unknown to this process until they register again. Journal the restart, then give them a window.
+        if (_state.Job is not null && !_state.IsOver)
+            Self.Tell(new CoordinatorRestarted(_state.Generation, _state.LastStep, Now()));
     }
+
+    /// <summary>How long a restarted coordinator waits for the recovered job's members to register again.</summary>
+    private double ReconnectWindowSeconds => Math.Max(15, _state.Job?.TimeoutSeconds ?? 30);
 
     private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
@@ -95,6 +108,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
             Stash.Stash();
             return;
         }
+        if (!FromMember(Sender)) return;    // it retries every second; by then its node is Up or gone
         var retry = _state.Member(c.WorkerId)?.Incarnation == c.Incarnation;
         Handle(c,
             onDone: sender =>
@@ -107,6 +121,21 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 if (_state.Phase == JobPhase.Running && _state.RankOf(c.WorkerId) is not null && _state.Current is { } current) sender.Tell(current);
             },
             onRefused: (sender, reason) => sender.Tell(new StopWorker(reason)));
+    }
+
+    /// <summary>
+    /// Only a worker whose node is an Up member of this coordinator's cluster is tracked. A restarted
+    /// coordinator also hears, by plain remoting, the actor of a worker's old node (of the dead
+    /// coordinator's cluster) retrying its registration; that node is about to be downed, and tracking
+    /// its actor would count the worker as lost when it stops, while the worker's new node registers.
+    /// </summary>
+    private bool FromMember(IActorRef sender)
+    {
+        var address = sender.Path.Address;
+        if (address.HasLocalScope) return true;
+        var cluster = Akka.Cluster.Cluster.Get(Context.System);
+        if (address.Equals(cluster.SelfAddress)) return true;
+        return cluster.State.Members.Any(m => m.Address.Equals(address) && m.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.WeaklyUp);
     }
 
     private void OnTerminated(Terminated t)
@@ -194,7 +223,9 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                     Context.Unwatch(lost);
                     // A worker counted as lost may still be alive (frozen, then woken; wrongly blamed):
                     // it must not train on in a generation that is gone.
-                    lost.Tell(new StopWorker($"{l.WorkerId} was counted as lost in generation {l.Generation}: {l.Reason}"));
+                    // It drops that generation and registers again as a newcomer; a process replaced under its id stops.
+                    lost.Tell(new StopWorker($"{l.WorkerId} was counted as lost in generation {l.Generation}: {l.Reason}",
+                        Rejoin: l.Reason != JobDecisions.ReplacedReason));
                     // Down its node now rather than after the failure detector and the split-brain resolver
                     // (~5 s): until it is gone, the cluster cannot converge and no newcomer can join.
                     if (!lost.Path.Address.Equals(Akka.Cluster.Cluster.Get(Context.System).SelfAddress))
@@ -215,6 +246,10 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 break;
             case JobCompleted:
                 _observer.OnOutcome(JobOutcome.From(_state));
+                break;
+            case CoordinatorRestarted r:
+                Timers.StartSingleTimer("reconnect", new ReconnectDeadline(ReconnectWindowSeconds), TimeSpan.FromSeconds(ReconnectWindowSeconds));
+                _observer.OnRestarted(r, _state);
                 break;
         }
     }

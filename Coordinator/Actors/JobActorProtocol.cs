@@ -29,6 +29,9 @@ public interface IJobObserver
     /// <summary>A generation started (the first, or one after a regroup).</summary>
     void OnGeneration(GenerationStarted generation, JobState state) { }
 
+    /// <summary>This coordinator took the job up from the journal; its members have a window to register again.</summary>
+    void OnRestarted(CoordinatorRestarted restarted, JobState state) { }
+
     /// <summary>The first step after a failure was committed, <paramref name="seconds"/> after the failure was detected.</summary>
     void OnRecovered(long generation, long step, double seconds) { }
 }

@@ -17,6 +17,13 @@ public sealed record LoseWorker(string WorkerId, string Reason, string DetectedB
 /// </summary>
 public sealed record RegroupTick;
 
+/// <summary>
+/// Coordinator-internal command, sent by the job actor once a restarted coordinator has waited the
+/// reconnect window: members of the recovered job that have not registered again (<paramref name="Present"/>
+/// holds those that have) are lost, and the job regroups without them.
+/// </summary>
+public sealed record LoseAbsent(IReadOnlyCollection<string> Present, double WindowSeconds);
+
 /// <summary>What a command leads to: events to persist, or a refusal to send back.</summary>
 public sealed record Decision(IReadOnlyList<IJobEvent> Events, string? Refusal = null)
 {
@@ -51,6 +58,8 @@ public static class JobDecisions
         LoseWorker c when c.ProcessId is { } pid && state.Member(c.WorkerId)?.ProcessId != pid => Decision.None,
         LoseWorker c => Regrouped(state, Lose(state, c.WorkerId, c.Reason, c.DetectedBy, nowUnixMs)),
         RegroupTick => Tick(state, nowUnixMs),
+        LoseAbsent c => Regrouped(state, LoseAbsentMembers(state, c, nowUnixMs)),
+        CoordinatorRestarted c => state.Job is null || state.IsOver ? Decision.None : Decision.Of(c),
         ReportFinished c => Finish(state, c),
         ReportFailed c => Fail(state, c),
         _ => throw new ArgumentException($"No decision for command {command.GetType().Name}", nameof(command)),
@@ -60,11 +69,57 @@ public static class JobDecisions
     {
         if (state.Job is null)
             return c.Job.WorldSize < 1 ? Decision.Refuse($"world size must be at least 1, got {c.Job.WorldSize}") : Decision.Of(new JobDefined(c.Job));
-        // Re-submitting the same job (a CLI retry, a restarted coordinator) is not an error.
-        return state.Job == c.Job
+        // Re-submitting the same job (a CLI retry, a restarted coordinator, with or without --resume) is not an error.
+        var differences = Differences(state.Job, c.Job);
+        return differences.Count == 0
             ? Decision.None
-            : Decision.Refuse($"a different job is already defined in this journal (recipe hash {state.Job.RecipeHash}, world size {state.Job.WorldSize})");
+            : Decision.Refuse($"the job in this journal was defined with other settings ({string.Join("; ", differences)}); " +
+                              "restart with the same recipe and options to continue it, or use another --job-id or run directory for a new job");
     }
+
+    /// <summary>
+    /// The fields in which two job definitions differ, each as "field: journaled → submitted".
+    /// <c>Resume</c> does not count: a restarted coordinator may be given --resume or not, it continues
+    /// the journaled job either way (workers resume from checkpoints only at the journaled job's start).
+    /// </summary>
+    public static IReadOnlyList<string> Differences(JobSpec journaled, JobSpec submitted)
+    {
+        var list = new List<string>();
+        void Compare<T>(string field, T a, T b)
+        {
+            if (!EqualityComparer<T>.Default.Equals(a, b)) list.Add($"{field}: {a} → {b}");
+        }
+        if (journaled.RecipeHash != submitted.RecipeHash) list.Add($"recipe hash: {journaled.RecipeHash} → {submitted.RecipeHash}");
+        else if (journaled.RecipeYaml != submitted.RecipeYaml) list.Add("recipe text (same hash, other comments or layout)");
+        Compare("workers", journaled.WorldSize, submitted.WorldSize);
+        Compare("max steps", journaled.MaxSteps, submitted.MaxSteps);
+        Compare("run directory", journaled.RunDirectory, submitted.RunDirectory);
+        Compare("recipe path", journaled.RecipePath, submitted.RecipePath);
+        Compare("elastic.min_workers", journaled.MinWorkers, submitted.MinWorkers);
+        Compare("elastic.max_workers", journaled.MaxWorld, submitted.MaxWorld);
+        Compare("elastic.wait", journaled.ElasticWaitSeconds, submitted.ElasticWaitSeconds);
+        Compare("timeout", journaled.TimeoutSeconds, submitted.TimeoutSeconds);
+        return list;
+    }
+
+    /// <summary>
+    /// After a coordinator restart: the recovered job's members that did not register again within the
+    /// window are gone (they died with or after the coordinator, or cannot reach it).
+    /// </summary>
+    private static IReadOnlyList<IJobEvent> LoseAbsentMembers(JobState state, LoseAbsent c, long now)
+    {
+        var events = new List<IJobEvent>();
+        foreach (var absent in state.Workers.Where(w => !c.Present.Contains(w.WorkerId)).ToList())
+        {
+            var lost = Lose(state, absent.WorkerId, $"it did not register again within {c.WindowSeconds:0} s of the coordinator's restart", "coordinator", now);
+            events.AddRange(lost);
+            state = state.ApplyAll(lost);
+        }
+        return events;
+    }
+
+    /// <summary>Why a worker's predecessor process is counted as lost when a new process registers under its id.</summary>
+    public const string ReplacedReason = "a new process registered with its worker id";
 
     private static Decision Register(JobState state, RegisterWorker c, long now)
     {
@@ -75,7 +130,7 @@ public static class JobDecisions
         {
             if (known.Incarnation == c.Incarnation) return Decision.None; // a retried registration
             // The same id from a new process: its predecessor is gone (a restarted pod or a respawned worker).
-            events.AddRange(Lose(state, c.WorkerId, "a new process registered with its worker id", "coordinator", now));
+            events.AddRange(Lose(state, c.WorkerId, ReplacedReason, "coordinator", now));
             state = state.ApplyAll(events);
         }
         if (state.IsOver) return Decision.Of(events);

@@ -75,6 +75,9 @@ public sealed record JobState
     /// <summary>Seconds from a failure (a member lost or leaving) to the first step committed after it.</summary>
     public ImmutableList<double> Recoveries { get; init; } = [];
 
+    /// <summary>How many times a coordinator took this job up from the journal.</summary>
+    public int CoordinatorRestarts { get; init; }
+
     public bool IsOver => Phase is JobPhase.Completed or JobPhase.Failed;
     public long LastCheckpointStep => Checkpoints.IsEmpty ? 0 : Checkpoints[^1].Step;
     public string? LastCheckpointPath => Checkpoints.IsEmpty ? null : Checkpoints[^1].Path;
@@ -130,6 +133,13 @@ public sealed record JobState
         WorkerLost l => Departed(l.WorkerId) with { Lost = Lost.Add(l) },
         WorkerLeft l => Departed(l.WorkerId) with { Left = Left.Add(l) },
         StepCommitted s => Committed(s),
+        // A regroup that was under way waits for its members afresh: they had no coordinator to report to.
+        CoordinatorRestarted r => this with
+        {
+            CoordinatorRestarts = CoordinatorRestarts + 1,
+            RegroupAtUnixMs = Phase == JobPhase.Regrouping ? r.AtUnixMs : RegroupAtUnixMs,
+            Suspects = Suspects.Clear(),
+        },
         CheckpointRecorded c => this with { Checkpoints = Checkpoints.Add(c) },
         WorkerFinished f => this with { Finished = Finished.SetItem(f.Report.Rank, f.Report) },
         JobCompleted c => this with { Phase = JobPhase.Completed, LastStep = Math.Max(LastStep, c.Step) },

@@ -75,19 +75,19 @@ public sealed record RunSummary
         };
     }
 
-    /// <summary>A run stopped by the user before the job ended.</summary>
-    public static RunSummary Interrupted(string method, int worldSize, TimeSpan wall) => new()
+    /// <summary>A run stopped before the job ended (by a signal, or a coordinator that had no worker for --idle-timeout).</summary>
+    public static RunSummary Interrupted(string method, int worldSize, TimeSpan wall, string? why = null, long steps = 0, long generation = 0) => new()
     {
         Status = "interrupted",
-        Error = "stopped by a signal before the job ended",
+        Error = why ?? "stopped by a signal before the job ended",
         Method = method,
         WorldSize = worldSize,
-        Steps = 0,
+        Steps = steps,
         FinalLoss = double.NaN,
         SamplesPerSecond = 0,
         ReplicaChecksums = new Dictionary<string, string>(),
         Eval = new Dictionary<string, double>(),
-        Generation = 0,
+        Generation = generation,
         WallSeconds = Math.Round(wall.TotalSeconds, 2),
     };
 

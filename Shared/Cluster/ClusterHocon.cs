@@ -36,14 +36,19 @@ public static class ClusterHocon
     /// Config of a worker node: remote port 0, joins the coordinator at
     /// <paramref name="coordinatorHost"/>:<paramref name="coordinatorPort"/> as its seed with role
     /// <c>worker</c>. A worker that loses the coordinator is downed by its own side of the split (the
-    /// coordinator is the oldest node), but its ActorSystem is not shut down, so training goes on
-    /// (brief, principle 2); re-joining needs a new ActorSystem.
+    /// coordinator is the oldest node, and keep-oldest keeps its side), but its ActorSystem is not shut
+    /// down, and training goes on on the data plane (brief, principle 2); the process builds a new node
+    /// that joins the coordinator when it is back (Worker/Host/WorkerProcess.cs says why this design).
     /// </summary>
     public static string Worker(string coordinatorHost, int coordinatorPort, string hostname = "127.0.0.1",
         string? publicHostname = null, bool verbose = false) =>
         $$"""
         akka.cluster.seed-nodes = ["{{Address(coordinatorHost, coordinatorPort)}}"]
         akka.cluster.run-coordinated-shutdown-when-down = off
+        # A new node of a worker whose coordinator is away asks for admission every second, so it is
+        # back within about a second of a restarted coordinator (the default is 5 s, then 10 s).
+        akka.cluster.seed-node-timeout = 1s
+        akka.cluster.retry-unsuccessful-join-after = 2s
         # The worker process decides how it exits (a polite leave when finished, at once after a
         # failure); Akka's own process-exit hook would block the exit on the leave phases.
         akka.coordinated-shutdown.run-by-clr-shutdown-hook = off

@@ -102,3 +102,14 @@ public sealed record WorkerLeft(
 public sealed record JobFailed(
     [property: Key(0)] long Generation,
     [property: Key(1)] string Reason) : IJobEvent;
+
+/// <summary>
+/// A coordinator process took the job up from the journal (it was restarted, or another replaced it);
+/// <paramref name="Generation"/> and <paramref name="Step"/> are where the journal said the job was.
+/// The job's members have a reconnect window to register again; a regroup's clock restarts from here.
+/// </summary>
+[MessagePackObject]
+public sealed record CoordinatorRestarted(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] long Step,
+    [property: Key(2)] long AtUnixMs) : IJobEvent;

@@ -15,7 +15,11 @@ public sealed record RegisterWorker(
     [property: Key(4)] int ProcessId,
     // A fresh random id per process: the same worker id with another incarnation is a restarted
     // process (its predecessor is gone), the same incarnation again is a retried registration.
-    [property: Key(5)] string Incarnation = "") : IPretrainMessage;
+    [property: Key(5)] string Incarnation = "",
+    // What a re-registering worker holds (a coordinator restarted, or this worker's node rebuilt): the
+    // generation it last trained in and the step its replica holds; 0 and -1 for a worker that never trained.
+    [property: Key(6)] long Generation = 0,
+    [property: Key(7)] long HeldStep = -1) : IPretrainMessage;
 
 /// <summary>The coordinator's answer to <see cref="RegisterWorker"/>: the job every worker runs.</summary>
 [MessagePackObject]

@@ -92,10 +92,15 @@ public sealed record ReportFailed(
     [property: Key(1)] int Rank,
     [property: Key(2)] string Reason) : IPretrainMessage;
 
-/// <summary>Coordinator → worker: stop now (the job failed elsewhere or the user cancelled).</summary>
+/// <summary>
+/// Coordinator → worker: stop now (the job failed elsewhere or the user cancelled). With
+/// <paramref name="Rejoin"/> the worker was counted as lost while it lived (frozen, cut off, wrongly
+/// blamed): it drops its generation and registers again as a newcomer instead of exiting.
+/// </summary>
 [MessagePackObject]
 public sealed record StopWorker(
-    [property: Key(0)] string Reason) : IPretrainMessage;
+    [property: Key(0)] string Reason,
+    [property: Key(1)] bool Rejoin = false) : IPretrainMessage;
 
 /// <summary>
 /// Coordinator → worker: a final report (<see cref="ReportFinished"/>, <see cref="ReportPeerLost"/>,

@@ -46,6 +46,7 @@ public static class MessageRegistry
         (typeof(StepHeld), "e.sh"),
         (typeof(WorkerLeft), "e.wlf"),
         (typeof(WorkerSuspected), "e.ws"),
+        (typeof(CoordinatorRestarted), "e.cre"),
         // Preparation (`pretrain prepare`)
         (typeof(RegisterPreparer), "rpr"),
         (typeof(PreparerRegistered), "prr"),

@@ -12,6 +12,7 @@ public sealed class CliProcess : IDisposable
     readonly Process _process;
     readonly StringBuilder _output = new();
     readonly Lock _gate = new();
+    bool _disposed;
 
     CliProcess(Process process) => _process = process;
 
@@ -34,6 +35,22 @@ public sealed class CliProcess : IDisposable
         var info = new ProcessStartInfo("dotnet");
         info.ArgumentList.Add("exec");
         info.ArgumentList.Add(typeof(CliProcess).Assembly.Location);
+        foreach (var (name, value) in environment) info.Environment[name] = value;
+        return Start(info, args);
+    }
+
+    /// <summary>
+    /// The CLI "on another host": inside network namespace <paramref name="netns"/> (see <see cref="NetnsCluster"/>),
+    /// through <c>ip netns exec NS pretrain args…</c>. ip execs the command in place, so <see cref="Id"/> is the CLI's own pid.
+    /// </summary>
+    public static CliProcess StartIn(string netns, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        StartCommandIn(netns, RepoPaths.Cli, environment, args);
+
+    /// <summary>Any program inside network namespace <paramref name="netns"/> (the harness's own tests run bash and perl).</summary>
+    internal static CliProcess StartCommandIn(string netns, string fileName, IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
+        var info = new ProcessStartInfo(NetnsCluster.IpTool);
+        foreach (string a in new[] { "netns", "exec", netns, fileName }) info.ArgumentList.Add(a);
         foreach (var (name, value) in environment) info.Environment[name] = value;
         return Start(info, args);
     }
@@ -74,6 +91,21 @@ public sealed class CliProcess : IDisposable
         _process.WaitForExit();
     }
 
+    /// <summary>
+    /// SIGKILLs the process and its descendants unless it has exited, then waits for it at most
+    /// <paramref name="timeout"/>; false if it is still there. Safe on an exited or disposed process.
+    /// </summary>
+    internal bool KillTree(TimeSpan timeout)
+    {
+        lock (_gate) if (_disposed) return true;
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            return _process.WaitForExit(timeout);
+        }
+        catch (InvalidOperationException) { return true; }   // exited (or was never started) meanwhile
+    }
+
     public async Task<int> WaitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
@@ -109,8 +141,14 @@ public sealed class CliProcess : IDisposable
         lock (_gate) _output.AppendLine(line);
     }
 
+    /// <summary>Kills what is left of the process tree. Idempotent: a test and a <see cref="NetnsCluster"/> may both dispose it.</summary>
     public void Dispose()
     {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
         if (!_process.HasExited) _process.Kill(entireProcessTree: true);
         _process.Dispose();
     }

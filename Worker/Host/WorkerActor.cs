@@ -5,97 +5,151 @@ using Pretrain.Shared.Messages;
 namespace Pretrain.Worker.Host;
 
 /// <summary>
-/// The worker's control plane: registers with the coordinator's job actor, waits for its rank in a
-/// generation, runs each generation off the mailbox (piped back), and reports progress and how the
-/// generation ended. A lost peer or an agreed step boundary is not the end: the worker reports the step
-/// its replica holds and waits for the next generation (elastic training). Every wait is bounded:
-/// registration retries until the timeout, a wait for a generation ends after <c>elastic.wait</c> plus
-/// the timeout, and the worker exits naming what it waited for.
+/// The worker's control plane on one cluster node: registers with the coordinator's job actor, waits
+/// for its rank in a generation, starts each generation's training task, and reports progress and how
+/// the generation ended. A lost peer or an agreed step boundary is not the end: the worker reports the
+/// step its replica holds and waits for the next generation (elastic training).
+/// <para>
+/// The actor lives only as long as its node: what the worker knows is in <see cref="WorkerMemory"/>,
+/// and a worker whose node was removed (the coordinator died, or this worker was cut off) gets a new
+/// node and a new actor that registers again with what it holds. The training task is not the actor's:
+/// it goes on meanwhile (brief, principle 2), and its outcome waits in the memory for the next actor.
+/// </para>
+/// Every wait is bounded: the first registration by the timeout, a wait for a generation by
+/// <c>elastic.wait</c> plus the timeout, an unacknowledged final report by the timeout while the
+/// coordinator is reachable; the process bounds the time without any coordinator (<see cref="WorkerProcess"/>).
 /// </summary>
-public sealed class WorkerActor : ReceiveActor, IWithTimers
+public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 {
     sealed record RetryRegistration;
-    sealed record WaitDeadline(string What);
+    sealed record WaitDeadline(string What, int Code);
     sealed record AcknowledgementDeadline;
     sealed record LeaveDeadline;
+    sealed record RegisterAgain;
 
     /// <summary>Sent by the process on SIGTERM / Ctrl+C: finish the step in flight, tell the coordinator, exit 0.</summary>
     public sealed record LeaveJob(string Reason);
 
+    /// <summary>How long a worker counted as lost while alive waits for its node to be removed before it registers again itself.</summary>
+    static readonly TimeSpan RejoinDelay = TimeSpan.FromSeconds(3);
+
     readonly WorkerOptions _options;
     readonly ActorSelection _job;
-    readonly RegisterWorker _registration;
-    readonly RunGeneration _runGeneration;
-    readonly Func<long> _heldStep;
-    readonly Action<string> _leave, _stopAtBoundary;
+    readonly WorkerMemory _memory;
+    readonly WorkerSessionHooks _hooks;
+    readonly Func<bool> _coordinatorReachable;
     readonly TaskCompletionSource<int> _exit;
     readonly ILoggingAdapter _log = Context.GetLogger();
-    CancellationTokenSource _generationCancel = new();
-    JobSpec? _jobSpec;
     IActorRef? _coordinator;
-    long _generation;
-    bool _leaving;
 
     public ITimerScheduler Timers { get; set; } = null!;
+    public IStash Stash { get; set; } = null!;
 
-    public WorkerActor(WorkerOptions options, string jobPath, RegisterWorker registration, WorkerSessionHooks hooks, TaskCompletionSource<int> exit)
+    /// <param name="coordinatorReachable">The cluster's word on whether the coordinator's node is reachable now.</param>
+    public WorkerActor(WorkerOptions options, string jobPath, WorkerMemory memory, WorkerSessionHooks hooks,
+        Func<bool> coordinatorReachable, TaskCompletionSource<int> exit)
     {
         _options = options;
         _job = Context.ActorSelection(jobPath);
-        _registration = registration;
-        (_runGeneration, _heldStep, _leave, _stopAtBoundary) = (hooks.Run, hooks.HeldStep, hooks.Leave, hooks.StopAtBoundary);
-        _exit = exit;
+        (_memory, _hooks, _coordinatorReachable, _exit) = (memory, hooks, coordinatorReachable, exit);
         Registering();
     }
 
-    public static Props Props(WorkerOptions options, string jobPath, RegisterWorker registration, WorkerSessionHooks hooks, TaskCompletionSource<int> exit) =>
-        Akka.Actor.Props.Create(() => new WorkerActor(options, jobPath, registration, hooks, exit));
+    public static Props Props(WorkerOptions options, string jobPath, WorkerMemory memory, WorkerSessionHooks hooks,
+        Func<bool> coordinatorReachable, TaskCompletionSource<int> exit) =>
+        Akka.Actor.Props.Create(() => new WorkerActor(options, jobPath, memory, hooks, coordinatorReachable, exit));
 
     /// <summary>How long a registered worker waits for a generation: the first rendezvous, or a regroup that may wait elastic.wait for newcomers.</summary>
     TimeSpan GenerationWait => TimeSpan.FromSeconds(Math.Max(_options.Timeout.TotalSeconds * 4,
-        (_jobSpec?.ElasticWaitSeconds ?? 0) + 2 * _options.Timeout.TotalSeconds));
+        (_memory.Job?.ElasticWaitSeconds ?? 0) + 2 * _options.Timeout.TotalSeconds));
 
     protected override void PreStart()
     {
-        _job.Tell(_registration);
+        StartRegistering();
+        _memory.Attach(Self);    // after the timers: an outcome that waited for this actor is handled like any other
+    }
+
+    protected override void PostStop() => _memory.Detach(Self);
+
+    void StartRegistering()
+    {
+        _job.Tell(_memory.RegistrationHolding(_hooks.HeldStep()));
         Timers.StartPeriodicTimer("retry", new RetryRegistration(), TimeSpan.FromSeconds(1));
-        Timers.StartSingleTimer("deadline", new WaitDeadline(
-            $"the coordinator at {_job.PathString} did not answer registration within {_options.Timeout.TotalSeconds:0} s"), _options.Timeout);
+        // The first registration is bounded here; a worker that held a job already is bounded by the
+        // process's --coordinator-timeout (it may train on meanwhile).
+        if (_memory.Job is null)
+            Timers.StartSingleTimer("deadline", new WaitDeadline(
+                $"the coordinator at {_job.PathString} did not answer registration within {_options.Timeout.TotalSeconds:0} s",
+                WorkerExitCodes.CoordinatorUnreachable), _options.Timeout);
     }
 
     void Registering()
     {
-        Receive<RetryRegistration>(_ => _job.Tell(_registration));
-        Receive<WaitDeadline>(d => Exit(WorkerExitCodes.CoordinatorUnreachable, d.What));
-        Receive<WorkerRegistered>(r =>
+        Receive<RetryRegistration>(_ => _job.Tell(_memory.RegistrationHolding(_hooks.HeldStep())));
+        Receive<WaitDeadline>(d => Exit(d.Code, d.What));
+        Receive<WorkerRegistered>(OnRegistered);
+        Receive<GenerationEnded>(Ended);     // recorded; reported once registered
+        Receive<LeaveJob>(l =>
         {
-            Timers.Cancel("retry");
-            _jobSpec = r.Job;
-            _coordinator = Sender;
-            Context.Watch(Sender);
-            _log.Info("registered as {0} with {1}; waiting for the generation to start", _options.WorkerId, Sender.Path);
-            Waiting($"no generation started within {GenerationWait.TotalSeconds:0} s of registering (fewer workers joined than the job expects?)");
+            if (!_memory.Training) { Exit(WorkerExitCodes.Finished, null); return; }   // nothing to hand over
+            _memory.Leaving = true;
+            _hooks.Leave(l.Reason);    // the boundary outcome follows and waits for a coordinator (the process bounds that)
         });
-        Receive<LeaveJob>(l => Exit(WorkerExitCodes.Finished, null));   // nothing to hand over yet
+        Receive<ReportProgress>(_ => { });   // no coordinator to tell; the next report supersedes it
+        Receive<ReportCheckpoint>(_ => { }); // remembered by the memory, re-sent on registration
+        // From a coordinator that has this worker's registration but whose answer is still on its way.
+        Receive<GenerationStarted>(_ => Stash.Stash());
+        Receive<RequestStepBoundary>(_ => Stash.Stash());
+        Receive<AbandonGeneration>(_ => Stash.Stash());
         ReceiveCommon();
+    }
+
+    void OnRegistered(WorkerRegistered r)
+    {
+        Timers.Cancel("retry");
+        Timers.Cancel("deadline");
+        bool again = _memory.Job is not null;
+        _memory.Job = r.Job;
+        _memory.Connected();
+        _coordinator = Sender;
+        Context.Watch(Sender);
+        if (again)
+            _log.Info("registered again as {0} with {1} (generation {2}, holding step {3}{4})", _options.WorkerId, Sender.Path,
+                _memory.Generation, _hooks.HeldStep(), _memory.Training ? ", training" : "");
+        else
+            _log.Info("registered as {0} with {1}; waiting for the generation to start", _options.WorkerId, Sender.Path);
+        // A restarted coordinator may have missed the newest checkpoint; it ignores one it has.
+        if (_memory.LastCheckpoint is { } checkpoint) Sender.Tell(checkpoint);
+        Stash.UnstashAll();
+        if (_memory.Pending is ({ } final, int code)) Conclude(final, code, null);
+        else if (_memory.Pending is ({ } report, null))
+        {
+            Sender.Tell(report);
+            Waiting($"no new generation started within {GenerationWait.TotalSeconds:0} s of the end of generation {_memory.Generation}");
+        }
+        else if (_memory.Training) Become(Training);
+        else Waiting($"no generation started within {GenerationWait.TotalSeconds:0} s of registering (fewer workers joined than the job expects?)");
     }
 
     /// <summary>Between generations: registered, waiting to be given a rank.</summary>
     void Waiting(string onDeadline)
     {
-        Timers.StartSingleTimer("deadline", new WaitDeadline(onDeadline), GenerationWait);
+        Timers.StartSingleTimer("deadline", new WaitDeadline(onDeadline, WorkerExitCodes.PeerLost), GenerationWait);
         Become(() =>
         {
-            Receive<WaitDeadline>(d => Exit(WorkerExitCodes.PeerLost, d.What));
+            Receive<WaitDeadline>(d => Exit(d.Code, d.What));
             Receive<GenerationStarted>(StartGeneration);
+            Receive<GenerationEnded>(Ended);                // of a generation this worker was dropped from
             Receive<WorkerRegistered>(_ => { });           // a late answer to a retried registration
             Receive<RequestStepBoundary>(_ => { });         // for a generation already ended
             Receive<AbandonGeneration>(_ => { });
+            Receive<ReportProgress>(_ => { });
+            Receive<ReportCheckpoint>(c => _coordinator?.Tell(c));
             Receive<LeaveJob>(l =>
             {
                 // Not training: tell the coordinator and go; nothing is lost (the replicas of the others hold the state).
-                _leaving = true;
-                Conclude(new ReportStepBoundary(_options.WorkerId, _generation, _heldStep(), true, l.Reason), WorkerExitCodes.Finished, null);
+                _memory.Leaving = true;
+                Conclude(new ReportStepBoundary(_options.WorkerId, _memory.Generation, _hooks.HeldStep(), true, l.Reason), WorkerExitCodes.Finished, null);
             });
             ReceiveCommon();
         });
@@ -105,14 +159,28 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         var me = g.Ranks.FirstOrDefault(a => a.WorkerId == _options.WorkerId);
         if (me == null) { _log.Info("generation {0} does not include {1}; waiting", g.Generation, _options.WorkerId); return; }
-        if (g.Generation <= _generation) { _log.Info("generation {0} is not newer than {1}; ignored", g.Generation, _generation); return; }
+        if (g.Generation <= _memory.Generation) { _log.Info("generation {0} is not newer than {1}; ignored", g.Generation, _memory.Generation); return; }
+        if (_memory.Training)
+        {
+            // Still in a generation this worker was dropped from (it rejoined while its old ring had not failed yet):
+            // end that one first; this one starts once its outcome is in.
+            _memory.DiscardedUpTo = _memory.Generation;
+            _memory.GenerationCancel.Cancel();
+            Stash.Stash();
+            return;
+        }
         Timers.Cancel("deadline");
-        _generation = g.Generation;
+        _memory.Generation = g.Generation;
+        _memory.Pending = null;
+        _memory.Training = true;
+        _memory.GenerationCancel = new CancellationTokenSource();
         _log.Info("generation {0}: rank {1} of {2} from step {3} (cause: {4})", g.Generation, me.Rank, g.Ranks.Count, g.StartStep, g.Cause);
-        _generationCancel = new CancellationTokenSource();
-        var self = Self;
-        _runGeneration(_jobSpec!, g, me.Rank, p => self.Tell(p), c => self.Tell(c), _generationCancel.Token).PipeTo(self,
-            failure: e => new SessionOutcome.Failed(new ReportFailed(_options.WorkerId, me.Rank, e.ToString())));
+        var (memory, generation, workerId) = (_memory, g.Generation, _options.WorkerId);
+        // The task reports to the memory, not to this actor: it may outlive this node (see WorkerProcess).
+        _hooks.Run(_memory.Job!, g, me.Rank, memory.Post, memory.Post, _memory.GenerationCancel.Token).ContinueWith(t =>
+            memory.Complete(new GenerationEnded(generation, t.IsCompletedSuccessfully ? t.Result
+                : new SessionOutcome.Failed(new ReportFailed(workerId, me.Rank, t.Exception?.GetBaseException().ToString() ?? "the generation's task was cancelled")))),
+            TaskScheduler.Default);
         Become(Training);
     }
 
@@ -120,70 +188,114 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         Receive<ReportProgress>(p => _coordinator?.Tell(p));
         Receive<ReportCheckpoint>(c => _coordinator?.Tell(c));
-        Receive<RequestStepBoundary>(r => { if (r.Generation == _generation) _stopAtBoundary(r.Reason); });
+        Receive<RequestStepBoundary>(r => { if (r.Generation == _memory.Generation) _hooks.StopAtBoundary(r.Reason); });
         Receive<AbandonGeneration>(a =>
         {
-            if (a.Generation != _generation) return;
+            if (a.Generation != _memory.Generation) return;
             _log.Info("the coordinator abandoned generation {0}: {1}", a.Generation, a.Reason);
-            _generationCancel.Cancel();
+            _memory.GenerationCancel.Cancel();
         });
+        Receive<GenerationStarted>(StartGeneration);
+        Receive<WorkerRegistered>(_ => { });
         Receive<LeaveJob>(l =>
         {
-            _leaving = true;
-            _leave(l.Reason);     // the ring stops after the step in flight; the boundary outcome follows
+            _memory.Leaving = true;
+            _hooks.Leave(l.Reason);     // the ring stops after the step in flight; the boundary outcome follows
             Timers.StartSingleTimer("leave", new LeaveDeadline(), _options.Timeout);
         });
         Receive<LeaveDeadline>(_ => Exit(WorkerExitCodes.Stopped, $"the step in flight did not finish within {_options.Timeout.TotalSeconds:0} s of the stop signal"));
-        Receive<SessionOutcome.Finished>(f => Conclude(f.Report, WorkerExitCodes.Finished, null));
-        Receive<SessionOutcome.PeerLost>(p =>
-        {
-            _log.Warning("lost peer rank {0} ({1}) in generation {2}; holding step {3}, waiting for the next generation",
-                p.Report.LostRank, p.Report.LostWorkerId, p.Report.Generation, p.Report.HeldStep);
-            _coordinator?.Tell(p.Report);
-            AfterGeneration();
-        });
-        Receive<SessionOutcome.Boundary>(b =>
-        {
-            if (b.Report.Leaving || _leaving)
-            {
-                Conclude(b.Report with { Leaving = true }, WorkerExitCodes.Finished, null);
-                return;
-            }
-            _coordinator?.Tell(b.Report);
-            AfterGeneration();
-        });
-        Receive<SessionOutcome.Failed>(f => Conclude(f.Report, WorkerExitCodes.Failed, f.Report.Reason));
-        Receive<SessionOutcome.Cancelled>(c => Exit(WorkerExitCodes.Stopped, c.Reason));
+        Receive<GenerationEnded>(Ended);
         ReceiveCommon();
     }
 
-    void AfterGeneration()
+    /// <summary>
+    /// A generation's task ended: record how in the memory (it survives this node), then, when a
+    /// coordinator is registered, report it and wait for the next generation or conclude.
+    /// </summary>
+    void Ended(GenerationEnded e)
     {
+        _memory.Training = false;
         Timers.Cancel("leave");
-        Waiting($"no new generation started within {GenerationWait.TotalSeconds:0} s of the end of generation {_generation}");
+        if (e.Generation <= _memory.DiscardedUpTo)
+        {
+            _memory.Took(e);
+            _log.Info("generation {0} ended ({1}); it no longer counts (this worker was dropped from it)", e.Generation, e.Outcome.GetType().Name);
+            if (_coordinator != null) Waiting($"no generation took this worker within {GenerationWait.TotalSeconds:0} s of registering again");
+            Stash.UnstashAll();
+            return;
+        }
+        switch (e.Outcome)
+        {
+            case SessionOutcome.Finished f:
+                Conclude(f.Report, WorkerExitCodes.Finished, null);
+                break;
+            case SessionOutcome.PeerLost p:
+                _log.Warning("lost peer rank {0} ({1}) in generation {2}; holding step {3}, waiting for the next generation",
+                    p.Report.LostRank, p.Report.LostWorkerId, p.Report.Generation, p.Report.HeldStep);
+                HoldForNextGeneration(p.Report);
+                break;
+            case SessionOutcome.Boundary b when b.Report.Leaving || _memory.Leaving:
+                Conclude(b.Report with { Leaving = true }, WorkerExitCodes.Finished, null);
+                break;
+            case SessionOutcome.Boundary b:
+                HoldForNextGeneration(b.Report);
+                break;
+            case SessionOutcome.Failed f:
+                Conclude(f.Report, WorkerExitCodes.Failed, f.Report.Reason);
+                break;
+            case SessionOutcome.Cancelled c:
+                Exit(WorkerExitCodes.Stopped, c.Reason);
+                break;
+        }
+        _memory.Took(e);
+    }
+
+    void HoldForNextGeneration(IPretrainMessage report)
+    {
+        _memory.Pending = (report, null);
+        if (_coordinator == null) return;      // sent when a coordinator answers the registration
+        _coordinator.Tell(report);
+        Waiting($"no new generation started within {GenerationWait.TotalSeconds:0} s of the end of generation {_memory.Generation}");
     }
 
     /// <summary>
-    /// Sends the final report and exits once the coordinator has journaled it — or after a bounded
-    /// wait when the coordinator is away, so a worker never hangs on its way out.
+    /// Sends the final report and exits once the coordinator has journaled it. The report is kept until
+    /// then: a coordinator that dies first gets it from the next node's registration. A coordinator that
+    /// is reachable but does not answer within the timeout is not waited for any longer.
     /// </summary>
     void Conclude(IPretrainMessage report, int code, string? reason)
     {
         if (reason != null) _log.Error("worker {0}: {1}", _options.WorkerId, reason);
-        if (_coordinator == null) { Exit(code, null); return; }
+        _memory.Pending = (report, code);
+        if (_coordinator == null) return;      // sent when a coordinator answers the registration
         _coordinator.Tell(report);
         Timers.Cancel("deadline");
-        Timers.StartSingleTimer("ack", new AcknowledgementDeadline(), TimeSpan.FromSeconds(10));
+        var wait = TimeSpan.FromSeconds(Math.Max(10, _options.Timeout.TotalSeconds));
+        Timers.StartSingleTimer("ack", new AcknowledgementDeadline(), wait);
         Become(() =>
         {
-            Receive<ReportAcknowledged>(_ => Exit(code, null));
+            Receive<ReportAcknowledged>(_ => { _memory.Pending = null; Exit(code, null); });
             Receive<AcknowledgementDeadline>(_ =>
             {
-                _log.Warning("the coordinator did not acknowledge the final report within 10 s; exiting anyway");
+                if (!_coordinatorReachable())
+                {
+                    _log.Warning("the coordinator is unreachable; keeping the final report for the coordinator that comes back");
+                    Timers.StartSingleTimer("ack", new AcknowledgementDeadline(), wait);
+                    return;
+                }
+                _log.Warning("the coordinator did not acknowledge the final report within {0:0} s; exiting anyway", wait.TotalSeconds);
                 Exit(code, null);
             });
             Receive<StopWorker>(_ => Exit(code, null));    // the job is over anyway: keep our own exit code
-            Receive<Terminated>(_ => Exit(code, null));
+            Receive<Terminated>(t =>
+            {
+                if (!t.AddressTerminated) { Exit(code, null); return; }    // its actor stopped: that coordinator is done with the job
+                _coordinator = null;
+                _memory.Disconnected();
+                _log.Warning("lost the coordinator before it acknowledged the final report; keeping it for the coordinator that comes back");
+                Become(Registering);
+                StartRegistering();
+            });
             ReceiveAny(_ => { });
         });
     }
@@ -192,20 +304,61 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         Receive<StopWorker>(s =>
         {
-            _generationCancel.Cancel();
-            Exit(WorkerExitCodes.Stopped, "stopped by the coordinator: " + s.Reason);
+            if (s.Rejoin) { Rejoin(s.Reason); return; }
+            _memory.GenerationCancel.Cancel();
+            // A final report still pending (a restarted coordinator found the job over) keeps its own exit code.
+            Exit(_memory.Pending is (_, int code) ? code : WorkerExitCodes.Stopped, "stopped by the coordinator: " + s.Reason);
         });
-        // Training goes on while the coordinator is away (brief, principle 2); only log it.
-        Receive<Terminated>(t => _log.Warning("lost the coordinator {0}; training continues", t.ActorRef.Path));
+        // Training goes on while the coordinator is away (brief, principle 2): register again, and when
+        // its node is gone too (the usual case) the process builds a new node whose actor does.
+        Receive<Terminated>(t =>
+        {
+            if (!t.ActorRef.Equals(_coordinator)) return;
+            _coordinator = null;
+            _memory.Disconnected();
+            _log.Warning("lost the coordinator {0}; {1}registering again until it is back", t.ActorRef.Path,
+                _memory.Training ? "training continues, " : "");
+            Become(Registering);
+            StartRegistering();
+        });
+    }
+
+    /// <summary>
+    /// Counted as lost while alive (frozen and woken, cut off and healed, wrongly blamed): the generation
+    /// it was in is gone, so this worker drops it and registers again as a newcomer, to be given the
+    /// others' state by broadcast. Its node is usually downed by the coordinator first (then the process
+    /// builds a new one); if not, this actor registers again after a short wait.
+    /// </summary>
+    void Rejoin(string reason)
+    {
+        _log.Warning("{0}; dropping generation {1} and registering again as a newcomer", reason, _memory.Generation);
+        _memory.DiscardedUpTo = _memory.Generation;
+        _memory.Pending = null;
+        if (_memory.Training) _memory.GenerationCancel.Cancel();
+        if (_coordinator != null) Context.Unwatch(_coordinator);
+        _coordinator = null;
+        _memory.Disconnected();
+        Timers.Cancel("deadline");
+        Timers.StartSingleTimer("rejoin", new RegisterAgain(), RejoinDelay);
+        Become(() =>
+        {
+            Receive<RegisterAgain>(_ =>
+            {
+                Become(Registering);
+                StartRegistering();
+            });
+            Receive<GenerationEnded>(Ended);
+            Receive<LeaveJob>(_ => Exit(WorkerExitCodes.Finished, null));   // nothing of this worker's is part of the job now
+            ReceiveAny(_ => { });
+        });
     }
 
     void Exit(int code, string? reason)
     {
         if (reason != null) _log.Error("worker {0} stops: {1}", _options.WorkerId, reason);
         _exit.TrySetResult(code);
+        Become(() => ReceiveAny(_ => { }));    // the process is on its way out: what its node says while it stops is no news
     }
-
-    protected override void PostStop() => _generationCancel.Cancel();
 }
 
 /// <summary>What the worker actor needs of the training session: run a generation, the step held, and the step-boundary votes.</summary>

@@ -28,6 +28,12 @@ public sealed record WorkerOptions
     /// <summary>Bound on every network wait: registration, rendezvous, collectives.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long a worker that cannot train (no generation runs, or its ring broke) waits for a coordinator
+    /// before it exits 5. While it trains it waits as long as training lasts: the coordinator may be restarted meanwhile.
+    /// </summary>
+    public TimeSpan CoordinatorTimeout { get; init; } = TimeSpan.FromSeconds(300);
+
     public bool Verbose { get; init; }
 }
 
@@ -38,7 +44,6 @@ public static class WorkerExitCodes
     public const int Failed = 1;
     public const int PeerLost = 3;
     public const int Stopped = 4;
+    /// <summary>No coordinator answered for --coordinator-timeout while this worker could not train (none at start, or its ring broke).</summary>
     public const int CoordinatorUnreachable = 5;
-    /// <summary>The cluster removed this worker (it froze or was cut off for too long): its generation is gone; a launcher may start a fresh one.</summary>
-    public const int Excluded = 6;
 }

@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using Pretrain.Shared.Messages;
+using Pretrain.Tests.Coordinator;
+using Pretrain.Tests.Infrastructure;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Pretrain.Tests.Elastic;
+
+/// <summary>
+/// The coordinator may die too (brief, principle 2): workers train on while it is away, and a
+/// coordinator restarted on the same journal takes the job up from what they tell it when they
+/// register again. Coordinator and workers are separate processes, as on separate machines.
+/// </summary>
+public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutputHelper output) : IClassFixture<PostgresServer>, IDisposable
+{
+    static readonly TimeSpan Bound = TimeSpan.FromMinutes(3);
+    readonly string _root = Directory.CreateTempSubdirectory("pretrain-restart-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public Task A_coordinator_SIGKILLed_mid_job_and_restarted_finishes_it_with_the_uninterrupted_digest_sqlite() =>
+        KillAndRestartCoordinator([]);
+
+    [PostgresFact]
+    public async Task A_coordinator_SIGKILLed_mid_job_and_restarted_finishes_it_with_the_uninterrupted_digest_postgres()
+    {
+        // A job id of its own: the shared server's journal holds other tests' jobs.
+        await KillAndRestartCoordinator(["--journal", postgres.ConnectionString, "--job-id", "restart-" + Guid.NewGuid().ToString("N")]);
+        Assert.False(File.Exists(Path.Combine(_root, "run", "journal.db")), "the SQLite default was used beside --journal");
+    }
+
+    async Task KillAndRestartCoordinator(string[] journal)
+    {
+        string recipe = ChaosRun.TinyRecipe(_root, 60);
+        using var run = SeparateRun.Start(Path.Combine(_root, "run"), recipe, 2, ["--timeout", "5", .. journal]);
+        await run.WaitForCheckpointAsync(10);
+        run.Coordinator.Kill();
+        var down = Stopwatch.StartNew();
+        // While it is away the workers train on: rank 0 keeps writing checkpoints nobody asked it for.
+        await run.WaitForCheckpointAsync(20, TimeSpan.FromSeconds(60));
+        Assert.False(run.Worker("w0").HasExited, run.Output);
+        Assert.False(run.Worker("w1").HasExited, run.Output);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+
+        var restarted = run.StartCoordinator();
+        int code = await restarted.WaitAsync(Bound);
+        output.WriteLine($"coordinator down {down.Elapsed.TotalSeconds:0.0} s before its restart finished the job");
+        Assert.True(code == 0, run.Output);
+        Assert.Equal(0, await run.Worker("w0").WaitAsync(Bound));
+        Assert.Equal(0, await run.Worker("w1").WaitAsync(Bound));
+
+        var s = run.Summary;
+        Assert.Equal("completed", s.Status);
+        Assert.Equal(60, s.Steps);
+        Assert.Equal(ChaosRun.TinyDigest(60), s.SampleDigest);
+        Assert.Single(s.ReplicaChecksums.Values.Distinct());
+        Assert.Equal(["start"], s.Generations.Select(g => g.Cause));   // the generation was intact: it went on
+        // Both told the new coordinator a step past the one it died at.
+        Assert.True(run.HeldAtReregistration("w0") >= 20, run.Output);
+        Assert.True(run.HeldAtReregistration("w1") >= 20, run.Output);
+        Assert.Contains("took the job up from the journal", restarted.Output);
+    }
+
+    [Fact]
+    public async Task A_worker_killed_while_the_coordinator_is_down_leaves_a_job_that_completes_when_it_returns()
+    {
+        string recipe = ChaosRun.TinyRecipe(_root, 200);
+        using var run = SeparateRun.Start(Path.Combine(_root, "run"), recipe, 3);
+        await run.WaitForCheckpointAsync(10);
+        run.Coordinator.Kill();
+        run.Worker("w2").Kill();
+        await Task.Delay(TimeSpan.FromSeconds(3));   // the survivors' ring breaks; they hold their step and wait
+
+        var restarted = run.StartCoordinator();
+        Assert.True(await restarted.WaitAsync(Bound) == 0, run.Output);
+        var s = run.Summary;
+        Assert.Equal("completed", s.Status);
+        Assert.Equal(200, s.Steps);
+        Assert.Equal(ChaosRun.TinyDigest(200), s.SampleDigest);
+        Assert.Equal(2, s.WorldSize);
+        Assert.Equal(["start", "lost"], s.Generations.Select(g => g.Cause));
+        Assert.Single(s.ReplicaChecksums.Values.Distinct());
+        var lost = SqliteJournal.Read(Path.Combine(run.Directory, "journal.db")).OfType<WorkerLost>().ToList();
+        Assert.Equal("w2", Assert.Single(lost).WorkerId);
+        Assert.Single(SqliteJournal.Read(Path.Combine(run.Directory, "journal.db")).OfType<CoordinatorRestarted>());
+    }
+
+    [Fact]
+    public async Task A_coordinator_without_workers_exits_within_its_idle_timeout_and_says_why()
+    {
+        string recipe = ChaosRun.TinyRecipe(_root, 60);
+        string dir = Path.Combine(_root, "idle");
+        var clock = Stopwatch.StartNew();
+        var (code, text) = await CliProcess.RunAsync(TimeSpan.FromMinutes(1), "coordinator", "--recipe", recipe, "--run-dir", dir,
+            "--port", FreePorts.Next().ToString(), "--metrics-port", "-1", "--idle-timeout", "3");
+        Assert.True(code == 3, text);
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(30));
+        Assert.Contains("no worker was connected for 3 s", text);
+        Assert.Contains("same arguments to continue", text);
+        var s = Pretrain.Coordinator.Summary.RunSummary.Read(Path.Combine(dir, "summary.json"));
+        Assert.Equal("interrupted", s.Status);
+        Assert.Contains("--idle-timeout", s.Error);
+    }
+
+    [Fact]
+    public async Task A_worker_that_never_reaches_a_coordinator_exits_5_within_its_coordinator_timeout()
+    {
+        var clock = Stopwatch.StartNew();
+        var (code, text) = await CliProcess.RunAsync(TimeSpan.FromMinutes(1), "worker", "--coordinator", $"127.0.0.1:{FreePorts.Next()}",
+            "--metrics-port", "-1", "--coordinator-timeout", "3");
+        Assert.True(code == 5, text);
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(30));
+        Assert.Contains("could not reach the coordinator", text);
+    }
+
+    [Fact]
+    public async Task A_worker_whose_ring_broke_while_the_coordinator_is_gone_exits_5_within_its_coordinator_timeout()
+    {
+        string recipe = ChaosRun.TinyRecipe(_root, 400);
+        using var run = SeparateRun.Start(Path.Combine(_root, "run"), recipe, 2, workerArgs: ["--timeout", "5", "--coordinator-timeout", "4"]);
+        await run.WaitForCheckpointAsync(10);
+        run.Coordinator.Kill();
+        run.Worker("w1").Kill();
+        var clock = Stopwatch.StartNew();
+        int code = await run.Worker("w0").WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.True(code == 5, run.Output);
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(30));
+        Assert.Contains("its ring is broken", run.Worker("w0").Output);
+    }
+}

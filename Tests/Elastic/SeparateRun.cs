@@ -1,0 +1,90 @@
+using System.Text.RegularExpressions;
+using Pretrain.Coordinator.Summary;
+using Pretrain.Tests.Infrastructure;
+
+namespace Pretrain.Tests.Elastic;
+
+/// <summary>
+/// A job run as a user runs it across machines: `pretrain coordinator` and each `pretrain worker` as
+/// separate processes (no launcher in between), so a test can SIGKILL and restart the coordinator while
+/// the workers go on. Every process is killed when the test ends.
+/// </summary>
+public sealed class SeparateRun : IDisposable
+{
+    readonly string[] _coordinatorArgs, _workerArgs;
+    readonly List<CliProcess> _coordinators = [];
+    readonly Dictionary<string, CliProcess> _workers = [];
+
+    SeparateRun(string directory, string recipe, int workers, string[] coordinatorArgs, string[] workerArgs)
+    {
+        Directory = directory;
+        Port = FreePorts.Next();
+        _coordinatorArgs = ["coordinator", "--recipe", recipe, "--workers", workers.ToString(), "--run-dir", directory,
+            "--port", Port.ToString(), "--metrics-port", "-1", .. coordinatorArgs];
+        _workerArgs = workerArgs;
+    }
+
+    /// <summary>Starts the coordinator and <paramref name="workers"/> workers named w0, w1, ….</summary>
+    public static SeparateRun Start(string directory, string recipe, int workers, string[]? coordinatorArgs = null, string[]? workerArgs = null)
+    {
+        var run = new SeparateRun(directory, recipe, workers, coordinatorArgs ?? ["--timeout", "5"], workerArgs ?? ["--timeout", "5"]);
+        run.StartCoordinator();
+        for (int i = 0; i < workers; i++) run.StartWorker($"w{i}");
+        return run;
+    }
+
+    public string Directory { get; }
+    public int Port { get; }
+    public RunSummary Summary => RunSummary.Read(Path.Combine(Directory, "summary.json"));
+
+    /// <summary>The newest coordinator process.</summary>
+    public CliProcess Coordinator => _coordinators[^1];
+
+    public CliProcess Worker(string id) => _workers[id];
+
+    /// <summary>Starts a coordinator with the same arguments as the first (a restart on the same run directory and journal).</summary>
+    public CliProcess StartCoordinator()
+    {
+        var process = CliProcess.Start(_coordinatorArgs);
+        _coordinators.Add(process);
+        return process;
+    }
+
+    public CliProcess StartWorker(string id)
+    {
+        var process = CliProcess.Start(["worker", "--coordinator", $"127.0.0.1:{Port}", "--worker-id", id, "--threads", "1",
+            "--metrics-port", "-1", "--verbose", .. _workerArgs]);
+        _workers[id] = process;
+        return process;
+    }
+
+    /// <summary>Waits until rank 0 has published the checkpoint of <paramref name="step"/>.</summary>
+    public async Task WaitForCheckpointAsync(long step, TimeSpan? timeout = null)
+    {
+        var limit = timeout ?? TimeSpan.FromMinutes(2);
+        var deadline = DateTime.UtcNow + limit;
+        string path = Path.Combine(Directory, "checkpoints", $"step-{step:D8}");
+        while (!System.IO.Directory.Exists(path))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"no checkpoint {step} within {limit}:\n{Output}");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>The step a worker said it held when it registered again with a restarted coordinator, or -1.</summary>
+    public long HeldAtReregistration(string id) =>
+        Regex.Matches(_workers[id].Output, @"registered again as \S+ with .* holding step (-?\d+)") is { Count: > 0 } m
+            ? long.Parse(m[0].Groups[1].Value) : -1;
+
+    /// <summary>Every process's output, for a failing assertion's message.</summary>
+    public string Output => string.Join("\n", _coordinators.Select((c, i) => $"--- coordinator #{i + 1}:\n{c.Output}")
+        .Concat(_workers.Select(w => $"--- {w.Key}:\n{Tail(w.Value.Output)}")));
+
+    static string Tail(string text, int lines = 60) => string.Join("\n", text.Split('\n').TakeLast(lines));
+
+    public void Dispose()
+    {
+        foreach (var c in _coordinators) c.Dispose();
+        foreach (var w in _workers.Values) w.Dispose();
+    }
+}
