@@ -73,7 +73,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var observer = new Observer();
         _ = system.WhenTerminated.ContinueWith(_ => observer.Outcome.TrySetException(
             new InvalidOperationException("The coordinator stopped before the job completed or failed.")), TaskScheduler.Default);
-        var job = system.ActorOf(JobActor.Props(options.JobId, observer), ClusterHocon.JobActorName);
+        var job = system.ActorOf(JobActor.Props(options.JobId, observer, options.SnapshotEvery), ClusterHocon.JobActorName);
         return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout);
     }
 
@@ -119,8 +119,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
                  $"state of rank {g.SourceRank} ({g.Ranks[g.SourceRank].WorkerId})");
         }
 
-        public void OnRestarted(CoordinatorRestarted r, JobState state) =>
-            Tell($"took the job up from the journal at generation {r.Generation}, step {r.Step} ({state.Phase.ToString().ToLowerInvariant()}); " +
+        public void OnRestarted(CoordinatorRestarted r, JobState state, string recovery) =>
+            Tell($"took the job up from the journal {recovery} at generation {r.Generation}, step {r.Step} ({state.Phase.ToString().ToLowerInvariant()}); " +
                  $"waiting for its {state.Workers.Count} worker(s) to register again");
 
         public void OnRecovered(long generation, long step, double seconds) =>

@@ -21,6 +21,9 @@ public sealed record CoordinatorOptions
     /// <summary>Persistence id of the job actor: one journal can hold several jobs under different ids.</summary>
     public string JobId { get; init; } = "job";
 
+    /// <summary>Events between snapshots of the job state; null = <c>PRETRAIN_SNAPSHOT_EVERY</c> or 1000; 0 = never.</summary>
+    public int? SnapshotEvery { get; init; }
+
     /// <summary>Akka logs at INFO instead of WARNING.</summary>
     public bool VerboseLogging { get; init; }
 

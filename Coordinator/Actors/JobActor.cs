@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Event;
 using Akka.Persistence;
 using Pretrain.Coordinator.State;
 using Pretrain.Shared.Messages;
@@ -30,16 +31,32 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(string persistenceId, IJobObserver observer) =>
-        Akka.Actor.Props.Create(() => new JobActor(persistenceId, observer));
+    public static Props Props(string persistenceId, IJobObserver observer, int? snapshotEvery = null) =>
+        Akka.Actor.Props.Create(() => new JobActor(persistenceId, observer, snapshotEvery));
 
-    public JobActor(string persistenceId, IJobObserver observer)
+    public JobActor(string persistenceId, IJobObserver observer, int? snapshotEvery = null)
     {
         PersistenceId = persistenceId;
         _observer = observer;
+        _snapshotEvery = snapshotEvery ?? SnapshotInterval();
 
-        Recover<IJobEvent>(e => _state = _state.Apply(e));
+        Recover<SnapshotOffer>(offer =>
+        {
+            if (offer.Snapshot is not JobSnapshot snapshot) return;
+            _state = JobSnapshots.ToState(snapshot);
+            _snapshotAt = offer.Metadata.SequenceNr;
+        });
+        Recover<IJobEvent>(e =>
+        {
+            _state = _state.Apply(e);
+            _replayed++;
+        });
         Recover<RecoveryCompleted>(_ => OnRecovered());
+        Command<SaveSnapshotSuccess>(saved => DeleteSnapshots(new SnapshotSelectionCriteria(saved.Metadata.SequenceNr - 1)));
+        Command<SaveSnapshotFailure>(failed => _log.Warning("could not save a snapshot of job {0} at event {1}: {2}; recovery replays more events, nothing is lost",
+            PersistenceId, failed.Metadata.SequenceNr, failed.Cause.Message));
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteSnapshotsFailure>(_ => { });
 
         Command<DefineJob>(c => Handle(c,
             onDone: sender => sender.Tell(new JobDefinitionAnswered(true, null)),
@@ -70,6 +87,11 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
 
     private void OnRecovered()
     {
+        var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(_startedAt).TotalSeconds;
+        _recovery = _snapshotAt > 0
+            ? $"in {seconds:0.00} s (snapshot at event {_snapshotAt}, then {_replayed} events)"
+            : $"in {seconds:0.00} s ({_replayed} events)";
+        if (_replayed > 0 || _snapshotAt > 0) _log.Info("job {0} recovered from the journal {1}", PersistenceId, _recovery);
         PretrainMetrics.Workers.Set(_state.Workers.Count);
         PretrainMetrics.Generation.Set(_state.Generation);
         PretrainMetrics.WorldSize.Set(_state.Ranks.Count);
@@ -84,6 +106,24 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
 
     /// <summary>How long a restarted coordinator waits for the recovered job's members to register again.</summary>
     private double ReconnectWindowSeconds => Math.Max(15, _state.Job?.TimeoutSeconds ?? 30);
+
+    /// <summary>
+    /// Events between snapshots of the job state (the snapshot store is in the journal's database). A
+    /// restarted coordinator loads the newest and replays only the events after it, so a three-day job
+    /// recovers as fast as a short one (docs/BENCHMARKS.md, journal recovery). Every event stays in the
+    /// journal: it is the job's story. <c>PRETRAIN_SNAPSHOT_EVERY</c> overrides it (0 = never; the benchmark).
+    /// </summary>
+    public const int DefaultSnapshotEvery = 1000;
+    public const string SnapshotEveryVariable = "PRETRAIN_SNAPSHOT_EVERY";
+
+    private static int SnapshotInterval() =>
+        int.TryParse(Environment.GetEnvironmentVariable(SnapshotEveryVariable), out var every) && every >= 0 ? every : DefaultSnapshotEvery;
+
+    private readonly int _snapshotEvery;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly long _startedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+    private long _snapshotAt, _replayed;
+    private string _recovery = "";
 
     private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
@@ -166,6 +206,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         PersistAll(decision.Events, e =>
         {
             _state = _state.Apply(e);
+            if (_snapshotEvery > 0 && LastSequenceNr % _snapshotEvery == 0) SaveSnapshot(JobSnapshots.ToSnapshot(_state));
             React(e, sender);
             if (ReferenceEquals(e, last)) onDone?.Invoke(sender);
         });
@@ -249,7 +290,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 break;
             case CoordinatorRestarted r:
                 Timers.StartSingleTimer("reconnect", new ReconnectDeadline(ReconnectWindowSeconds), TimeSpan.FromSeconds(ReconnectWindowSeconds));
-                _observer.OnRestarted(r, _state);
+                _observer.OnRestarted(r, _state, _recovery);
                 break;
         }
     }

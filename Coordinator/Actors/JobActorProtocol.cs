@@ -30,7 +30,7 @@ public interface IJobObserver
     void OnGeneration(GenerationStarted generation, JobState state) { }
 
     /// <summary>This coordinator took the job up from the journal; its members have a window to register again.</summary>
-    void OnRestarted(CoordinatorRestarted restarted, JobState state) { }
+    void OnRestarted(CoordinatorRestarted restarted, JobState state, string recovery) { }
 
     /// <summary>The first step after a failure was committed, <paramref name="seconds"/> after the failure was detected.</summary>
     void OnRecovered(long generation, long step, double seconds) { }

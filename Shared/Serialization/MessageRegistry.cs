@@ -47,6 +47,8 @@ public static class MessageRegistry
         (typeof(WorkerLeft), "e.wlf"),
         (typeof(WorkerSuspected), "e.ws"),
         (typeof(CoordinatorRestarted), "e.cre"),
+        // Journal snapshots (not events: the snapshot store keeps them beside the journal)
+        (typeof(JobSnapshot), "s.job"),
         // Preparation (`pretrain prepare`)
         (typeof(RegisterPreparer), "rpr"),
         (typeof(PreparerRegistered), "prr"),

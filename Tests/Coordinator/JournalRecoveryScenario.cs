@@ -17,10 +17,11 @@ public static class JournalRecoveryScenario
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    public static async Task RunAsync(JournalOptions journal, string runDirectory)
+    /// <param name="snapshotEvery">Snapshot interval: small, so that recovery starts from a snapshot and replays the events after it.</param>
+    public static async Task RunAsync(JournalOptions journal, string runDirectory, int? snapshotEvery = 0)
     {
         // A fresh persistence id, so a shared server (PRETRAIN_TEST_POSTGRES) never replays older runs.
-        var options = new CoordinatorOptions { RunDirectory = runDirectory, Journal = journal, JobId = $"job-{Guid.NewGuid():N}" };
+        var options = new CoordinatorOptions { RunDirectory = runDirectory, Journal = journal, JobId = $"job-{Guid.NewGuid():N}", SnapshotEvery = snapshotEvery };
 
         JobState before;
         await using (var host = await CoordinatorHost.StartAsync(options))

@@ -43,6 +43,9 @@ public static class SampleMessages
         new StepHeld("w0", 3, 412),
         new WorkerLeft("w2", 3, 412),
         new WorkerSuspected("w1", 3, "no data for 5.1 s", "w2", 1_764_000_000_000),
+        new CoordinatorRestarted(3, 412, 1_764_000_000_000),
+        Pretrain.Coordinator.State.JobSnapshots.ToSnapshot(Pretrain.Coordinator.State.JobState.Empty.ApplyAll(
+            [new JobDefined(Job), new WorkerJoined("w0", "10.0.0.1", 29500, 9100, 4242, "3f2a9c"), Generation, new WorkerFinished(Finished)])),
         new CheckpointRecorded("w0", 8, "checkpoints/step-00000008", "sha:1"),
         new WorkerFinished(Finished),
         new JobCompleted(3, 10),
