@@ -123,6 +123,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
             Tell($"took the job up from the journal {recovery} at generation {r.Generation}, step {r.Step} ({state.Phase.ToString().ToLowerInvariant()}); " +
                  $"waiting for its {state.Workers.Count} worker(s) to register again");
 
+        public void OnReconnected(RegisterWorker r) =>
+            Tell(r.HeldStep >= 0 ? $"{r.WorkerId} is back (generation {r.Generation}, holding step {r.HeldStep})" : $"{r.WorkerId} is back");
+
         public void OnRecovered(long generation, long step, double seconds) =>
             Tell($"generation {generation} committed step {step} {seconds:0.0} s after the failure was detected");
 

@@ -156,6 +156,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 // A new worker was answered when its WorkerJoined was persisted. A retry (possibly from
                 // a restarted worker actor) is answered again, with its generation in case that was lost.
                 if (!retry) return;
+                if (!_workers.ContainsKey(c.WorkerId) && _state.CoordinatorRestarts > 0) _observer.OnReconnected(c);
                 Track(c.WorkerId, sender);
                 sender.Tell(new WorkerRegistered(c.WorkerId, _state.Job));
                 if (_state.Phase == JobPhase.Running && _state.RankOf(c.WorkerId) is not null && _state.Current is { } current) sender.Tell(current);

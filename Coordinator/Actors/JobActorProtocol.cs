@@ -32,6 +32,9 @@ public interface IJobObserver
     /// <summary>This coordinator took the job up from the journal; its members have a window to register again.</summary>
     void OnRestarted(CoordinatorRestarted restarted, JobState state, string recovery) { }
 
+    /// <summary>A member of the recovered job registered again with this (restarted) coordinator, saying what it holds.</summary>
+    void OnReconnected(RegisterWorker registration) { }
+
     /// <summary>The first step after a failure was committed, <paramref name="seconds"/> after the failure was detected.</summary>
     void OnRecovered(long generation, long step, double seconds) { }
 }
