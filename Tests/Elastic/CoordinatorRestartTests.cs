@@ -121,10 +121,13 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
     [Fact]
     public async Task A_worker_whose_ring_broke_while_the_coordinator_is_gone_exits_5_within_its_coordinator_timeout()
     {
-        string recipe = ChaosRun.TinyRecipe(_root, 400);
+        string recipe = ChaosRun.TinyRecipe(_root, 5000, checkpointEvery: 100);
         using var run = SeparateRun.Start(Path.Combine(_root, "run"), recipe, 2, workerArgs: ["--timeout", "5", "--coordinator-timeout", "4"]);
-        await run.WaitForCheckpointAsync(10);
+        await run.WaitForCheckpointAsync(100);
         run.Coordinator.Kill();
+        // Once w0's cluster node is gone (no actor listens while its new node waits for admission), its peer dies.
+        await run.Worker("w0").WaitForOutputAsync(o => o.Contains("cluster node was removed", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        Assert.False(run.Worker("w0").HasExited, run.Output);
         run.Worker("w1").Kill();
         var clock = Stopwatch.StartNew();
         int code = await run.Worker("w0").WaitAsync(TimeSpan.FromMinutes(1));

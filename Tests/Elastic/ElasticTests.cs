@@ -171,7 +171,7 @@ public sealed class ElasticTests(CleanRuns clean, ITestOutputHelper output) : IC
 public sealed class FrozenWorkerTests(CleanRuns clean, ITestOutputHelper output) : IClassFixture<CleanRuns>
 {
     [Fact]
-    public async Task A_SIGSTOPped_worker_is_excluded_within_the_timeout_and_woken_it_does_not_corrupt_the_run()
+    public async Task A_SIGSTOPped_worker_is_excluded_within_the_timeout_and_woken_it_rejoins_without_corrupting_the_run()
     {
         var baseline = await clean.Sixty;
         using var run = ChaosRun.Start(Path.Combine(clean.Root, "stop"), ChaosRun.TinyRecipe(clean.Root, 60), 3,
@@ -190,14 +190,17 @@ public sealed class FrozenWorkerTests(CleanRuns clean, ITestOutputHelper output)
         Assert.InRange(excluded, TimeSpan.Zero, TimeSpan.FromSeconds(5 + 5));
         var s = run.Summary;
         Assert.Equal(60, s.Steps);
-        Assert.Equal(2, s.WorldSize);
-        Assert.Equal(["start", "lost"], s.Generations.Select(g => g.Cause));
+        // Woken, it registers again as a newcomer; whether it is admitted before the job ends depends on timing.
+        var causes = s.Generations.Select(g => g.Cause).ToList();
+        Assert.Equal(["start", "lost"], causes.Take(2));
+        Assert.All(causes.Skip(2), c => Assert.Equal("joined", c));
+        Assert.Equal(causes.Count > 2 ? 3 : 2, s.WorldSize);
         Assert.Equal(baseline.SampleDigest, s.SampleDigest);
         Assert.InRange(Math.Abs(s.FinalLoss - baseline.FinalLoss) / baseline.FinalLoss, 0, 0.01);
         Assert.Single(s.ReplicaChecksums.Values.Distinct());
-        // Woken, it learnt it had been removed and stopped rather than train on a stale generation.
+        // Woken, it learnt it had been removed and dropped its generation rather than train on a stale one.
         string log = File.ReadAllText(Path.Combine(run.Directory, "logs", "worker-1.log"));
-        Assert.True(log.Contains("removed from the cluster") || log.Contains("counted as lost"), log);
+        Assert.True(log.Contains("cluster node was removed") || log.Contains("counted as lost"), log);
     }
 }
 

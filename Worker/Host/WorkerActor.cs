@@ -214,6 +214,13 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
     /// </summary>
     void Ended(GenerationEnded e)
     {
+        if (e.Generation < _memory.Generation)
+        {
+            // A generation this worker was dropped from, ending after the next one started: nothing to report.
+            _memory.Took(e);
+            _log.Info("generation {0} ended ({1}) after generation {2} started; ignored", e.Generation, e.Outcome.GetType().Name, _memory.Generation);
+            return;
+        }
         _memory.Training = false;
         Timers.Cancel("leave");
         if (e.Generation <= _memory.DiscardedUpTo)

@@ -32,8 +32,12 @@ public sealed class WorkerMemory(RegisterWorker registration)
     /// <summary>The newest generation this worker took part in (0 before the first).</summary>
     public long Generation { get; set; }
 
-    /// <summary>A generation's training task runs (it may go on while no coordinator is reachable).</summary>
-    public bool Training { get; set; }
+    /// <summary>
+    /// A generation's training task runs (it may go on while no coordinator is reachable). Cleared by the
+    /// task's own completion too: with no actor attached, the process's watchdog must see it has stopped.
+    /// </summary>
+    public bool Training { get => _training; set => _training = value; }
+    volatile bool _training;
 
     /// <summary>Cancels the running generation (abandoned by the coordinator, or this worker was counted as lost).</summary>
     public CancellationTokenSource GenerationCancel { get; set; } = new();
@@ -86,9 +90,13 @@ public sealed class WorkerMemory(RegisterWorker registration)
         lock (_gate)
         {
             _outcome = outcome;
+            if (outcome.Generation == Generation) Training = false;
             _actor?.Tell(outcome);
         }
     }
+
+    /// <summary>How the newest generation ended, when no actor has taken it yet (none was attached).</summary>
+    public GenerationEnded? Untaken { get { lock (_gate) return _outcome; } }
 
     /// <summary>The actor has acted on <paramref name="outcome"/> (recorded it in <see cref="Pending"/> or exited).</summary>
     public void Took(GenerationEnded outcome)

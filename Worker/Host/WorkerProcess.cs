@@ -145,14 +145,22 @@ public static class WorkerProcess
             stuckSince ??= DateTime.UtcNow;
             if (DateTime.UtcNow - stuckSince < options.CoordinatorTimeout) return;
             string where = $"{options.CoordinatorHost}:{options.CoordinatorPort}", within = $"{options.CoordinatorTimeout.TotalSeconds:0} s";
-            string why = memory.Pending switch
+            // How the newest generation ended: recorded by an actor, or still waiting for one (none was attached).
+            var ended = memory.Pending?.Report ?? (memory.Untaken?.Outcome switch
+            {
+                SessionOutcome.Finished f => f.Report,
+                SessionOutcome.PeerLost p => p.Report,
+                SessionOutcome.Boundary b => b.Report,
+                SessionOutcome.Failed f => f.Report,
+                _ => null,
+            });
+            string why = ended switch
             {
                 _ when memory.Job is null => $"could not reach the coordinator at {where} within {within} (is `pretrain coordinator` running there?)",
-                (ReportFinished f, _) => $"finished at step {f.Step}, but no coordinator at {where} took the final report within {within}",
-                (_, int) => $"generation {memory.Generation} ended, but no coordinator at {where} took its final report within {within}",
-                (ReportPeerLost p, _) => $"its ring is broken (lost rank {p.LostRank} in generation {p.Generation}, holding step {p.HeldStep}) " +
-                                         $"and no coordinator at {where} answered within {within}",
-                _ => $"no generation runs and no coordinator at {where} answered within {within}",
+                ReportFinished f => $"finished the job at step {f.Step}, but no coordinator at {where} took the final report within {within}",
+                ReportPeerLost p => $"its ring is broken (lost rank {p.LostRank} in generation {p.Generation}, holding step {p.HeldStep}) " +
+                                    $"and no coordinator at {where} answered within {within}",
+                _ => $"no generation runs (generation {memory.Generation} ended) and no coordinator at {where} answered within {within}",
             };
             log.LogError("{Why}; exiting with code {Code}", why, WorkerExitCodes.CoordinatorUnreachable);
             exit.TrySetResult(WorkerExitCodes.CoordinatorUnreachable);
