@@ -27,7 +27,8 @@ awk '/^\| events /{ p = 1 } p' "$out/run.txt" > "$out/table.md"
   echo "interval (\`PRETRAIN_SNAPSHOT_EVERY\`, 0 = never) read afresh. Three restarts per interval, median kept;"
   echo "*node start* is the part before the job actor exists. MB = 10^6 bytes of \`journal.db*\` after the writes."
   echo "Measured: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $started"
-  echo "(a shared machine: compare within this table)."
+  echo "(a shared machine: compare within this table). Run it quiet (load below 1, nothing building); the load at the"
+  echo "end is the benchmark's own journaling. The default is a snapshot every 1,000 events."
   echo
   echo "Command: \`bench/journal.sh $events\`"
   echo

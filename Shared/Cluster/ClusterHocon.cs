@@ -92,7 +92,12 @@ public static class ClusterHocon
                 downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
                 split-brain-resolver {
                   # The side holding the oldest coordinator-role node survives, so the coordinator
-                  # downs unreachable workers and never itself, even when it is left alone.
+                  # downs unreachable workers and never itself, even when it is left alone. When the
+                  # coordinator is the one lost, the workers' side downs its own nodes, and that is
+                  # harmless: a downed node is only the worker's control-plane endpoint, its training
+                  # runs on the data plane and the process builds a new node that joins the next
+                  # coordinator (Worker/Host/WorkerProcess.cs). keep-majority or static-quorum would
+                  # instead let a majority of workers down a live coordinator in a partition.
                   active-strategy = keep-oldest
                   stable-after = 2s
                   down-all-when-unstable = off
