@@ -118,8 +118,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
                 _memory.Generation, _hooks.HeldStep(), _memory.Training ? ", training" : "");
         else
             _log.Info("registered as {0} with {1}; waiting for the generation to start", _options.WorkerId, Sender.Path);
-        // A restarted coordinator may have missed the newest checkpoint; it ignores one it has.
-        if (_memory.LastCheckpoint is { } checkpoint) Sender.Tell(checkpoint);
+        // A restarted coordinator may have missed the newest checkpoint; it ignores one it has (or an older one),
+        // and one that retention has removed since is not offered.
+        if (_memory.LastCheckpoint is { } checkpoint && Directory.Exists(checkpoint.Path)) Sender.Tell(checkpoint);
         Stash.UnstashAll();
         if (_memory.Pending is ({ } final, int code)) Conclude(final, code, null);
         else if (_memory.Pending is ({ } report, null))
