@@ -47,8 +47,13 @@ public static class CoordinatorNode
     /// <param name="immediately">Skip the polite cluster leave (a failed job: its workers are gone or going).</param>
     public static async Task StopAsync(ActorSystem system, bool immediately = false)
     {
-        var stopped = immediately ? system.Terminate() : Task.WhenAll(
-            CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ActorSystemTerminateReason.Instance), system.WhenTerminated);
+        if (immediately)
+        {
+            // Nothing left to tell anyone: the process exit closes every socket (the launcher exits within 2 s of a failure).
+            await Task.WhenAny(system.Terminate(), Task.Delay(TimeSpan.FromMilliseconds(500)));
+            return;
+        }
+        var stopped = Task.WhenAll(CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ActorSystemTerminateReason.Instance), system.WhenTerminated);
         if (await Task.WhenAny(stopped, Task.Delay(TimeSpan.FromSeconds(3))) != stopped)
             await system.Terminate().WaitAsync(TimeSpan.FromSeconds(2)).ContinueWith(_ => { }, TaskScheduler.Default);
     }

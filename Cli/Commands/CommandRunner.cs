@@ -1,3 +1,4 @@
+using Pretrain.Shared.IO;
 using Pretrain.Shared.Recipes;
 
 namespace Pretrain.Cli.Commands;
@@ -20,6 +21,21 @@ static class CommandRunner
         {
             Console.Error.WriteLine("[pretrain] cancelled");
             return 130;
+        }
+        catch (Exception e) when (IoErrors.IsFileSystem(e))
+        {
+            // A full or read-only disk, a missing permission: the path and errno say it all.
+            Console.Error.WriteLine($"[pretrain] error: {IoErrors.Describe(e)}: {e.Message}");
+            return 1;
+        }
+        catch (Exception e)
+        {
+            // A bug or an environment we did not foresee: one line on the terminal, the whole story in a file.
+            string log = Path.Combine(Path.GetTempPath(), $"pretrain-{Environment.ProcessId}-crash.log");
+            try { File.WriteAllText(log, $"{DateTime.UtcNow:O} pretrain {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}\n{e}\n"); }
+            catch (Exception) { log = "(could not be written)"; }
+            Console.Error.WriteLine($"[pretrain] error: unexpected {e.GetType().Name}: {e.Message} (details in {log})");
+            return 1;
         }
     }
 }

@@ -29,7 +29,17 @@ static class CommonOptions
 
     public static Option<bool> Resume() => new("--resume")
     {
-        Description = "Continue from the newest checkpoint in the run directory whose checksums verify.",
+        Description = "Continue from the newest checkpoint in the run directory whose checksums verify; fails (exit 2) when none does.",
+    };
+
+    public static Option<bool> ResumeOrStart() => new("--resume-or-start")
+    {
+        Description = "Like --resume, but start from step 0 when the run directory holds no checkpoint that verifies.",
+    };
+
+    public static Option<bool> Overwrite() => new("--overwrite")
+    {
+        Description = "Delete what an earlier run left in the run directory (checkpoints, journal, summary, logs) and start afresh.",
     };
 
     public static Option<int> MetricsPort(string who, int defaultValue) => new("--metrics-port")

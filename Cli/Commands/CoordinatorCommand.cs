@@ -13,6 +13,8 @@ static class CoordinatorCommand
         var maxSteps = CommonOptions.MaxSteps();
         var runDir = CommonOptions.RunDir();
         var resume = CommonOptions.Resume();
+        var resumeOrStart = CommonOptions.ResumeOrStart();
+        var overwrite = CommonOptions.Overwrite();
         var metricsPort = CommonOptions.MetricsPort("coordinator", 9400);
         var host = new Option<string>("--host") { Description = "Address to bind (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1" };
         var publicHost = new Option<string?>("--public-host") { Description = "Address workers use to reach this coordinator, when it differs from --host." };
@@ -36,7 +38,7 @@ static class CoordinatorCommand
 
         var command = new Command("coordinator", "Run the coordinator alone: workers started elsewhere join it with `pretrain worker --coordinator HOST:PORT`.")
         {
-            recipe, workers, maxSteps, runDir, resume, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose,
+            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => CoordinatorRun.RunAsync(new RunOptions
         {
@@ -45,6 +47,8 @@ static class CoordinatorCommand
             MaxSteps = parse.GetValue(maxSteps),
             RunDirectory = parse.GetValue(runDir)?.FullName,
             Resume = parse.GetValue(resume),
+            ResumeOrStart = parse.GetValue(resumeOrStart),
+            Overwrite = parse.GetValue(overwrite),
             MetricsPort = parse.GetValue(metricsPort),
             Host = parse.GetValue(host)!,
             PublicHost = parse.GetValue(publicHost),

@@ -13,6 +13,8 @@ static class LocalCommand
         var maxSteps = CommonOptions.MaxSteps();
         var runDir = CommonOptions.RunDir();
         var resume = CommonOptions.Resume();
+        var resumeOrStart = CommonOptions.ResumeOrStart();
+        var overwrite = CommonOptions.Overwrite();
         var metricsPort = CommonOptions.MetricsPort("coordinator", 0);
         var workerMetricsPort = new Option<int>("--worker-metrics-port")
         {
@@ -33,7 +35,7 @@ static class LocalCommand
 
         var command = new Command("local", "Run a job on this machine: the coordinator in-process, N worker processes on loopback, the SQLite journal in the run directory.")
         {
-            recipe, workers, maxSteps, runDir, resume, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose,
+            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
         {
@@ -42,6 +44,8 @@ static class LocalCommand
             MaxSteps = parse.GetValue(maxSteps),
             RunDirectory = parse.GetValue(runDir)?.FullName,
             Resume = parse.GetValue(resume),
+            ResumeOrStart = parse.GetValue(resumeOrStart),
+            Overwrite = parse.GetValue(overwrite),
             MetricsPort = parse.GetValue(metricsPort),
             WorkerMetricsPort = parse.GetValue(workerMetricsPort),
             Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),

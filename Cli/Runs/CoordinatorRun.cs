@@ -6,7 +6,9 @@ using Pretrain.Coordinator.State;
 using Pretrain.Coordinator.Summary;
 using Pretrain.Shared.Messages;
 using Pretrain.Shared.Recipes;
+using Pretrain.Shared.IO;
 using Pretrain.Shared.Telemetry;
+using Pretrain.Worker.Training.Checkpoints;
 
 namespace Pretrain.Cli.Runs;
 
@@ -27,12 +29,13 @@ public static class CoordinatorRun
         recipe.ValidateForWorldSize(options.Workers);
         string recipeYaml = await File.ReadAllTextAsync(recipePath, ct);
         string runDirectory = Path.GetFullPath(options.RunDirectory ?? DefaultRunDirectory(recipePath));
-        if (options.Resume && !Directory.Exists(Path.Combine(runDirectory, "checkpoints")))
-            throw new UserError($"--resume: {runDirectory} has no checkpoints/ folder to resume from.");
-        Directory.CreateDirectory(Path.Combine(runDirectory, "logs"));
+        var console = new RunConsole(options.Verbose);
+        var checkpoints = new CheckpointStore(runDirectory, m => console.Warning(m.StartsWith("warning: ", StringComparison.Ordinal) ? m["warning: ".Length..] : m));
+        bool journalExisted = options.PostgresJournal is null && File.Exists(Path.Combine(runDirectory, JournalOptions.JournalFileName));
+        if (options.Overwrite) { RunDirectoryState.Clear(runDirectory, console); journalExisted = false; }
+        RunDirectoryState.EnsureWritable(runDirectory);
         long maxSteps = Math.Min(options.MaxSteps ?? recipe.Steps, recipe.Steps);
 
-        var console = new RunConsole(options.Verbose);
         var clock = Stopwatch.StartNew();
         console.Info($"{recipe.Method} on {options.Workers} worker(s), {maxSteps} of {recipe.Steps} steps; run directory {runDirectory}");
         using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
@@ -50,15 +53,25 @@ public static class CoordinatorRun
             Timeout = options.Timeout,
         };
         await using var coordinator = await CoordinatorHost.StartAsync(coordinatorOptions, ct);
+        // A job already in the journal (a restarted `pretrain coordinator`) continues whatever the run directory
+        // holds; a new one must not silently train over an earlier run, nor resume from nothing.
+        if ((await coordinator.FetchStateAsync(ct)).Job is null)
+            RunDirectoryState.CheckNewJob(runDirectory, checkpoints, recipe.Source.Hash, options, journalExisted);
         new CoordinatorFile(options.PublicHost ?? options.Host, coordinator.Port, metrics?.Url, Environment.ProcessId, DateTime.UtcNow).Write(runDirectory);
         var progress = new ProgressPrinter(console, maxSteps);
-        coordinator.Progress += p => { if (p.Rank == 0) progress.Report(p); };
+        long lastStep = 0;
+        coordinator.Progress += p =>
+        {
+            if (p.Rank != 0) return;
+            progress.Report(p);
+            lastStep = Math.Max(lastStep, p.Step);
+        };
         coordinator.Notice += console.Info;
         var elastic = recipe.ElasticOrDefault;
         int maxWorkers = Math.Min(elastic.MaxWorkers > 0 ? elastic.MaxWorkers : options.Workers, recipe.MicroGlobal);
         try
         {
-            await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume, recipePath,
+            await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume || options.ResumeOrStart, recipePath,
                 elastic.MinWorkers, maxWorkers, elastic.WaitSeconds, options.Timeout.TotalSeconds), ct);
         }
         catch (JobRefusedException refused)
@@ -83,8 +96,8 @@ public static class CoordinatorRun
                 var status = await coordinator.FetchStatusAsync(ct);
                 string why = $"no worker was connected for {options.IdleTimeout!.Value.TotalSeconds:0} s (--idle-timeout) at generation {status.Generation}, step {status.LastStep}";
                 console.Error($"{why}. The job is journaled: start `pretrain coordinator` again with the same arguments to continue it once workers can join.");
-                await RunSummary.Interrupted(recipe.Method, options.Workers, clock.Elapsed, why, status.LastStep, status.Generation)
-                    .WriteAsync(runDirectory, CancellationToken.None);
+                await WriteSummaryAsync(RunSummary.Interrupted(recipe.Method, options.Workers, clock.Elapsed, why, status.LastStep, status.Generation)
+                    with { LastCheckpoint = checkpoints.NewestQuietly()?.Directory }, runDirectory, console);
                 return CoordinatorExitCodes.Idle;
             }
             outcome = await finished;
@@ -97,7 +110,14 @@ public static class CoordinatorRun
             progress.Done();
             workers?.Stop();
             console.Error("interrupted; the workers were stopped. Continue with --resume --run-dir " + runDirectory);
-            await RunSummary.Interrupted(recipe.Method, options.Workers, clock.Elapsed).WriteAsync(runDirectory, CancellationToken.None);
+            var newest = checkpoints.NewestQuietly();
+            var interrupted = RunSummary.Interrupted(recipe.Method, options.Workers, clock.Elapsed, steps: Math.Max(lastStep, newest?.Step ?? 0)) with
+            {
+                LastCheckpoint = newest?.Directory,
+                RecipeHash = recipe.Source.Hash,
+                Recipe = recipe.Source.Path,
+            };
+            await WriteSummaryAsync(interrupted, runDirectory, console);
             return 130;
         }
         progress.Done();
@@ -106,13 +126,25 @@ public static class CoordinatorRun
         if (!options.Verbose) coordinator.System.EventStream.SetLogLevel(Akka.Event.LogLevel.ErrorLevel);
 
         var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed) with { Recipe = recipe.Source.Path };
-        string summaryPath = await summary.WriteAsync(runDirectory, ct);
         if (!outcome.Succeeded)
         {
+            // The journal knows rank 0's last report (twice a second) and the checkpoints recorded; the disk may
+            // hold a newer one (written as the job failed): summary.json says what is really there.
+            var newest = checkpoints.NewestQuietly();
+            summary = summary with
+            {
+                Steps = Math.Max(Math.Max(summary.Steps, lastStep), newest?.Step ?? 0),
+                LastCheckpoint = newest?.Directory ?? summary.LastCheckpoint,
+            };
             console.Error($"the job failed: {outcome.FailureReason}");
-            console.Error($"logs: {Path.Combine(runDirectory, "logs")}; summary: {summaryPath}");
+            // The workers are told to stop; give them a second, then stop them (the failure is journaled).
+            if (workers != null) await workers.WaitForExitAsync(TimeSpan.FromSeconds(1));
+            if (workers != null) checkpoints.RemoveTemporaries();
+            string? failedPath = await WriteSummaryAsync(summary, runDirectory, console);
+            console.Error($"logs: {Path.Combine(runDirectory, "logs")}" + (failedPath != null ? $"; summary: {failedPath}" : ""));
             return 1;
         }
+        string summaryPath = await WriteSummaryAsync(summary, runDirectory, console) ?? "(printed above)";
         console.Summary(summary, summaryPath);
         return 0;
     }
@@ -135,6 +167,26 @@ public static class CoordinatorRun
         catch (TimeoutException)
         {
             return new JobOutcome(false, null, 0, 0, [], [], $"every worker exited ({which}), and the coordinator did not conclude within {timeout.TotalSeconds:0} s");
+        }
+    }
+
+    /// <summary>
+    /// Writes summary.json; when the disk cannot take it (full, read-only) says so in one line and prints the
+    /// summary on stdout instead, so what happened is never lost. Returns the path, or null when printed.
+    /// </summary>
+    static async Task<string?> WriteSummaryAsync(RunSummary summary, string runDirectory, RunConsole console)
+    {
+        try
+        {
+            return await summary.WriteAsync(runDirectory, CancellationToken.None);
+        }
+        catch (Exception e) when (IoErrors.IsFileSystem(e))
+        {
+            string path = Path.Combine(runDirectory, "summary.json");
+            try { File.Delete(path + ".tmp"); } catch (Exception cleanup) when (IoErrors.IsFileSystem(cleanup)) { }
+            console.Error($"could not write {path}: {IoErrors.Describe(e)}; the summary follows");
+            Console.Out.WriteLine(summary.ToJson());
+            return null;
         }
     }
 

@@ -17,6 +17,9 @@ public sealed class RunConsole(bool verbose)
 
     public void Error(string message) => Write(Console.Error, "[pretrain] error: " + message);
 
+    /// <summary>Always shown, verbose or not: something is wrong but the run goes on (a corrupt checkpoint skipped).</summary>
+    public void Warning(string message) => Write(Console.Error, "[pretrain] warning: " + message);
+
     public void Worker(string id, string line) => Write(Console.Error, line.StartsWith($"[{id}]", StringComparison.Ordinal) || line.Contains($" [{id}] ", StringComparison.Ordinal) ? line : $"[{id}] {line}");
 
     /// <summary>Rewrites the progress line in place on a terminal; a plain line otherwise.</summary>

@@ -9,6 +9,10 @@ public sealed record RunOptions
     public long? MaxSteps { get; init; }
     public string? RunDirectory { get; init; }
     public bool Resume { get; init; }
+    /// <summary>--resume-or-start: resume from the newest valid checkpoint, or start at step 0 when none verifies.</summary>
+    public bool ResumeOrStart { get; init; }
+    /// <summary>--overwrite: delete the run directory's checkpoints, journal and summary, then start afresh.</summary>
+    public bool Overwrite { get; init; }
     /// <summary>Coordinator /metrics port (0 = any free, -1 = off).</summary>
     public int MetricsPort { get; init; }
     /// <summary>First worker /metrics port for local workers (worker i: + i; 0 = any free, -1 = off).</summary>

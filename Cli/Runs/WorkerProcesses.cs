@@ -8,7 +8,7 @@ namespace Pretrain.Cli.Runs;
 /// is started again under its name (a new incarnation, which joins the job as a newcomer) up to
 /// `--max-restarts` times per run, as torchrun's `--max-restarts` — but the others never restart.
 /// </summary>
-public sealed class WorkerProcesses : IAsyncDisposable
+public sealed partial class WorkerProcesses : IAsyncDisposable
 {
     readonly List<Process> _processes = [];
     readonly List<StreamWriter> _logs = [];
@@ -111,11 +111,45 @@ public sealed class WorkerProcesses : IAsyncDisposable
     void Line(StreamWriter log, string id, string? line, bool error)
     {
         if (line == null) return;
-        lock (log) log.WriteLine(line);
-        // Workers' own announcements (metrics endpoint, errors) reach the terminal; the rest stays in the log,
-        // Akka's own cluster and remoting chatter too (unreachable peers, downing: expected when one dies).
-        if ((error && !IsAkkaInternal(line)) || line.Contains("metrics on", StringComparison.Ordinal)) _console.Worker(id, line);
+        bool logLost;
+        lock (_gate) logLost = _unwritableLogs.Contains(id);
+        if (!logLost)
+        {
+            try
+            {
+                lock (log) log.WriteLine(line);
+            }
+            catch (Exception e) when (Pretrain.Shared.IO.IoErrors.IsFileSystem(e))
+            {
+                // A full disk must not take the launcher down: say so once, keep the rest of the output on the terminal.
+                lock (_gate) _unwritableLogs.Add(id);
+                _console.Error($"could not write logs/{id}.log: {Pretrain.Shared.IO.IoErrors.Describe(e)}; its output goes to the terminal from now on");
+                logLost = true;
+            }
+        }
+        if (logLost || ForTerminal(id, line, error)) _console.Worker(id, line);
     }
+
+    /// <summary>
+    /// What of a worker's output reaches the terminal: its start line (pid, ports) and its warnings. Its errors
+    /// and their stack traces stay in its log: the coordinator's one failure line carries the first cause, and a
+    /// worker that dies without reporting gets its last error line shown when it exits (<see cref="OnExit"/>).
+    /// Akka's own cluster and remoting chatter (unreachable peers, downing: expected when one dies) stays there too.
+    /// </summary>
+    bool ForTerminal(string id, string line, bool error)
+    {
+        if (line.StartsWith($"[{id}] pid ", StringComparison.Ordinal)) return true;
+        if (!error || IsAkkaInternal(line) || TimestampedLevel().Match(line) is not { Success: true } m) return false;
+        if (m.Groups[1].Value == "warn") return true;
+        lock (_gate) _lastError[id] = line;
+        return false;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\d\d:\d\d:\d\d\.\d{3} (warn|error|fatal)\b")]
+    private static partial System.Text.RegularExpressions.Regex TimestampedLevel();
+
+    readonly HashSet<string> _unwritableLogs = [];
+    readonly Dictionary<string, string> _lastError = [];
 
     static bool IsAkkaInternal(string line) =>
         line.Contains("/system/", StringComparison.Ordinal) || line.Contains("[remoting", StringComparison.Ordinal);
@@ -128,6 +162,9 @@ public sealed class WorkerProcesses : IAsyncDisposable
         {
             string how = code > 128 ? $"was killed by signal {code - 128}" : $"exited with code {code}";
             death = $"{id} (pid {process.Id}) {how}";
+            string? lastError;
+            lock (_gate) _lastError.Remove(id, out lastError);
+            if (lastError != null && !_stopping) _console.Worker(id, lastError);
             _firstUnexpectedExit.TrySetResult(death);
             try { Died?.Invoke(id, process.Id, how); } catch (Exception) { /* a listener must not stop the restart */ }
         }
@@ -193,7 +230,11 @@ public sealed class WorkerProcesses : IAsyncDisposable
         foreach (var p in Snapshot()) p.Dispose();
         List<StreamWriter> logs;
         lock (_gate) logs = [.. _logs];
-        foreach (var l in logs) await l.DisposeAsync();
+        foreach (var l in logs)
+        {
+            try { await l.DisposeAsync(); }
+            catch (Exception e) when (Pretrain.Shared.IO.IoErrors.IsFileSystem(e)) { }   // reported when the write failed
+        }
     }
 
     /// <summary>This program's executable: the apphost, or `dotnet pretrain.dll` when run through dotnet.</summary>

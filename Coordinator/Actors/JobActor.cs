@@ -128,10 +128,16 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
     // The journal is the job's memory: if it cannot be written or read the job cannot go on safely.
+    // Akka stops the actor after this; its own logging (base) would print the stack trace on the terminal, so one line instead.
     protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
     {
-        _observer.OnOutcome(JobOutcome.From(_state) with { Succeeded = false, FailureReason = $"journal write failed: {cause.Message}" });
-        base.OnPersistFailure(cause, @event, sequenceNr);
+        string journal = Pretrain.Shared.IO.IoErrors.Describe(cause.GetBaseException());
+        string what = @event is JobFailed failed
+            ? $"{failed.Reason}; the journal could not record that failure ({journal})"
+            : $"the journal could not record {@event.GetType().Name} (event {sequenceNr}): {journal}";
+        _log.Error("job {0}: {1}", PersistenceId, what);
+        foreach (var worker in _workers.Values) worker.Tell(new StopWorker("the coordinator's journal cannot be written: " + journal));
+        _observer.OnOutcome(JobOutcome.From(_state) with { Succeeded = false, FailureReason = what });
     }
 
     protected override void OnRecoveryFailure(Exception reason, object? message = null)

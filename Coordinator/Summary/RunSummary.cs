@@ -91,6 +91,9 @@ public sealed record RunSummary
         WallSeconds = Math.Round(wall.TotalSeconds, 2),
     };
 
+    /// <summary>summary.json's text.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
     /// <summary>Writes summary.json atomically (temporary file, then rename) and returns its path.</summary>
     public async Task<string> WriteAsync(string runDirectory, CancellationToken ct = default)
     {

@@ -180,7 +180,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         // The task reports to the memory, not to this actor: it may outlive this node (see WorkerProcess).
         _hooks.Run(_memory.Job!, g, me.Rank, memory.Post, memory.Post, _memory.GenerationCancel.Token).ContinueWith(t =>
             memory.Complete(new GenerationEnded(generation, t.IsCompletedSuccessfully ? t.Result
-                : new SessionOutcome.Failed(new ReportFailed(workerId, me.Rank, t.Exception?.GetBaseException().ToString() ?? "the generation's task was cancelled")))),
+                : new SessionOutcome.Failed(new ReportFailed(workerId, me.Rank, t.Exception?.GetBaseException().Message ?? "the generation's task was cancelled")))),
             TaskScheduler.Default);
         Become(Training);
     }
@@ -273,7 +273,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
     /// </summary>
     void Conclude(IPretrainMessage report, int code, string? reason)
     {
-        if (reason != null) _log.Error("worker {0}: {1}", _options.WorkerId, reason);
+        if (reason != null) _log.Error("{0}: {1}", _options.WorkerId, reason);
         _memory.Pending = (report, code);
         if (_coordinator == null) return;      // sent when a coordinator answers the registration
         _coordinator.Tell(report);
@@ -363,7 +363,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 
     void Exit(int code, string? reason)
     {
-        if (reason != null) _log.Error("worker {0} stops: {1}", _options.WorkerId, reason);
+        if (reason != null) _log.Error("{0} stops: {1}", _options.WorkerId, reason);
         _exit.TrySetResult(code);
         Become(() => ReceiveAny(_ => { }));    // the process is on its way out: what its node says while it stops is no news
     }

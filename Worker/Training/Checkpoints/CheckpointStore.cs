@@ -8,6 +8,9 @@ using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Training.Checkpoints;
 
+/// <summary>A checkpoint write failed on the file system (full, read-only): the message names the file and what errno said.</summary>
+public sealed class CheckpointWriteException(string message, Exception inner) : IOException(message, inner);
+
 /// <summary>What a checkpoint holds besides its manifest.</summary>
 public sealed record CheckpointContent(
     TrainingState State,
@@ -48,20 +51,33 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
     /// <summary>Writes the checkpoint of <c>content.State.Step</c>, keeps the newest <paramref name="keep"/>, returns its directory.</summary>
     public string Write(CheckpointContent content, int keep)
     {
-        System.IO.Directory.CreateDirectory(Directory);
         var step = content.State.Step;
         var temporary = Path.Combine(Directory, $".tmp-{NameOf(step)}-{Guid.NewGuid():N}");
-        System.IO.Directory.CreateDirectory(temporary);
-
-        TensorFile.Write(Path.Combine(temporary, ModelFile), content.Model);
-        TensorFile.Write(Path.Combine(temporary, OptimizerFile), content.Optimizer);
-        WriteDurably(Path.Combine(temporary, StateFile), JsonSerializer.SerializeToUtf8Bytes(content.State, CheckpointManifest.Json));
-        WriteDurably(Path.Combine(temporary, RecipeFile), System.Text.Encoding.UTF8.GetBytes(content.Recipe.Source.Text));
-        var files = new[] { ModelFile, OptimizerFile, StateFile, RecipeFile }
-            .Select(name => Describe(Path.Combine(temporary, name))).ToList();
-        var manifest = new CheckpointManifest(CheckpointManifest.CurrentFormat, step, content.Recipe.Source.Hash, content.WorldSize, files);
-        WriteDurably(Path.Combine(temporary, CheckpointManifest.FileName), JsonSerializer.SerializeToUtf8Bytes(manifest, CheckpointManifest.Json));
-        DirectorySync.Flush(temporary);
+        string writing = temporary;
+        try
+        {
+            System.IO.Directory.CreateDirectory(Directory);
+            System.IO.Directory.CreateDirectory(temporary);
+            TensorFile.Write(writing = Path.Combine(temporary, ModelFile), content.Model);
+            TensorFile.Write(writing = Path.Combine(temporary, OptimizerFile), content.Optimizer);
+            WriteDurably(writing = Path.Combine(temporary, StateFile), JsonSerializer.SerializeToUtf8Bytes(content.State, CheckpointManifest.Json));
+            WriteDurably(writing = Path.Combine(temporary, RecipeFile), System.Text.Encoding.UTF8.GetBytes(content.Recipe.Source.Text));
+            var files = new[] { ModelFile, OptimizerFile, StateFile, RecipeFile }
+                .Select(name => Describe(Path.Combine(temporary, name))).ToList();
+            var manifest = new CheckpointManifest(CheckpointManifest.CurrentFormat, step, content.Recipe.Source.Hash, content.WorldSize, files);
+            WriteDurably(writing = Path.Combine(temporary, CheckpointManifest.FileName), JsonSerializer.SerializeToUtf8Bytes(manifest, CheckpointManifest.Json));
+            DirectorySync.Flush(writing = temporary);
+        }
+        catch (Exception e) when (IoErrors.IsFileSystem(e))
+        {
+            // A full or read-only disk: give the space back and leave the published checkpoints as they are.
+            try { if (System.IO.Directory.Exists(temporary)) System.IO.Directory.Delete(temporary, recursive: true); }
+            catch (Exception cleanup) when (IoErrors.IsFileSystem(cleanup)) { log($"warning: could not remove {temporary}: {cleanup.Message}"); }
+            var previous = Published().Select(p => p.Directory).FirstOrDefault();
+            throw new CheckpointWriteException(
+                $"the checkpoint of step {step} could not be written: {writing}: {IoErrors.Describe(e)} " +
+                (previous != null ? $"(the previous checkpoint, {previous}, is untouched)" : "(no earlier checkpoint exists)"), e);
+        }
 
         var final = Path.Combine(Directory, NameOf(step));
         if (System.IO.Directory.Exists(final)) // re-running a step (e.g. a fresh run in an old run directory)
@@ -75,6 +91,15 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
         RemoveAbandoned(step);
         return final;
     }
+
+    /// <summary>Deletes every <c>.tmp-step-*</c> directory: call only when no writer is left (the launcher, after its workers exited).</summary>
+    public void RemoveTemporaries()
+    {
+        if (System.IO.Directory.Exists(Directory)) RemoveAbandoned(long.MaxValue);
+    }
+
+    /// <summary>The newest published checkpoint's step and directory, unverified (publishing is atomic), or null.</summary>
+    public (long Step, string Directory)? NewestQuietly() => Published().Select(p => ((long, string)?)p).FirstOrDefault();
 
     /// <summary>Deletes <c>.tmp-step-N-*</c> directories with N ≤ <paramref name="published"/>, left by writes that were killed.</summary>
     private void RemoveAbandoned(long published)

@@ -60,7 +60,10 @@ public sealed class CheckpointWriter(CheckpointStore store, Action<string> log) 
     {
         var pending = _pending;
         _pending = Task.CompletedTask;
-        if (!pending.Wait(WriteTimeout, CancellationToken.None))
+        bool done;
+        try { done = pending.Wait(WriteTimeout, CancellationToken.None); }
+        catch (AggregateException) { done = true; }   // rethrown below as itself, not wrapped
+        if (!done)
             throw new TimeoutException($"the checkpoint of step {_pendingStep} was not written within {WriteTimeout.TotalMinutes:0} min ({store.Directory}); is the volume stuck?");
         pending.GetAwaiter().GetResult();
     }

@@ -1,0 +1,186 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Pretrain.Coordinator.Summary;
+using Pretrain.Tests.Elastic;
+using Pretrain.Tests.Infrastructure;
+using Pretrain.Worker.Training.Checkpoints;
+using Xunit;
+
+namespace Pretrain.Tests.Cluster;
+
+/// <summary>
+/// Every failure path says what happened and loses nothing (issue 11): corrupt checkpoints, a run
+/// directory that holds an earlier run, a full or read-only disk, a failing worker. The real CLI.
+/// </summary>
+public sealed class FailurePathTests : IDisposable
+{
+    static readonly TimeSpan Bound = TimeSpan.FromMinutes(3);
+    readonly string _root = Directory.CreateTempSubdirectory("pretrain-failures-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    string Recipe(long steps = 30) => ChaosRun.TinyRecipe(_root, steps);
+
+    static Task<(int ExitCode, string Output)> Local(string directory, string recipe, params string[] extra) =>
+        CliProcess.RunAsync(Bound, ["local", "--recipe", recipe, "--workers", "2", "--run-dir", directory,
+            "--metrics-port", "-1", "--worker-metrics-port", "-1", .. extra]);
+
+    static RunSummary Summary(string directory) => RunSummary.Read(Path.Combine(directory, "summary.json"));
+
+    static void NoStackTrace(string output) =>
+        Assert.DoesNotContain(output.Split('\n'), l => Regex.IsMatch(l, @"^\s+at \S+\(|^\s+at \S+\.\S+ in "));
+
+    static void FlipByte(string file)
+    {
+        var bytes = File.ReadAllBytes(file);
+        bytes[bytes.Length / 2] ^= 0x5a;
+        File.WriteAllBytes(file, bytes);
+    }
+
+    [Fact]
+    public async Task A_corrupt_checkpoint_is_a_warning_on_the_terminal_naming_the_file_and_resume_takes_the_one_before()
+    {
+        string dir = Path.Combine(_root, "corrupt");
+        string recipe = Recipe();
+        var (first, text) = await Local(dir, recipe, "--max-steps", "20");
+        Assert.True(first == 0, text);
+        FlipByte(Path.Combine(dir, "checkpoints", "step-00000020", CheckpointStore.ModelFile));
+
+        var (code, output) = await Local(dir, recipe, "--resume");      // not --verbose: the warning must show anyway
+        Assert.True(code == 0, output);
+        Assert.Contains("warning: ", output);
+        Assert.Contains(Path.Combine("step-00000020", CheckpointStore.ModelFile) + ": checksum mismatch", output);
+        Assert.Equal(30, Summary(dir).Steps);
+        NoStackTrace(output);
+    }
+
+    [Fact]
+    public async Task Resume_with_no_valid_checkpoint_fails_with_exit_2_unless_resume_or_start_is_given()
+    {
+        string dir = Path.Combine(_root, "nothing-valid");
+        string manifest = Path.Combine(dir, "checkpoints", "step-00000010", "manifest.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(manifest)!);
+        File.WriteAllText(manifest, "{ not json");
+
+        var (code, output) = await Local(dir, Recipe(), "--resume");
+        Assert.True(code == 2, output);
+        Assert.Contains("manifest.json", output);                  // the warning names the file
+        Assert.Contains("--resume-or-start", output);
+        Assert.DoesNotContain("worker-0 started", output);         // refused before any worker started
+        NoStackTrace(output);
+
+        var (again, text) = await Local(dir, Recipe(), "--resume-or-start", "--max-steps", "5");
+        Assert.True(again == 0, text);
+        Assert.Equal(5, Summary(dir).Steps);
+    }
+
+    [Fact]
+    public async Task A_run_directory_holding_checkpoints_refuses_a_fresh_start_without_resume_or_overwrite()
+    {
+        string dir = Path.Combine(_root, "occupied");
+        string earlier = Path.Combine(dir, "checkpoints", "step-00000010");
+        Directory.CreateDirectory(earlier);
+        File.WriteAllText(Path.Combine(earlier, "manifest.json"), "{}");
+
+        var (code, output) = await Local(dir, Recipe(), "--max-steps", "5");
+        Assert.True(code == 2, output);
+        Assert.Contains("already holds a run", output);
+        Assert.Contains("--overwrite", output);
+        Assert.True(File.Exists(Path.Combine(earlier, "manifest.json")), "the earlier run was touched");
+
+        var (again, text) = await Local(dir, Recipe(), "--overwrite", "--max-steps", "5");
+        Assert.True(again == 0, text);
+        Assert.False(Directory.Exists(earlier));
+        Assert.Equal(5, Summary(dir).Steps);
+    }
+
+    [MountFact]
+    public async Task A_disk_too_small_for_a_checkpoint_fails_the_job_in_one_line_and_keeps_the_previous_checkpoint_resumable_bit_exact()
+    {
+        string recipe = Recipe();
+        string clean = Path.Combine(_root, "clean");
+        var (cleanCode, cleanText) = await Local(clean, recipe);
+        Assert.True(cleanCode == 0, cleanText);
+
+        // The first ten steps on a normal disk; then the checkpoints folder becomes a tmpfs with room for one and a half.
+        string full = Path.Combine(_root, "full");
+        var (firstCode, firstText) = await Local(full, recipe, "--max-steps", "10");
+        Assert.True(firstCode == 0, firstText);
+        string step10 = Path.Combine(full, "checkpoints", "step-00000010");
+        long size = Directory.GetFiles(step10).Sum(f => new FileInfo(f).Length);
+        string saved = Path.Combine(_root, "saved-step-10");
+        CopyDirectory(step10, saved);
+        Directory.Delete(Path.Combine(full, "checkpoints"), recursive: true);
+        string checkpoints = Path.Combine(full, "checkpoints");
+        using (Mount.Tmpfs(checkpoints, size * 3 / 2 + 64 * 1024))
+        {
+            CopyDirectory(saved, Path.Combine(checkpoints, "step-00000010"));
+            var clock = Stopwatch.StartNew();
+            var (code, output) = await Local(full, recipe, "--resume");
+            Assert.True(code == 1, output);
+            Assert.Contains("no space left on device", output);
+            Assert.Contains("step 20", output);
+            NoStackTrace(output);
+            Assert.Single(output.Split('\n'), l => l.Contains("the job failed", StringComparison.Ordinal));
+            // The previous checkpoint verifies, and nothing half-written is left to hold the space.
+            Assert.Equal(10, CheckpointStore.Open(Path.Combine(checkpoints, "step-00000010")).State.Step);
+            Assert.Empty(Directory.GetDirectories(checkpoints, ".tmp-*"));
+            var s = Summary(full);
+            Assert.Equal("failed", s.Status);
+            Assert.Contains("no space left on device", s.Error);
+            Assert.EndsWith("step-00000010", s.LastCheckpoint);
+            CopyDirectory(Path.Combine(checkpoints, "step-00000010"), saved + "-after");
+        }
+
+        // On a larger disk it resumes from there and ends bit-exact with the run that never failed.
+        string larger = Path.Combine(_root, "larger");
+        CopyDirectory(saved + "-after", Path.Combine(larger, "checkpoints", "step-00000010"));
+        var (resumed, resumedText) = await Local(larger, recipe, "--resume");
+        Assert.True(resumed == 0, resumedText);
+        Assert.Equal(Summary(clean).ReplicaChecksums["0"], Summary(larger).ReplicaChecksums["0"]);
+    }
+
+    [MountFact]
+    public async Task A_read_only_run_directory_is_refused_with_exit_2_naming_it()
+    {
+        string dir = Path.Combine(_root, "read-only");
+        using var mount = Mount.ReadOnly(dir);
+        var (code, output) = await Local(dir, Recipe(), "--max-steps", "5");
+        Assert.True(code == 2, output);
+        Assert.Contains(dir, output);
+        Assert.Contains("read-only file system", output);
+        NoStackTrace(output);
+    }
+
+    [Fact]
+    public async Task A_failing_worker_shows_its_cause_once_without_a_stack_trace_and_the_launcher_exits_within_2_s()
+    {
+        // An absurd learning rate: the loss turns non-finite at once and on_nonfinite_loss: stop fails the job.
+        string recipe = Recipe(200);
+        File.WriteAllText(recipe, Regex.Replace(File.ReadAllText(recipe), @"(?m)^(\s+lr: )\S+", "${1}1.0e+30"));
+        string dir = Path.Combine(_root, "diverged");
+        using var cli = CliProcess.Start("local", "--recipe", recipe, "--workers", "2", "--run-dir", dir, "--metrics-port", "-1", "--worker-metrics-port", "-1");
+        await cli.WaitForOutputAsync(o => o.Contains("the job failed", StringComparison.Ordinal), Bound);
+        var clock = Stopwatch.StartNew();
+        int code = await cli.WaitAsync(Bound);
+        var exited = clock.Elapsed;
+        Assert.True(code == 1, cli.Output);
+        Assert.True(exited < TimeSpan.FromSeconds(2), $"the launcher took {exited.TotalSeconds:0.0} s to exit after the failure:\n{cli.Output}");
+        NoStackTrace(cli.Output);
+        // The cause once, in the job's failure line; the workers' own error lines stay in their logs.
+        Assert.Single(Regex.Matches(cli.Output, "training diverged at step"));
+        Assert.Matches(@"the job failed: worker-\d \(rank \d\) failed: training diverged", cli.Output);
+        var logs = string.Concat(Directory.GetFiles(Path.Combine(dir, "logs"), "worker-*.log").Select(File.ReadAllText));
+        Assert.Contains("training diverged at step", logs);
+        Assert.Equal("failed", Summary(dir).Status);
+    }
+
+    static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)), overwrite: true);
+    }
+}
