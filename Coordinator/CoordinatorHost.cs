@@ -116,7 +116,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         {
             if (g.Cause == RegroupCauses.Start) return;
             Tell($"generation {g.Generation}: {g.Ranks.Count} worker(s) ({string.Join(", ", g.Ranks.Select(r => r.WorkerId))}) from step {g.StartStep}, " +
-                 $"state of rank {g.SourceRank} ({g.Ranks[g.SourceRank].WorkerId})");
+                 $"state of {g.Ranks[g.SourceRank].WorkerId} (rank {g.SourceRank})");
         }
 
         public void OnRestarted(CoordinatorRestarted r, JobState state, string recovery) =>

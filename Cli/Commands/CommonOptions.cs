@@ -17,10 +17,19 @@ static class CommonOptions
         DefaultValueFactory = _ => defaultValue,
     };
 
-    public static Option<long?> MaxSteps() => new("--max-steps")
+    public static Option<long?> MaxSteps()
     {
-        Description = "Stop after this step (the schedule still follows the recipe's `steps`). Default: the recipe's steps.",
-    };
+        var option = new Option<long?>("--max-steps")
+        {
+            Description = "Stop after this step (the schedule still follows the recipe's `steps`). Default: the recipe's steps.",
+        };
+        option.Validators.Add(r =>
+        {
+            // 0 or less would run no step and report a NaN loss as a completed job.
+            if (r.GetValueOrDefault<long?>() is < 1 and var steps) r.AddError($"{option.Name} must be at least 1, got {steps}.");
+        });
+        return option;
+    }
 
     public static Option<DirectoryInfo?> RunDir() => new("--run-dir")
     {
@@ -42,29 +51,37 @@ static class CommonOptions
         Description = "Delete what an earlier run left in the run directory (checkpoints, journal, summary, logs) and start afresh.",
     };
 
-    public static Option<int> MetricsPort(string who, int defaultValue) => new("--metrics-port")
+    public static Option<int> MetricsPort(string who, int defaultValue) => new Option<int>("--metrics-port")
     {
         Description = $"Port of the {who}'s Prometheus /metrics endpoint (0 = any free port; printed at start; -1 = off).",
         DefaultValueFactory = _ => defaultValue,
-    };
+    }.InRange(-1, MaxPort);
 
-    public static Option<int> Timeout() => new("--timeout")
+    public static Option<int> Timeout() => new Option<int>("--timeout")
     {
         Description = "Seconds any network wait may take (collectives, rendezvous) before it fails with an error naming the peer.",
         DefaultValueFactory = _ => 30,
-    };
+    }.Positive();
 
     public static Option<bool> Verbose() => new("--verbose", "-v")
     {
         Description = "Log at information level (Akka, rendezvous, checkpoints) instead of warnings only.",
     };
 
+    /// <summary>The highest TCP port.</summary>
+    public const int MaxPort = 65535;
+
     /// <summary>Positive-integer validation with a message that names the option.</summary>
-    public static Option<int> Positive(this Option<int> option)
+    public static Option<int> Positive(this Option<int> option) => option.InRange(1);
+
+    /// <summary>Range validation, <paramref name="min"/> to <paramref name="max"/> inclusive, with a message that names the option.</summary>
+    public static Option<int> InRange(this Option<int> option, int min, int max = int.MaxValue)
     {
         option.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 1) r.AddError($"{option.Name} must be at least 1, got {r.GetValueOrDefault<int>()}.");
+            int value = r.GetValueOrDefault<int>();
+            if (value < min) r.AddError($"{option.Name} must be at least {min}, got {value}.");
+            else if (value > max) r.AddError($"{option.Name} must be at most {max}, got {value}.");
         });
         return option;
     }

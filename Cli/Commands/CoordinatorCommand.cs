@@ -18,7 +18,8 @@ static class CoordinatorCommand
         var metricsPort = CommonOptions.MetricsPort("coordinator", 9400);
         var host = new Option<string>("--host") { Description = "Address to bind (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1" };
         var publicHost = new Option<string?>("--public-host") { Description = "Address workers use to reach this coordinator, when it differs from --host." };
-        var port = new Option<int>("--port") { Description = "Akka port workers join (0 = any free port, printed).", DefaultValueFactory = _ => 4053 };
+        var port = new Option<int>("--port") { Description = "Akka port workers join (0 = any free port, printed).", DefaultValueFactory = _ => 4053 }
+            .InRange(0, CommonOptions.MaxPort);
         var journal = new Option<string?>("--journal")
         {
             Description = "PostgreSQL connection string for the journal (e.g. 'Host=db;Database=pretrain;Username=pretrain'). Default: SQLite journal.db in the run directory.",

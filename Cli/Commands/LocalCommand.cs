@@ -20,7 +20,7 @@ static class LocalCommand
         {
             Description = "First port of the workers' /metrics endpoints; worker i uses this + i (0 = any free port; -1 = off).",
             DefaultValueFactory = _ => 0,
-        };
+        }.InRange(-1, CommonOptions.MaxPort);
         var maxRestarts = new Option<int>("--max-restarts")
         {
             Description = "How many times per run a worker process that dies is started again; it rejoins as a newcomer while the others train on (0 = never).",

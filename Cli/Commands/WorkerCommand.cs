@@ -21,9 +21,10 @@ static class WorkerCommand
                 r.AddError($"--coordinator must be HOST:PORT (e.g. 127.0.0.1:4053), got '{r.GetValueOrDefault<string>()}'.");
         });
         var host = new Option<string>("--host") { Description = "Address this worker binds and advertises.", DefaultValueFactory = _ => "127.0.0.1" };
-        var dataPort = new Option<int>("--data-port") { Description = "Data-plane (collectives) port; 0 = any free port.", DefaultValueFactory = _ => 0 };
+        var dataPort = new Option<int>("--data-port") { Description = "Data-plane (collectives) port; 0 = any free port.", DefaultValueFactory = _ => 0 }
+            .InRange(0, CommonOptions.MaxPort);
         var metricsPort = CommonOptions.MetricsPort("worker", 0);
-        var threads = new Option<int>("--threads") { Description = "Torch threads; 0 = all cores.", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int>("--threads") { Description = "Torch threads; 0 = all cores.", DefaultValueFactory = _ => 0 }.InRange(0);
         var workerId = new Option<string?>("--worker-id") { Description = "Name in logs and the journal; default HOST-PID." };
         var parentPid = new Option<int?>("--parent-pid") { Description = "Exit when this process exits (set by `pretrain local`)." };
         var timeout = CommonOptions.Timeout();

@@ -144,6 +144,8 @@ public static class CoordinatorRun
             console.Error($"logs: {Path.Combine(runDirectory, "logs")}" + (failedPath != null ? $"; summary: {failedPath}" : ""));
             return 1;
         }
+        // A resume of a finished run writes no checkpoint: the one it resumed from is the last.
+        if (summary.LastCheckpoint is null) summary = summary with { LastCheckpoint = checkpoints.NewestQuietly()?.Directory };
         string summaryPath = await WriteSummaryAsync(summary, runDirectory, console) ?? "(printed above)";
         console.Summary(summary, summaryPath);
         return 0;

@@ -87,7 +87,8 @@ public sealed class BadInputTests : IDisposable
         var (code, output) = await CliProcess.RunAsync(Timeout, "local", "--recipe", Recipe("ok.yaml", t => t), "--resume",
             "--run-dir", Path.Combine(_dir, "empty"));
         Assert.Equal(2, code);
-        Assert.Contains("no checkpoints", output);
+        Assert.Contains("holds no checkpoint to resume from", output);
+        Assert.Contains("--resume-or-start", output);
     }
 
     [Fact]

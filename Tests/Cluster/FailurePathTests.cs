@@ -178,6 +178,54 @@ public sealed class FailurePathTests : IDisposable
         Assert.Equal("failed", Summary(dir).Status);
     }
 
+    [Fact]
+    public async Task Summary_json_keeps_the_jobs_figures_across_resumes_and_a_resume_of_a_finished_run_loses_none()
+    {
+        string dir = Path.Combine(_root, "segments");
+        string recipe = Recipe();
+        var (a, aText) = await Local(dir, recipe, "--max-steps", "20");
+        Assert.True(a == 0, aText);
+        var first = Summary(dir);
+        var (b, bText) = await Local(dir, recipe, "--resume");
+        Assert.True(b == 0, bText);
+        var second = Summary(dir);
+        Assert.Equal(30, second.Steps);
+        Assert.Equal(first.FirstLoss, second.FirstLoss);           // the job's first loss, not the second segment's
+
+        var (c, cText) = await Local(dir, recipe, "--resume");     // nothing left to train
+        Assert.True(c == 0, cText);
+        var third = Summary(dir);
+        Assert.Equal("completed", third.Status);
+        Assert.Equal(30, third.Steps);
+        Assert.Equal(first.FirstLoss, third.FirstLoss);
+        Assert.True(third.SamplesPerSecond > 0, "samples_per_second was wiped");
+        Assert.True(third.Mfu > 0, "mfu was wiped");
+        Assert.EndsWith("step-00000030", third.LastCheckpoint);
+    }
+
+    [Fact]
+    public async Task Ctrl_C_writes_a_summary_with_the_steps_done_and_the_last_checkpoint_on_disk()
+    {
+        string dir = Path.Combine(_root, "interrupted");
+        using var cli = CliProcess.Start("local", "--recipe", ChaosRun.TinyRecipe(_root, 100_000), "--workers", "2", "--run-dir", dir,
+            "--metrics-port", "-1", "--worker-metrics-port", "-1");
+        string checkpoint = Path.Combine(dir, "checkpoints", "step-00000020");
+        var deadline = DateTime.UtcNow + Bound;
+        while (!Directory.Exists(checkpoint) && DateTime.UtcNow < deadline && !cli.HasExited) await Task.Delay(50);
+        Assert.True(Directory.Exists(checkpoint), cli.Output);
+        Assert.Equal(0, kill(cli.Id, 2));    // SIGINT, as Ctrl+C
+        Assert.Equal(130, await cli.WaitAsync(Bound));
+        var s = Summary(dir);
+        Assert.Equal("interrupted", s.Status);
+        Assert.True(s.Steps >= 20, $"summary says {s.Steps} steps");
+        Assert.NotNull(s.LastCheckpoint);
+        Assert.True(Directory.Exists(s.LastCheckpoint), s.LastCheckpoint);
+        Assert.NotNull(s.RecipeHash);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+
     static void CopyDirectory(string from, string to)
     {
         Directory.CreateDirectory(to);

@@ -36,7 +36,7 @@ public sealed class RingFailureTests
             Assert.True(elapsed < Timeout + Slack, $"took {elapsed}");
             Assert.Equal(victim, error.PeerRank);
             Assert.Equal(7, error.Generation);
-            Assert.Contains($"allreduce (generation 7) lost rank {victim} (worker-{victim} at 127.0.0.1:{port})", error.Message);
+            Assert.Contains($"allreduce (generation 7) lost worker-{victim} (rank {victim}, 127.0.0.1:{port})", error.Message);
         }
         // A failed communicator is finished: the next call fails at once, naming the same peer.
         var again = await Timed(() => survivors[0].AllReduceSumAsync(new float[1]));

@@ -7,7 +7,7 @@ namespace Pretrain.Worker.Collectives;
 /// <param name="Port">Bound port of the peer's <see cref="DataPlaneListener"/>.</param>
 public sealed record RingPeer(int Rank, string WorkerId, string Host, int Port)
 {
-    public override string ToString() => $"rank {Rank} ({WorkerId} at {Host}:{Port})";
+    public override string ToString() => $"{WorkerId} (rank {Rank}, {Host}:{Port})";
 }
 
 /// <summary>Tuning and failure bounds of a <see cref="RingCommunicator"/>.</summary>

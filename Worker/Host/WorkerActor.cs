@@ -238,7 +238,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
                 Conclude(f.Report, WorkerExitCodes.Finished, null);
                 break;
             case SessionOutcome.PeerLost p:
-                _log.Warning("lost peer rank {0} ({1}) in generation {2}; holding step {3}, waiting for the next generation",
+                _log.Warning("lost peer {1} (rank {0}) in generation {2}; holding step {3}, waiting for the next generation",
                     p.Report.LostRank, p.Report.LostWorkerId, p.Report.Generation, p.Report.HeldStep);
                 HoldForNextGeneration(p.Report);
                 break;

@@ -95,7 +95,7 @@ public sealed class PreparerActor : ReceiveActor, IWithTimers, IWithUnboundedSta
 
     void Exit(int code, string reason)
     {
-        if (code != WorkerExitCodes.Finished) _log.Error("worker {0} stops: {1}", _options.WorkerId, reason);
+        if (code != WorkerExitCodes.Finished) _log.Error("{0} stops: {1}", _options.WorkerId, reason);
         _stopping.Cancel();
         _exit.TrySetResult(code);
     }

@@ -153,7 +153,7 @@ public sealed class Trainer : IDisposable
                     plan.Control.Reason ?? (leaveVotes > 0 ? $"{leaveVotes} rank(s) leaving" : "a newcomer waits to join"));
         }
         if (group.Rank == 0) _writer.Flush();       // the last checkpoint is on disk before the job is reported finished
-        var throughput = _stepSeconds > 0 ? _stepsRun * _recipe.Batch.Global / _stepSeconds : 0;
+        var throughput = Throughput;
         var eval = await EvaluateAsync(group, ct);
         return new GenerationOutcome.Finished(new TrainingResult(Step, _loss, throughput, ReplicaChecksumNow(), eval,
             Mfu(throughput, group.WorldSize), _firstLoss, SampleDigest.ToString("x16", CultureInfo.InvariantCulture)));
@@ -284,10 +284,16 @@ public sealed class Trainer : IDisposable
         return eval;
     }
 
+    /// <summary>Samples per second of this process's steps; a resume that ran none reports the segment before it.</summary>
+    private double Throughput => _stepSeconds > 0 ? _stepsRun * _recipe.Batch.Global / _stepSeconds : _carriedThroughput;
+
+    private double _carriedThroughput;
+
     private void SaveCheckpoint(double lr, int worldSize)
     {
         var state = new TrainingState(Step, _sampler.EpochOf(Step), _optimizer.Step, lr, _recipe.Seed, _loss,
-            SampleDigest.ToString("x16", CultureInfo.InvariantCulture));
+            SampleDigest.ToString("x16", CultureInfo.InvariantCulture),
+            double.IsNaN(_firstLoss) ? null : _firstLoss, Throughput > 0 ? Throughput : null);
         var model = _parameters.Select(p => (p.Name, (Tensor)p.Parameter)).Concat(_method.State).ToList();
         _writer.Save(state, model, _optimizer.StateTensors().ToList(), _recipe, worldSize, (step, directory) =>
         {
@@ -312,6 +318,9 @@ public sealed class Trainer : IDisposable
         _optimizer.Step = checkpoint.State.OptimizerStep;
         _lastCheckpoint = checkpoint.Directory;
         (Step, _loss) = (checkpoint.State.Step, checkpoint.State.Loss);
+        // The job's first loss is its first segment's; a resume that runs no step keeps the last segment's throughput.
+        if (checkpoint.State.FirstLoss is { } first) _firstLoss = first;
+        _carriedThroughput = checkpoint.State.SamplesPerSecond ?? 0;
         SampleDigest = ulong.TryParse(checkpoint.State.SampleDigest, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var digest) ? digest : 0;
         _log($"resumed from {checkpoint.Directory} at step {checkpoint.State.Step}");
     }

@@ -40,4 +40,8 @@ public sealed record TrainingState(
     double LearningRate, // LR of the last completed step (informational; the schedule is pure)
     long Seed,           // the recipe's seed; dropout uses (seed, step, rank)
     double Loss,         // global mean loss of the last completed step
-    string SampleDigest = ""); // chained xxHash64 of the sample ids of every committed step (summary.json's sample_digest)
+    string SampleDigest = "",  // chained xxHash64 of the sample ids of every committed step (summary.json's sample_digest)
+    // The whole job's figures across resumes (summary.json): the first step's loss of the job's first segment, and the
+    // throughput of the segment that wrote this checkpoint (carried when a resume runs no step). Null in older checkpoints.
+    double? FirstLoss = null,
+    double? SamplesPerSecond = null);
