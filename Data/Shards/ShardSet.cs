@@ -72,16 +72,29 @@ public sealed class ShardSet : IDisposable
                 return open;
             var entry = entries[k];
             var reader = ShardReader.Open(Path.Combine(directory, entry.File), verify: true);
-            if (ShardEntry.FormatChecksum(reader.Checksum) != entry.Checksum || reader.Count != entry.Records)
+            if (Mismatch(reader, entry) is { } problem)
             {
                 reader.Dispose();
-                throw new InvalidDataException(
-                    $"{reader.Path}: checksum mismatch with {ShardIndex.FileName}: index says {entry.Records} records, xxHash64 {entry.Checksum}; " +
-                    $"the shard holds {reader.Count} records, xxHash64 {ShardEntry.FormatChecksum(reader.Checksum)}");
+                throw new InvalidDataException($"{reader.Path}: {problem}");
             }
             Volatile.Write(ref readers[k], reader);
             return reader;
         }
+    }
+
+    /// <summary>
+    /// How the shard differs from its index entry, or null. A different hash means other bytes than were
+    /// indexed (corruption, a re-prepared shard); the same hash with another count means the index is wrong.
+    /// </summary>
+    private static string? Mismatch(ShardReader reader, ShardEntry entry)
+    {
+        var actual = ShardEntry.FormatChecksum(reader.Checksum);
+        var counts = reader.Count == entry.Records ? "" : $"; it also holds {reader.Count} records where the index says {entry.Records}";
+        if (actual != entry.Checksum)
+            return $"checksum mismatch with {ShardIndex.FileName}: the index says xxHash64 {entry.Checksum}, the shard hashes to {actual}{counts}";
+        if (reader.Count != entry.Records)
+            return $"record count mismatch with {ShardIndex.FileName}: the index says {entry.Records} records, the shard holds {reader.Count}";
+        return null;
     }
 
     public void Dispose()

@@ -20,12 +20,7 @@ internal sealed class YamlSection(string file, string path, YamlMappingNode node
 
     public static YamlSection Root(string file, string text)
     {
-        var stream = new YamlStream();
-        try { stream.Load(new StringReader(text)); }
-        catch (YamlDotNet.Core.YamlException e)
-        {
-            throw new RecipeException(file, $"line {e.Start.Line}", $"not valid YAML: {e.Message}");
-        }
+        var stream = YamlSyntax.Load(file, text);   // a syntax error names its line and field
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode map)
             throw new RecipeException(file, "(root)", "expected a mapping of fields such as `method: gpt`");
         return new YamlSection(file, "", map, new SortedDictionary<string, string>(StringComparer.Ordinal));
@@ -130,7 +125,10 @@ internal sealed class YamlSection(string file, string path, YamlMappingNode node
     {
         foreach (var (key, _) in node.Children)
         {
-            var name = ((YamlScalarNode)key).Value ?? "";
+            if (key is not YamlScalarNode scalar)
+                throw new RecipeException(file, path.Length == 0 ? "(root)" : path,
+                    $"line {key.Start.Line}: expected a field name before the colon, got a {key.NodeType.ToString().ToLowerInvariant()} (`? ...` or `[a, b]: ...`)");
+            var name = scalar.Value ?? "";
             if (!_read.Contains(name))
                 throw Fail(name, $"unknown field (line {key.Start.Line}); expected one of: {string.Join(", ", _read)}");
         }

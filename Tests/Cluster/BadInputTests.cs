@@ -9,13 +9,7 @@ public sealed class BadInputTests : IDisposable
     readonly string _dir = Directory.CreateTempSubdirectory("pretrain-bad-").FullName;
     static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    string Recipe(string name, Func<string, string> edit)
-    {
-        string path = Path.Combine(_dir, name);
-        string text = File.ReadAllText(RepoPaths.Recipe("gpt-kjv-tiny.yaml")).Replace("../data/kjv.txt", RepoPaths.KjvText);
-        File.WriteAllText(path, edit(text));
-        return path;
-    }
+    string Recipe(string name, Func<string, string> edit) => RepoPaths.EditedTinyRecipe(_dir, name, edit);
 
     [Fact]
     public async Task A_recipe_with_an_unknown_field_is_refused_naming_the_file_and_field()

@@ -12,6 +12,15 @@ public static class RepoPaths
 
     public static string KjvText => Path.Combine(Root, "data", "kjv.txt");
 
+    /// <summary>recipes/gpt-kjv-tiny.yaml with its text path made absolute and <paramref name="edit"/> applied, written as <paramref name="directory"/>/<paramref name="name"/>.</summary>
+    public static string EditedTinyRecipe(string directory, string name, Func<string, string> edit)
+    {
+        string path = Path.Combine(directory, name);
+        string text = File.ReadAllText(Recipe("gpt-kjv-tiny.yaml")).Replace("../data/kjv.txt", KjvText);
+        File.WriteAllText(path, edit(text));
+        return path;
+    }
+
     static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)

@@ -54,6 +54,42 @@ public class ShardSetTests
         Assert.Contains("checksum mismatch", error.Message);
     }
 
+    // Rewrites index.json with the train split's entries edited (the split's sample total kept consistent by the caller).
+    private void EditIndex(Func<IReadOnlyList<ShardEntry>, IEnumerable<ShardEntry>> edit)
+    {
+        var index = ShardIndex.Load(directory);
+        var train = index.Splits["train"];
+        var shards = edit(train.Shards).ToList();
+        (index with { Splits = new Dictionary<string, ShardSplit> { ["train"] = new(shards.Sum(e => e.Records), shards) } }).Save(directory);
+    }
+
+    [Fact]
+    public void A_shard_whose_hash_differs_from_the_index_names_both_hashes()
+    {
+        WriteSplit();
+        var real = ShardIndex.Load(directory).Splits["train"].Shards[0].Checksum;
+        const string Indexed = "0123456789abcdef";
+        EditIndex(shards => shards.Select((e, k) => k == 0 ? e with { Checksum = Indexed } : e));
+        using var set = ShardSet.Open(directory, "train");
+        var error = Assert.Throws<InvalidDataException>(() => set.Record<int>(0));
+        Assert.Contains("train-00000.shard", error.Message);
+        Assert.Contains($"checksum mismatch with index.json: the index says xxHash64 {Indexed}, the shard hashes to {real}", error.Message);
+        Assert.DoesNotContain("record count", error.Message);
+    }
+
+    [Fact]
+    public void A_shard_whose_record_count_differs_from_the_index_is_a_count_mismatch_not_a_checksum_mismatch()
+    {
+        WriteSplit();
+        // 4 + 0 + 8 instead of 5 + 0 + 7: the split's total still adds up, so only opening the first shard can tell.
+        EditIndex(shards => shards.Select((e, k) => k switch { 0 => e with { Records = 4 }, 2 => e with { Records = 8 }, _ => e }));
+        using var set = ShardSet.Open(directory, "train");
+        var error = Assert.Throws<InvalidDataException>(() => set.Record<int>(0));
+        Assert.Contains("train-00000.shard", error.Message);
+        Assert.Contains("record count mismatch with index.json: the index says 4 records, the shard holds 5", error.Message);
+        Assert.DoesNotContain("checksum", error.Message);
+    }
+
     [Fact]
     public void An_unknown_split_or_a_malformed_index_is_named()
     {
