@@ -127,7 +127,8 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
                 logLost = true;
             }
         }
-        if (logLost || ForTerminal(id, line, error)) _console.Worker(id, line);
+        // Without its log a worker's errors (not their stack traces) come to the terminal: they are kept nowhere else.
+        if (ForTerminal(id, line, error) || (logLost && TimestampedLevel().IsMatch(line) && !IsAkkaInternal(line))) _console.Worker(id, line);
     }
 
     /// <summary>

@@ -144,6 +144,44 @@ public sealed class FailurePathTests : IDisposable
     }
 
     [MountFact]
+    public async Task A_run_directory_whose_disk_fills_up_mid_run_fails_in_one_line_and_still_reports_what_happened()
+    {
+        // Journal, logs, checkpoints and summary on one small disk that a test fills once the first checkpoint exists.
+        string dir = Path.Combine(_root, "filled");
+        using var disk = Mount.Tmpfs(dir, 24 << 20);
+        using var cli = CliProcess.Start("local", "--recipe", ChaosRun.TinyRecipe(_root, 100_000), "--workers", "2", "--run-dir", dir,
+            "--metrics-port", "-1", "--worker-metrics-port", "-1");
+        string first = Path.Combine(dir, "checkpoints", "step-00000010");
+        var deadline = DateTime.UtcNow + Bound;
+        while (!Directory.Exists(first) && DateTime.UtcNow < deadline && !cli.HasExited) await Task.Delay(20);
+        Assert.True(Directory.Exists(first), cli.Output);
+        Fill(Path.Combine(dir, "filler"));
+
+        int code = await cli.WaitAsync(Bound);
+        Assert.True(code == 1, cli.Output);
+        Assert.Contains("no space left on device", cli.Output);
+        Assert.Single(cli.Output.Split('\n'), l => l.Contains("the job failed", StringComparison.Ordinal));
+        NoStackTrace(cli.Output);
+        // What happened is on record: summary.json, or on the terminal when the disk could not take it.
+        Assert.True(File.Exists(Path.Combine(dir, "summary.json")) || cli.Output.Contains("\"status\": \"failed\"", StringComparison.Ordinal), cli.Output);
+        // Nothing half-written keeps the space, and the checkpoint written before still verifies.
+        Assert.Empty(Directory.GetDirectories(Path.Combine(dir, "checkpoints"), ".tmp-*"));
+        Assert.True(CheckpointStore.Open(first).State.Step == 10);
+    }
+
+    /// <summary>Writes zeros into <paramref name="path"/> until the disk is full.</summary>
+    static void Fill(string path)
+    {
+        var chunk = new byte[1 << 20];
+        using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);   // unbuffered: nothing left to flush
+        try
+        {
+            while (true) file.Write(chunk);
+        }
+        catch (IOException) { }
+    }
+
+    [MountFact]
     public async Task A_read_only_run_directory_is_refused_with_exit_2_naming_it()
     {
         string dir = Path.Combine(_root, "read-only");

@@ -47,7 +47,9 @@ public static class JournalRecoveryScenario
 
         await using (var host = await CoordinatorHost.StartAsync(options))
         {
-            Assert.Equal(Json(before), Json(await host.FetchStateAsync()));
+            // The recovered job journals its restart as soon as recovery completes (the answer may come before or after it).
+            var recovered = await host.FetchStateAsync();
+            Assert.Equal(Json(before), Json(recovered with { CoordinatorRestarts = 0 }));
             Assert.False(host.Outcome.IsCompleted);
 
             host.Job.Tell(Finished("w0", 0));
