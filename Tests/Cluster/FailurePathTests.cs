@@ -149,12 +149,8 @@ public sealed class FailurePathTests : IDisposable
         // Journal, logs, checkpoints and summary on one small disk that a test fills once the first checkpoint exists.
         string dir = Path.Combine(_root, "filled");
         using var disk = Mount.Tmpfs(dir, 24 << 20);
-        using var cli = CliProcess.Start("local", "--recipe", ChaosRun.TinyRecipe(_root, 100_000), "--workers", "2", "--run-dir", dir,
-            "--metrics-port", "-1", "--worker-metrics-port", "-1");
-        string first = Path.Combine(dir, "checkpoints", "step-00000010");
-        var deadline = DateTime.UtcNow + Bound;
-        while (!Directory.Exists(first) && DateTime.UtcNow < deadline && !cli.HasExited) await Task.Delay(20);
-        Assert.True(Directory.Exists(first), cli.Output);
+        using var cli = StartLong(dir);
+        string first = await CheckpointAsync(cli, dir, 10);
         Fill(Path.Combine(dir, "filler"));
 
         int code = await cli.WaitAsync(Bound);
@@ -245,12 +241,8 @@ public sealed class FailurePathTests : IDisposable
     public async Task Ctrl_C_writes_a_summary_with_the_steps_done_and_the_last_checkpoint_on_disk()
     {
         string dir = Path.Combine(_root, "interrupted");
-        using var cli = CliProcess.Start("local", "--recipe", ChaosRun.TinyRecipe(_root, 100_000), "--workers", "2", "--run-dir", dir,
-            "--metrics-port", "-1", "--worker-metrics-port", "-1");
-        string checkpoint = Path.Combine(dir, "checkpoints", "step-00000020");
-        var deadline = DateTime.UtcNow + Bound;
-        while (!Directory.Exists(checkpoint) && DateTime.UtcNow < deadline && !cli.HasExited) await Task.Delay(50);
-        Assert.True(Directory.Exists(checkpoint), cli.Output);
+        using var cli = StartLong(dir);
+        await CheckpointAsync(cli, dir, 20);
         Assert.Equal(0, kill(cli.Id, 2));    // SIGINT, as Ctrl+C
         Assert.Equal(130, await cli.WaitAsync(Bound));
         var s = Summary(dir);
@@ -263,6 +255,20 @@ public sealed class FailurePathTests : IDisposable
 
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
     private static extern int kill(int pid, int signal);
+
+    /// <summary>`pretrain local` of a job far longer than any test: it runs until the test hurts it.</summary>
+    CliProcess StartLong(string dir) => CliProcess.Start("local", "--recipe", ChaosRun.TinyRecipe(_root, 100_000), "--workers", "2", "--run-dir", dir,
+        "--metrics-port", "-1", "--worker-metrics-port", "-1");
+
+    /// <summary>Waits until the run has published the checkpoint of <paramref name="step"/>; returns its directory.</summary>
+    static async Task<string> CheckpointAsync(CliProcess cli, string dir, long step)
+    {
+        string checkpoint = Path.Combine(dir, "checkpoints", $"step-{step:D8}");
+        var deadline = DateTime.UtcNow + Bound;
+        while (!Directory.Exists(checkpoint) && DateTime.UtcNow < deadline && !cli.HasExited) await Task.Delay(20);
+        Assert.True(Directory.Exists(checkpoint), cli.Output);
+        return checkpoint;
+    }
 
     static void CopyDirectory(string from, string to)
     {
