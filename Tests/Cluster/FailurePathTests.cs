@@ -209,6 +209,9 @@ public sealed class FailurePathTests : IDisposable
         Assert.Matches(@"the job failed: worker-\d \(rank \d\) failed: training diverged", cli.Output);
         var logs = string.Concat(Directory.GetFiles(Path.Combine(dir, "logs"), "worker-*.log").Select(File.ReadAllText));
         Assert.Contains("training diverged at step", logs);
+        // One way of naming a worker: "worker-1 (rank 1)", never "worker worker-1" or "rank 1 (worker-1)".
+        Assert.DoesNotContain("worker worker-", cli.Output + logs);
+        Assert.DoesNotMatch(@"rank \d \(worker-", cli.Output + logs);
         Assert.Equal("failed", Summary(dir).Status);
     }
 
