@@ -55,8 +55,13 @@ public static class CoordinatorRun
         await using var coordinator = await CoordinatorHost.StartAsync(coordinatorOptions, ct);
         // A job already in the journal (a restarted `pretrain coordinator`) continues whatever the run directory
         // holds; a new one must not silently train over an earlier run, nor resume from nothing.
-        if ((await coordinator.FetchStateAsync(ct)).Job is null)
+        var journaled = await coordinator.FetchStateAsync(ct);
+        if (journaled.Job is null)
             RunDirectoryState.CheckNewJob(runDirectory, checkpoints, recipe.Source.Hash, options, journalExisted);
+        else if (journaled.Phase == JobPhase.Failed && (options.Resume || options.ResumeOrStart))
+            // The journal's job is over; continuing from its checkpoints is a new job in the same run directory.
+            throw new UserError($"job '{coordinatorOptions.JobId}' in this journal failed ({journaled.FailureReason}); to continue from its last " +
+                                $"checkpoint ({checkpoints.NewestQuietly()?.Directory ?? "none on disk"}), start again with --resume and a new --job-id.");
         new CoordinatorFile(options.PublicHost ?? options.Host, coordinator.Port, metrics?.Url, Environment.ProcessId, DateTime.UtcNow).Write(runDirectory);
         var progress = new ProgressPrinter(console, maxSteps);
         long lastStep = 0;

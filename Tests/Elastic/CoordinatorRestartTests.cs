@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Pretrain.Shared.Messages;
 using Pretrain.Tests.Coordinator;
+using Akka.Actor;
 using Pretrain.Tests.Infrastructure;
 using Xunit;
 using Xunit.Abstractions;
@@ -88,6 +89,30 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
         var lost = SqliteJournal.Read(Path.Combine(run.Directory, "journal.db")).OfType<WorkerLost>().ToList();
         Assert.Equal("w2", Assert.Single(lost).WorkerId);
         Assert.Single(SqliteJournal.Read(Path.Combine(run.Directory, "journal.db")).OfType<CoordinatorRestarted>());
+    }
+
+    [Fact]
+    public async Task Resuming_a_job_the_journal_says_failed_is_refused_saying_to_use_a_new_job_id()
+    {
+        string dir = Path.Combine(_root, "failed");
+        Directory.CreateDirectory(dir);
+        // The journal of a coordinator whose job failed: defined, one worker, its failure.
+        await using (var host = await Pretrain.Coordinator.CoordinatorHost.StartAsync(new Pretrain.Coordinator.CoordinatorOptions { RunDirectory = dir, JobId = "job" }))
+        {
+            await host.SubmitAsync(JobStateTests.Spec(1));
+            var worker = Akka.Actor.Inbox.Create(host.System);
+            host.Job.Tell(JobStateTests.Register("w0"), worker.Receiver);
+            Assert.IsType<WorkerRegistered>(await worker.ReceiveAsync(TimeSpan.FromSeconds(10)));
+            host.Job.Tell(new ReportFailed("w0", 0, "bad data in shard 3"), worker.Receiver);
+            Assert.False((await host.Outcome.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded);
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+
+        var (code, text) = await CliProcess.RunAsync(TimeSpan.FromMinutes(1), "coordinator", "--recipe", ChaosRun.TinyRecipe(_root, 60), "--run-dir", dir,
+            "--port", FreePorts.Next().ToString(), "--metrics-port", "-1", "--resume");
+        Assert.True(code == 2, text);
+        Assert.Contains("failed (w0 (rank 0) failed: bad data in shard 3)", text);
+        Assert.Contains("new --job-id", text);
     }
 
     [Fact]
