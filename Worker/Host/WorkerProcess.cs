@@ -107,8 +107,12 @@ public static class WorkerProcess
             // (Terminate alone would still run the cluster-leave phases, ~4 s of gossip toward the
             // dead peer; the process exit closes every socket anyway.)
             bool finished = code == WorkerExitCodes.Finished;
-            if (node is { } last && !await last.StopAsync(politely: finished) && finished)
-                log.LogWarning("cluster shutdown took longer than 10 s; exiting anyway");
+            if (node is { } last)
+            {
+                var stopping = last.StopAsync(politely: finished);
+                if (!finished) await Task.WhenAny(stopping, Task.Delay(TimeSpan.FromSeconds(1)));   // nobody to tell: exit within a second
+                else if (!await stopping) log.LogWarning("cluster shutdown took longer than 10 s; exiting anyway");
+            }
         }
     }
 
