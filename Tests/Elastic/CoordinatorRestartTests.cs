@@ -157,7 +157,10 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
         var clock = Stopwatch.StartNew();
         int code = await run.Worker("w0").WaitAsync(TimeSpan.FromMinutes(1));
         Assert.True(code == 5, run.Output);
-        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(30));
+        // Bounded by --coordinator-timeout from when the ring broke (on a loaded machine it may break on a timeout
+        // before w1 is killed: without a coordinator no control plane vouches for a slow peer).
+        Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(30));
         Assert.Contains("its ring is broken", run.Worker("w0").Output);
+        Assert.Contains("within 4 s", run.Worker("w0").Output);
     }
 }
