@@ -35,10 +35,6 @@ awk '/^\| events /{ p = 1 } p' "$out/run.txt" > "$out/table.md"
   cat "$out/table.md"
 } > "$out/section.md"
 
-doc="$repo/docs/BENCHMARKS.md"
-mkdir -p "$repo/docs"
-[ -f "$doc" ] || echo "# Benchmarks" > "$doc"
-# Drop the old section (its heading up to the next "## "), then append the new one.
-awk '/^## / { skip = ($0 == "## Journal recovery") } !skip' "$doc" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' > "$out/rest.md"
-{ cat "$out/rest.md"; echo; cat "$out/section.md"; } > "$doc"
+source "$repo/bench/doc-section.sh"
+replace_section "$repo/docs/BENCHMARKS.md" "## Journal recovery" "$out/section.md"
 cat "$out/section.md"

@@ -29,10 +29,7 @@ section=$(mktemp)
 } > "$section"
 
 doc="$repo/docs/BENCHMARKS.md"
-mkdir -p "$repo/docs"
-[ -f "$doc" ] || echo "# Benchmarks" > "$doc"
-# Drop the old section (from its heading to the next "## " heading), then append the new one.
-awk '/^## / { skip = ($0 == "## Shard reading") } !skip' "$doc" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' > "$doc.new"
-{ cat "$doc.new"; echo; cat "$section"; } > "$doc"
-rm -f "$doc.new" "$section"
+source "$repo/bench/doc-section.sh"
+replace_section "$doc" "## Shard reading" "$section"
+rm -f "$section"
 sed -n '/^## Shard reading/,$p' "$doc"

@@ -50,10 +50,7 @@ dotnet "$bench" "$kjv" --repeat "$repeat" byte cl100k_base | tee "$out/ours.txt"
            v["tokens"], v["tokens"] / v["seconds"] / 1e6, v["shard_bytes"], v["tasks"], v["compact_vocabulary"] }' "$out/ours.txt"
 } > "$out/section.md"
 
-doc="$repo/docs/BENCHMARKS.md"
-[ -f "$doc" ] || echo "# Benchmarks" > "$doc"
-# Drop the old section (its header up to the next "## "), then append the new one.
-awk '/^## / { skip = ($0 == "## Text preparation") } !skip' "$doc" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' > "$out/rest.md"
-{ cat "$out/rest.md"; echo; cat "$out/section.md"; } > "$doc"
+source "$repo/bench/doc-section.sh"
+replace_section "$repo/docs/BENCHMARKS.md" "## Text preparation" "$out/section.md"
 cat "$out/section.md"
 rm -rf "$out"
