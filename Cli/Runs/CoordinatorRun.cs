@@ -73,7 +73,7 @@ public static class CoordinatorRun
         };
         coordinator.Notice += console.Info;
         var elastic = recipe.ElasticOrDefault;
-        int maxWorkers = Math.Min(elastic.MaxWorkers > 0 ? elastic.MaxWorkers : options.Workers, recipe.MicroGlobal);
+        int maxWorkers = Math.Min(elastic.MaxWorkers > 0 ? elastic.MaxWorkers : options.Workers, recipe.MaxWorldSize);
         try
         {
             await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume || options.ResumeOrStart, recipePath,

@@ -22,8 +22,18 @@ public sealed record Recipe(
     EvalRecipe Eval,               // evaluation during and at the end of the run
     NonFiniteLoss OnNonFiniteLoss, // `on_nonfinite_loss`: stop (default) or skip the step
     RecipeSource Source,           // the file it came from (not a YAML key)
-    ElasticRecipe? Elastic = null) // `elastic:`: how the job survives lost and new workers
+    ElasticRecipe? Elastic = null, // `elastic:`: how the job survives lost and new workers
+    ReproducibleRecipe? Reproducible = null) // `reproducible:`: the same weights whatever the world size
 {
+    /// <summary>Whether the run is bit-identical whatever the world size (<c>reproducible.enabled</c>).</summary>
+    public bool IsReproducible => Reproducible is { Enabled: true };
+
+    /// <summary>
+    /// The most workers the batch can feed: one micro-shard each when reproducible, else one sample of every
+    /// micro-step each.
+    /// </summary>
+    public int MaxWorldSize => IsReproducible ? Reproducible!.Shards : MicroGlobal;
+
     /// <summary>The elastic bounds, with their defaults when the recipe has no <c>elastic:</c> section.</summary>
     public ElasticRecipe ElasticOrDefault => Elastic ?? ElasticRecipe.Default;
 
@@ -49,6 +59,9 @@ public sealed record Recipe(
     {
         if (worldSize < 1)
             throw new RecipeException(Source.Path, "world size", $"must be at least 1, got {worldSize}");
+        if (IsReproducible && worldSize > Reproducible!.Shards)
+            throw new RecipeException(Source.Path, "reproducible.shards",
+                $"{Reproducible.Shards} micro-shards leave {worldSize} workers less than one each; use at most {Reproducible.Shards} workers or more shards");
         if (worldSize > MicroGlobal)
             throw new RecipeException(Source.Path, "batch.global",
                 $"{Batch.Global} samples in {Batch.Accumulation} micro-step(s) leave {worldSize} workers less than one sample each; use at most {MicroGlobal} workers or a larger batch");
@@ -62,6 +75,22 @@ public sealed record ElasticRecipe(
     double WaitSeconds)  // how long the job waits below min_workers before it fails naming the last checkpoint; default 120
 {
     public static readonly ElasticRecipe Default = new(1, 0, 120);
+}
+
+/// <summary>
+/// Bit-identical training (<c>reproducible:</c>): the global batch is cut into <see cref="Shards"/> micro-shards
+/// of consecutive samples, each computed on its own, and their gradients are summed exactly, so the final
+/// weights are a function of (recipe, seed, steps) alone, whatever the world size and through any regroup.
+/// </summary>
+public sealed record ReproducibleRecipe(
+    bool Enabled, // on: the exact path; off (default): the fast path
+    int Shards)   // micro-shards per global batch: divides batch.global, bounds the world size
+{
+    /// <summary>The exact sum keeps log2(shards) bits of headroom (Worker/Training/Reproducible/FixedPoint.cs); 2^16 leaves 46 bits of precision.</summary>
+    public const int MaxShards = 1 << 16;
+
+    /// <summary>Samples of one micro-shard.</summary>
+    public int ShardSize(int globalBatch) => globalBatch / Shards;
 }
 
 /// <summary>What to do when a step's global loss or gradient norm is NaN or infinite.</summary>

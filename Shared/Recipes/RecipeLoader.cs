@@ -163,11 +163,29 @@ public static class RecipeLoader
             x.RejectUnknown();
         }
 
+        // Read only when present, as elastic: recipes without it keep their hash.
+        ReproducibleRecipe? reproducible = null;
+        if (root.Has("reproducible"))
+        {
+            var r = root.Section("reproducible");
+            var enabled = r.Bool("enabled", false);
+            if (enabled && !r.Has("shards"))
+                throw r.Fail("shards", "is required with enabled: true: the number of micro-shards (a divisor of batch.global) bounds the world size");
+            reproducible = new ReproducibleRecipe(enabled, r.Int("shards", 1, ReproducibleRecipe.MaxShards, 1));
+            if (batch.Global % reproducible.Shards != 0)
+                throw r.Fail("shards", $"{reproducible.Shards} micro-shards cannot split batch.global {batch.Global} evenly; use a divisor of it");
+            if (enabled && batch.Accumulation != 1)
+                throw b.Fail("accumulation", $"is {batch.Accumulation}, but reproducible runs compute each micro-shard on its own already; remove accumulation or set it to 1");
+            if (enabled && elastic is { MaxWorkers: > 0 } && elastic.MaxWorkers > reproducible.Shards)
+                throw root.Fail("elastic.max_workers", $"{elastic.MaxWorkers} workers cannot each take one of {reproducible.Shards} micro-shards");
+            r.RejectUnknown();
+        }
+
         var onNonFinite = root.Choice("on_nonfinite_loss", ["stop", "skip"], "stop") == "skip" ? NonFiniteLoss.Skip : NonFiniteLoss.Stop;
         root.RejectUnknown();
 
         var recipe = new Recipe(method, seed, steps, data, model, options, augment, optimizer, schedule, batch, checkpoint, eval,
-            onNonFinite, new RecipeSource(path, text, RecipeHash.Of(root.Values)), elastic);
+            onNonFinite, new RecipeSource(path, text, RecipeHash.Of(root.Values)), elastic, reproducible);
         return recipe;
     }
 

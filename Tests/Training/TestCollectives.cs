@@ -11,6 +11,7 @@ public sealed class InProcessGroup(int worldSize)
 {
     private readonly Barrier _barrier = new(worldSize);
     private readonly Memory<float>[] _buffers = new Memory<float>[worldSize];
+    private readonly Memory<long>[] _integers = new Memory<long>[worldSize];
 
     public ICollectives Rank(int rank) => new Member(this, rank);
 
@@ -29,6 +30,20 @@ public sealed class InProcessGroup(int worldSize)
                 for (var i = 0; i < sum.Length; i++)
                     sum[i] += buffer.Span[i];
             group._barrier.SignalAndWait(ct); // everyone has read before anyone writes
+            sum.CopyTo(data);
+            group._barrier.SignalAndWait(ct);
+            return Task.CompletedTask;
+        }
+
+        public Task AllReduceSumAsync(Memory<long> data, CancellationToken ct = default)
+        {
+            group._integers[rank] = data;
+            group._barrier.SignalAndWait(ct);
+            var sum = new long[data.Length];
+            foreach (var buffer in group._integers)
+                for (var i = 0; i < sum.Length; i++)
+                    sum[i] += buffer.Span[i];
+            group._barrier.SignalAndWait(ct);
             sum.CopyTo(data);
             group._barrier.SignalAndWait(ct);
             return Task.CompletedTask;

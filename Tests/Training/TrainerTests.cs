@@ -166,6 +166,12 @@ internal sealed class CountingCollectives(ICollectives inner, Action onAllReduce
         return inner.AllReduceSumAsync(data, ct);
     }
 
+    public Task AllReduceSumAsync(Memory<long> data, CancellationToken ct = default)
+    {
+        onAllReduce();
+        return inner.AllReduceSumAsync(data, ct);
+    }
+
     public Task AllGatherAsync(ReadOnlyMemory<float> local, Memory<float> result, CancellationToken ct = default) => inner.AllGatherAsync(local, result, ct);
     public Task BroadcastAsync(Memory<byte> data, int root, CancellationToken ct = default) => inner.BroadcastAsync(data, root, ct);
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

@@ -55,8 +55,8 @@ public sealed record CollectiveOptions
     internal void Validate()
     {
         if (Timeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(Timeout), Timeout, "must be positive");
-        if (SegmentBytes < 4096 || SegmentBytes % 4 != 0)
-            throw new ArgumentOutOfRangeException(nameof(SegmentBytes), SegmentBytes, "must be a multiple of 4 and at least 4096");
+        if (SegmentBytes < 4096 || SegmentBytes % 8 != 0)
+            throw new ArgumentOutOfRangeException(nameof(SegmentBytes), SegmentBytes, "must be a multiple of 8 (an int64 element) and at least 4096");
         if (SocketBufferBytes < 0) throw new ArgumentOutOfRangeException(nameof(SocketBufferBytes), SocketBufferBytes, "must be >= 0");
     }
 }

@@ -23,6 +23,11 @@ public sealed class HostCommunicator(ICollectives transport) : ICommunicator
 
     public CollectiveHandle AllReduceSum(Tensor data, CancellationToken ct = default)
     {
+        if (data.dtype == ScalarType.Int64)
+        {
+            var integers = new NativeMemory<long>(data).Memory;
+            return Enqueue(() => transport.AllReduceSumAsync(integers, ct));
+        }
         var memory = new NativeMemory<float>(Float32(data, nameof(data))).Memory;
         return Enqueue(() => transport.AllReduceSumAsync(memory, ct));
     }
@@ -42,7 +47,7 @@ public sealed class HostCommunicator(ICollectives transport) : ICommunicator
 
     private static Tensor Float32(Tensor t, string name) => t.dtype == ScalarType.Float32
         ? t
-        : throw new ArgumentException($"{name}: collectives reduce and gather float32 tensors, got {t.dtype}", name);
+        : throw new ArgumentException($"{name}: collectives reduce float32 or int64 and gather float32 tensors, got {t.dtype}", name);
 
     private CollectiveHandle Enqueue(Func<Task> start)
     {

@@ -15,6 +15,9 @@ public interface ICollectives : IAsyncDisposable
     /// <summary>In-place elementwise sum over all ranks; every rank ends with the same values.</summary>
     Task AllReduceSumAsync(Memory<float> data, CancellationToken ct = default);
 
+    /// <summary>In-place elementwise sum of 64-bit integers over all ranks: exact, so the same bits whatever the order (reproducible runs).</summary>
+    Task AllReduceSumAsync(Memory<long> data, CancellationToken ct = default);
+
     /// <summary>
     /// Concatenates every rank's <paramref name="local"/> (equal lengths) in rank order into
     /// <paramref name="result"/>, whose length is <c>local.Length * WorldSize</c>.

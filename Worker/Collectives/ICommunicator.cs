@@ -17,7 +17,7 @@ public interface ICommunicator : IAsyncDisposable
     int Rank { get; }
     int WorldSize { get; }
 
-    /// <summary>In-place elementwise sum of a contiguous float32 tensor over all ranks.</summary>
+    /// <summary>In-place elementwise sum of a contiguous float32 or int64 tensor over all ranks (int64: exact, any order).</summary>
     CollectiveHandle AllReduceSum(Tensor data, CancellationToken ct = default);
 
     /// <summary>Every rank's contiguous float32 <paramref name="local"/> (equal sizes), in rank order, into <paramref name="result"/> (WorldSize × local).</summary>

@@ -30,14 +30,32 @@ public sealed partial class RingCommunicator
         ThrowIfUnusable("allreduce");
         if (WorldSize == 1) return;
         using var pin = data.Pin();
-        int n = WorldSize, r = Rank, length = data.Length;
+        await AllReduceAsync(pin, data.Length, sizeof(float), CollectiveOp.AllReduceSum, ct);
+    }
+
+    /// <summary>
+    /// The same ring over 64-bit integers, for the exact gradient sum of reproducible runs: integer addition
+    /// is associative, so every rank ends with the same bits whatever the ring's order (two's complement
+    /// wraps, so even a partial sum that overflows comes right when the total fits).
+    /// </summary>
+    public async Task AllReduceSumAsync(Memory<long> data, CancellationToken ct = default)
+    {
+        ThrowIfUnusable("allreduce");
+        if (WorldSize == 1) return;
+        using var pin = data.Pin();
+        await AllReduceAsync(pin, data.Length, sizeof(long), CollectiveOp.AllReduceSumInt64, ct);
+    }
+
+    private async Task AllReduceAsync(System.Buffers.MemoryHandle pin, int length, int elementSize, CollectiveOp kind, CancellationToken ct)
+    {
+        int n = WorldSize, r = Rank;
         _passCount = 0;
         for (var t = 0; t < n - 1; t++)
-            AddPass(Chunk(length, Mod(r - t)), Chunk(length, Mod(r - t - 1)), reduce: true, sendWaits: t > 0);
+            AddPass(Chunk(length, Mod(r - t), elementSize), Chunk(length, Mod(r - t - 1), elementSize), reduce: true, sendWaits: t > 0);
         for (var s = 0; s < n - 1; s++)
-            AddPass(Chunk(length, Mod(r + 1 - s)), Chunk(length, Mod(r - s)), reduce: false, sendWaits: true);
-        await RunAsync("allreduce", CollectiveOp.AllReduceSum, Attach(pin, length * 4L), ct);
-        PretrainMetrics.AllReduceBytesTotal.Inc(length * 4.0);
+            AddPass(Chunk(length, Mod(r + 1 - s), elementSize), Chunk(length, Mod(r - s), elementSize), reduce: false, sendWaits: true);
+        await RunAsync("allreduce", kind, Attach(pin, (long)length * elementSize), ct);
+        PretrainMetrics.AllReduceBytesTotal.Inc((double)length * elementSize);
     }
 
     /// <summary>Ring all-gather: block b (rank b's input) travels n-1 hops; n-1 passes of one block each.</summary>
@@ -72,11 +90,11 @@ public sealed partial class RingCommunicator
 
     private int Mod(int x) => ((x % WorldSize) + WorldSize) % WorldSize;
 
-    /// <summary>Element range of chunk <paramref name="c"/> of <paramref name="length"/> floats, in bytes.</summary>
-    private (int Offset, int Length) Chunk(int length, int c)
+    /// <summary>Element range of chunk <paramref name="c"/> of <paramref name="length"/> elements, in bytes.</summary>
+    private (int Offset, int Length) Chunk(int length, int c, int elementSize)
     {
         int size = length / WorldSize, extra = length % WorldSize;
-        return ((c * size + Math.Min(c, extra)) * 4, (size + (c < extra ? 1 : 0)) * 4);
+        return ((c * size + Math.Min(c, extra)) * elementSize, (size + (c < extra ? 1 : 0)) * elementSize);
     }
 
     private void AddPass((int Offset, int Length) send, (int Offset, int Length) receive, bool reduce, bool sendWaits) =>
@@ -157,7 +175,7 @@ public sealed partial class RingCommunicator
                     var target = buffer.Slice(pass.ReceiveOffset + offset, Math.Min(segment, pass.ReceiveLength - offset));
                     var into = pass.Reduce ? _scratch.AsMemory(0, target.Length) : target;
                     if (!await SocketIo.ReceiveExactlyAsync(socket, into, token)) throw new EndOfStreamException();
-                    if (pass.Reduce) AddInto(target.Span, into.Span);
+                    if (pass.Reduce) AddInto(kind, target.Span, into.Span);
                     Touch();
                     _progress.Advance();
                 }
@@ -167,10 +185,18 @@ public sealed partial class RingCommunicator
         catch (Exception ex) { OnLinkError(ex, Prev); }
     }
 
-    /// <summary>target += received, elementwise over fp32 with SIMD (AVX2: 8 lanes).</summary>
-    private static void AddInto(Span<byte> target, Span<byte> received)
+    /// <summary>target += received, elementwise over fp32 or int64 with SIMD (AVX2: 8 or 4 lanes; int64 wraps).</summary>
+    private static void AddInto(CollectiveOp kind, Span<byte> target, Span<byte> received)
     {
-        var sum = MemoryMarshal.Cast<byte, float>(target);
-        TensorPrimitives.Add(sum, MemoryMarshal.Cast<byte, float>(received), sum);
+        if (kind == CollectiveOp.AllReduceSumInt64)
+        {
+            var sum = MemoryMarshal.Cast<byte, long>(target);
+            TensorPrimitives.Add(sum, MemoryMarshal.Cast<byte, long>(received), sum);
+        }
+        else
+        {
+            var sum = MemoryMarshal.Cast<byte, float>(target);
+            TensorPrimitives.Add(sum, MemoryMarshal.Cast<byte, float>(received), sum);
+        }
     }
 }

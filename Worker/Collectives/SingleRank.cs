@@ -7,6 +7,7 @@ public sealed class SingleRank : ICollectives
     public int Rank => 0;
     public int WorldSize => 1;
     public Task AllReduceSumAsync(Memory<float> data, CancellationToken ct = default) => Task.CompletedTask;
+    public Task AllReduceSumAsync(Memory<long> data, CancellationToken ct = default) => Task.CompletedTask;
 
     public Task AllGatherAsync(ReadOnlyMemory<float> local, Memory<float> result, CancellationToken ct = default)
     {

@@ -44,7 +44,7 @@ public readonly record struct Handshake(long Generation, int SenderRank, int Tar
 }
 
 /// <summary>Collective kinds, carried in each call header so two ranks in different calls notice.</summary>
-internal enum CollectiveOp : byte { AllReduceSum = 1, AllGather = 2, Broadcast = 3 }
+internal enum CollectiveOp : byte { AllReduceSum = 1, AllGather = 2, Broadcast = 3, AllReduceSumInt64 = 4 }
 
 /// <summary>
 /// Byte layouts on a ring connection. Data flows rank r -> r+1 as one 32-byte call header per call

@@ -1,6 +1,7 @@
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
+using Pretrain.Worker.Training.Reproducible;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -63,6 +64,24 @@ public interface IPretrainingMethod : IDisposable
     Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct);
 
     /// <summary>
+    /// Reproducible runs (<c>reproducible.enabled</c>): forward and backward of each of this rank's
+    /// micro-shards on its own, handing each shard's gradient and loss share to <paramref name="gradients"/>.
+    /// A shard's result must depend on its samples and the step alone — not on the rank, the world size or
+    /// which shards share the rank — and anything that couples shards (gathered embeddings or keys, global
+    /// batch-norm statistics) must be combined in shard order. Every rank makes the same collectives even
+    /// when ranks hold different numbers of shards. This default suits methods whose samples do not
+    /// interact (GPT, BERT): the shards one after another, each as its own micro-batch.
+    /// </summary>
+    async Task ForwardBackwardShardsAsync(ShardedBatch batch, ICommunicator group, IShardGradients gradients, CancellationToken ct)
+    {
+        for (var i = 0; i < batch.Plan.Count; i++)
+        {
+            var shard = batch.Shard(i);
+            gradients.TakeFromGrad(shard.Shard, await ForwardBackwardAsync(shard, group, ct));
+        }
+    }
+
+    /// <summary>
     /// After the optimizer applied step <paramref name="step"/> (not called for a skipped step): MoCo's
     /// momentum update of the key encoder and its enqueue.
     /// </summary>
@@ -84,8 +103,15 @@ public interface IPretrainingMethod : IDisposable
 /// global sample order, the same ids whatever the world size — brief, principle 4). Shares of ranks may
 /// differ by one sample when the world size does not divide the batch.
 /// </summary>
-public readonly record struct MicroBatch(long Step, int MicroStep, int MicroSteps, ReadOnlyMemory<long> SampleIds, int GlobalCount)
+/// <param name="Shard">The micro-shard this batch is, in a reproducible run; −1 otherwise.</param>
+public readonly record struct MicroBatch(long Step, int MicroStep, int MicroSteps, ReadOnlyMemory<long> SampleIds, int GlobalCount, int Shard = -1)
 {
+    /// <summary>
+    /// What keys the randomness inside this batch that is not keyed by sample (dropout): the micro-shard in a
+    /// reproducible run, so it is the same on any rank; else this rank's micro-step.
+    /// </summary>
+    public ulong RandomStream(int rank) => Shard >= 0 ? (1UL << 63) | (uint)Shard : (ulong)(rank * MicroSteps + MicroStep);
+
     /// <summary>A micro-batch without accumulation whose samples are the whole global batch (tests, world size 1).</summary>
     public MicroBatch(long step, int microStep, int microSteps, ReadOnlyMemory<long> sampleIds)
         : this(step, microStep, microSteps, sampleIds, sampleIds.Length * microSteps) { }
@@ -95,6 +121,17 @@ public readonly record struct MicroBatch(long Step, int MicroStep, int MicroStep
 
     /// <summary>This rank's samples over all samples of the step: the factor from its mean loss to its share.</summary>
     public double Weight => (double)SampleIds.Length / GlobalCount;
+}
+
+/// <summary>
+/// This rank's micro-shards of one step of a reproducible run: which shards (<see cref="Plan"/>) and their
+/// samples laid end to end, shard after shard, in global batch order.
+/// </summary>
+public readonly record struct ShardedBatch(long Step, ShardPlan Plan, ReadOnlyMemory<long> SampleIds)
+{
+    /// <summary>Local shard <paramref name="local"/> (0 … Plan.Count − 1) as a micro-batch normalised by the global batch.</summary>
+    public MicroBatch Shard(int local) =>
+        new(Step, 0, 1, SampleIds.Slice(local * Plan.ShardSize, Plan.ShardSize), Plan.GlobalCount, Plan.First + local);
 }
 
 /// <summary>

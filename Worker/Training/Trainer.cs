@@ -9,6 +9,7 @@ using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods;
 using Pretrain.Worker.Training.Checkpoints;
 using Pretrain.Worker.Training.Optimizers;
+using Pretrain.Worker.Training.Reproducible;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -36,6 +37,7 @@ public sealed class Trainer : IDisposable
     private readonly Parameter[] _parameterList;
     private readonly IOptimizer _optimizer;
     private readonly GradientBuckets _buckets;
+    private readonly ExactGradientSum? _exact;         // reproducible runs: the exact sum over micro-shards instead of the buckets
     private readonly Tensor[] _state;                  // everything a generation's source hands over, in a fixed order
     private readonly Tensor[] _forwardState, _forwardSnapshot;
     private readonly long[] _ids;                      // this rank's sample ids of the current micro-step
@@ -60,6 +62,14 @@ public sealed class Trainer : IDisposable
         _sampler = new GlobalBatchSampler(recipe.Seed, _method.TrainSamples, recipe.Batch.Global);
         _optimizer = OptimizerFactory.Create(recipe.Optimizer, _parameters, _method.Decays);
         _buckets = new GradientBuckets(_parameterList);
+        if (recipe.IsReproducible)
+        {
+            // libtorch splits a kernel's work by thread, and how it splits can change a reduction's rounding;
+            // one intra-op thread per process makes a shard's forward and backward the same on every worker.
+            TorchSharp.torch.set_num_threads(1);
+            _exact = new ExactGradientSum(_parameterList, recipe.Reproducible!.Shards);
+            log($"reproducible: {recipe.Reproducible.Shards} micro-shards of {recipe.Reproducible.ShardSize(recipe.Batch.Global)} samples, exact gradient sum, 1 torch thread");
+        }
         _state = [.. _parameters.Select(p => (Tensor)p.Parameter), .. _method.State.Select(s => s.Tensor), .. _optimizer.StateTensors().Select(s => s.Tensor)];
         _forwardState = [.. _method.ForwardState];
         _forwardSnapshot = _forwardState.Select(t => empty_like(t).DetachFromDisposeScope()).ToArray();
@@ -194,14 +204,19 @@ public sealed class Trainer : IDisposable
         SnapshotForwardState();
         try
         {
-            double localLoss = 0;
-            for (var k = 0; k < microSteps; k++)
+            if (_exact is not null)
+                await ShardsAsync(step, group, control, ct);
+            else
             {
-                var count = _sampler.MicroBatch(step, k, microSteps, group.Rank, group.WorldSize, _ids);
-                localLoss += await _method.ForwardBackwardAsync(new MicroBatch(step, k, microSteps, _ids.AsMemory(0, count), _recipe.Batch.Global), group, ct);
+                double localLoss = 0;
+                for (var k = 0; k < microSteps; k++)
+                {
+                    var count = _sampler.MicroBatch(step, k, microSteps, group.Rank, group.WorldSize, _ids);
+                    localLoss += await _method.ForwardBackwardAsync(new MicroBatch(step, k, microSteps, _ids.AsMemory(0, count), _recipe.Batch.Global), group, ct);
+                }
+                _buckets.Pack(localLoss, control.StopRequested, group, control.Leaving);
+                await _buckets.ReduceAsync(group, ct);
             }
-            _buckets.Pack(localLoss, control.StopRequested, group, control.Leaving);
-            await _buckets.ReduceAsync(group, ct);
         }
         catch
         {
@@ -211,7 +226,7 @@ public sealed class Trainer : IDisposable
         _phases.Lap(StepPhase.AllReduce);
 
         using var scope = NewDisposeScope();
-        var (globalLoss, stopVotes, leaveVotes) = _buckets.Unpack();
+        var (globalLoss, stopVotes, leaveVotes) = _exact?.Result ?? _buckets.Unpack();
         var lr = _schedule.At(step);
         var norm = double.IsFinite(globalLoss) ? GradientClipping.ClipGlobalNorm(_parameterList, _recipe.Optimizer.GradClip) : double.NaN;
         if (!double.IsFinite(globalLoss) || !double.IsFinite(norm))
@@ -236,6 +251,20 @@ public sealed class Trainer : IDisposable
         Commit(step, globalLoss);
         _phases.Lap(StepPhase.Optimizer);
         return (globalLoss, lr, norm, stopVotes, leaveVotes);
+    }
+
+    /// <summary>
+    /// A reproducible step: this rank's micro-shards of the global batch, each computed on its own by the
+    /// method, then their gradients summed exactly (<see cref="ExactGradientSum"/>) into <c>.grad</c>.
+    /// </summary>
+    private async Task ShardsAsync(long step, ICommunicator group, StepControl control, CancellationToken ct)
+    {
+        var plan = ShardPlan.For(_recipe.Batch.Global, _recipe.Reproducible!.Shards, group.WorldSize, group.Rank);
+        _sampler.GlobalBatchOf(step, _globalIds);
+        _exact!.Begin(plan);
+        var batch = new ShardedBatch(step, plan, _globalIds.AsMemory(plan.First * plan.ShardSize, plan.Count * plan.ShardSize));
+        await _method.ForwardBackwardShardsAsync(batch, group, _exact, ct);
+        await _exact.ReduceAsync(group, control.StopRequested, control.Leaving, ct);
     }
 
     /// <summary>The step is done on this replica: count it and chain its global batch into the sample digest.</summary>
@@ -330,6 +359,7 @@ public sealed class Trainer : IDisposable
         _writer.Dispose();
         foreach (var t in _forwardSnapshot) t.Dispose();
         _buckets.Dispose();
+        _exact?.Dispose();
         _optimizer.Dispose();
         _method.Dispose();
     }

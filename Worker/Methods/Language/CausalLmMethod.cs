@@ -61,12 +61,14 @@ public sealed class CausalLmMethod : IPretrainingMethod
 
     public void AfterUpdate(long step) { }
 
-    /// <summary>Dropout is seeded per (step, rank, micro-step) — brief, principle 4 — so runs repeat bit for bit.</summary>
+    /// <summary>
+    /// Dropout is seeded per (step, rank, micro-step) — brief, principle 4 — so runs repeat bit for bit; per
+    /// (step, micro-shard) in a reproducible run, so a shard draws the same masks on any rank.
+    /// </summary>
     internal static void SeedDropout(MethodContext context, MicroBatch batch, int rank)
     {
         if (context.Recipe.Transformer.Dropout > 0)
-            manual_seed((long)(SplitMix64.Combine((ulong)context.Recipe.Seed, (ulong)batch.Step,
-                (ulong)(rank * batch.MicroSteps + batch.MicroStep)) >> 1));
+            manual_seed((long)(SplitMix64.Combine((ulong)context.Recipe.Seed, (ulong)batch.Step, batch.RandomStream(rank)) >> 1));
     }
 
     /// <summary>

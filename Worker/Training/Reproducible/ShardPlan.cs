@@ -1,0 +1,38 @@
+using Pretrain.Data.Sampling;
+
+namespace Pretrain.Worker.Training.Reproducible;
+
+/// <summary>
+/// Which micro-shards of a global batch a rank computes. Shard j of a step is the global batch's samples
+/// [j·b, (j+1)·b) (b = global / shards), the same samples whatever the world size; rank r of W takes the
+/// consecutive shards <see cref="GlobalBatchSampler.Share"/>(shards, W, r), so ranks differ by at most one
+/// shard. What a shard computes depends on its samples alone, never on which rank holds it.
+/// </summary>
+public readonly record struct ShardPlan(int Shards, int ShardSize, int First, int Count)
+{
+    /// <param name="globalBatch">Samples per step; <paramref name="shards"/> divides it (the recipe checks).</param>
+    public static ShardPlan For(int globalBatch, int shards, int worldSize, int rank)
+    {
+        if (worldSize > shards)
+            throw new ArgumentOutOfRangeException(nameof(worldSize), worldSize, $"{shards} micro-shards cannot give each of {worldSize} ranks one");
+        var (first, count) = GlobalBatchSampler.Share(shards, worldSize, rank);
+        return new ShardPlan(shards, globalBatch / shards, (int)first, count);
+    }
+
+    /// <summary>The most shards any rank holds in this world: what a collective pads every rank's share to.</summary>
+    public static int MostPerRank(int shards, int worldSize) => (shards + worldSize - 1) / worldSize;
+
+    /// <summary>Samples of the step over all ranks.</summary>
+    public int GlobalCount => Shards * ShardSize;
+
+    /// <summary>The global shard index of each rank's local shards, for a world of <paramref name="worldSize"/>: [rank][i] → shard.</summary>
+    public static IEnumerable<(int Rank, int Local, int Shard)> Layout(int shards, int worldSize)
+    {
+        for (var r = 0; r < worldSize; r++)
+        {
+            var (first, count) = GlobalBatchSampler.Share(shards, worldSize, r);
+            for (var i = 0; i < count; i++)
+                yield return (r, i, (int)first + i);
+        }
+    }
+}
