@@ -56,7 +56,7 @@ internal static class ReproducibleRecipes
         if (method is "gpt" or "bert")
             return TestRecipes.Tiny(text => TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(text, "steps", steps.ToString()), "warmup_steps", "1"), "method", method) + section);
         var vision = SmallFashionMnist.Recipe(steps, method: method);
-        var text = vision.Source.Text.Replace("global: 64", "global: 24").Replace("queue_size: 512", "queue_size: 96") + section;
+        var text = vision.Source.Text.Replace("global: 64", "global: 24").Replace("queue_size: 512", "queue_size: 96") + "\n" + section;
         return RecipeLoader.Parse(text, vision.Source.Path);
     }
 

@@ -124,14 +124,17 @@ public readonly record struct MicroBatch(long Step, int MicroStep, int MicroStep
 }
 
 /// <summary>
-/// This rank's micro-shards of one step of a reproducible run: which shards (<see cref="Plan"/>) and their
-/// samples laid end to end, shard after shard, in global batch order.
+/// This rank's micro-shards of one step of a reproducible run: which shards (<see cref="Plan"/>) of the
+/// step's global batch <see cref="GlobalIds"/> (every rank has all of it: MoCo's shuffled keys need other
+/// shards' samples).
 /// </summary>
-public readonly record struct ShardedBatch(long Step, ShardPlan Plan, ReadOnlyMemory<long> SampleIds)
+public readonly record struct ShardedBatch(long Step, ShardPlan Plan, ReadOnlyMemory<long> GlobalIds)
 {
+    /// <summary>Global shard <paramref name="shard"/>'s sample ids.</summary>
+    public ReadOnlyMemory<long> IdsOf(int shard) => GlobalIds.Slice(shard * Plan.ShardSize, Plan.ShardSize);
+
     /// <summary>Local shard <paramref name="local"/> (0 … Plan.Count − 1) as a micro-batch normalised by the global batch.</summary>
-    public MicroBatch Shard(int local) =>
-        new(Step, 0, 1, SampleIds.Slice(local * Plan.ShardSize, Plan.ShardSize), Plan.GlobalCount, Plan.First + local);
+    public MicroBatch Shard(int local) => new(Step, 0, 1, IdsOf(Plan.First + local), Plan.GlobalCount, Plan.First + local);
 }
 
 /// <summary>

@@ -262,7 +262,7 @@ public sealed class Trainer : IDisposable
         var plan = ShardPlan.For(_recipe.Batch.Global, _recipe.Reproducible!.Shards, group.WorldSize, group.Rank);
         _sampler.GlobalBatchOf(step, _globalIds);
         _exact!.Begin(plan);
-        var batch = new ShardedBatch(step, plan, _globalIds.AsMemory(plan.First * plan.ShardSize, plan.Count * plan.ShardSize));
+        var batch = new ShardedBatch(step, plan, _globalIds);
         await _method.ForwardBackwardShardsAsync(batch, group, _exact, ct);
         await _exact.ReduceAsync(group, control.StopRequested, control.Leaving, ct);
     }
