@@ -19,6 +19,7 @@ namespace Pretrain.Worker.Collectives;
 public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
 {
     private ICommunicator? _group;
+    private IReplicaSum? _shards;
     private Exception? _failure;
 
     /// <summary>A sum bound to <paramref name="collectives"/> for good (tests, single-generation use).</summary>
@@ -32,8 +33,25 @@ public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
         return new Binding(this);
     }
 
+    /// <summary>
+    /// Binds a reproducible step's sum over micro-shards instead (<c>ShardReplicaSum</c>): until the scope is
+    /// disposed, every call goes to <paramref name="shards"/>.
+    /// </summary>
+    public IDisposable UseShards(IReplicaSum shards)
+    {
+        _shards = shards;
+        return new Binding(this);
+    }
+
+    public bool UpdatesStatistics => _shards?.UpdatesStatistics ?? true;
+
     public void SumInPlace(Tensor data)
     {
+        if (_shards is not null)
+        {
+            _shards.SumInPlace(data);
+            return;
+        }
         if (_failure is not null)
             throw Wrap("an earlier all-reduce failed", _failure);
         var group = _group ?? throw new InvalidOperationException("global batch norm in training mode outside a step: no replicas are bound");
@@ -58,10 +76,15 @@ public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
         }
     }
 
-    public void Fail(Exception error) => _failure ??= error;
+    public void Fail(Exception error)
+    {
+        if (_shards is not null) _shards.Fail(error);
+        else _failure ??= error;
+    }
 
     public void ThrowIfFailed()
     {
+        _shards?.ThrowIfFailed();
         if (_failure is not null)
             throw Wrap("an all-reduce in the backward pass failed", _failure);
     }
@@ -73,6 +96,6 @@ public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
 
     private sealed class Binding(BlockingReplicaSum owner) : IDisposable
     {
-        public void Dispose() => owner._group = null;
+        public void Dispose() => (owner._group, owner._shards) = (null, null);
     }
 }

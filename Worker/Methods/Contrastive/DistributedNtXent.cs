@@ -75,4 +75,28 @@ public sealed class DistributedNtXent(double temperature)
         }
         return share;
     }
+    /// <summary>
+    /// The reproducible form, over micro-shards instead of ranks. <paramref name="z"/> (S·2b, d) holds every
+    /// shard's two views in shard order (shard s: rows [2sb, 2sb + b) its first views, then its second), the
+    /// same bits on every rank, so what this computes from it is the same on every rank and in every world:
+    /// dL/dZ of the global loss (the mean over all 2·S·b anchors) and each shard's share of that loss (its
+    /// anchors' terms over 2·S·b, summed in double). A shard's backward then starts from its own rows.
+    /// </summary>
+    public (Tensor Gradient, double[] Shares) ShardGradient(Tensor z, int shards)
+    {
+        long rows = z.shape[0], b = rows / (2 * shards);
+        if (rows != 2 * shards * b) throw new ArgumentException($"{rows} embedding rows are not two views of {shards} equal micro-shards");
+        var anchors = Enumerable.Range(0, (int)rows).Select(i => (long)i).ToArray();
+        var positives = anchors.Select(i => i % (2 * b) < b ? i + b : i - b).ToArray();   // the other view, inside its shard's block
+        using var scope = NewDisposeScope();
+        using var enableGrad = enable_grad();
+        var leaf = z.detach().requires_grad_(true);
+        var terms = NtXent.PerAnchor(leaf, anchors, positives, temperature);             // (2Sb)
+        terms.sum().div(rows).backward();
+        var values = terms.detach().data<float>().ToArray();
+        var shares = new double[shards];
+        for (var i = 0; i < values.Length; i++) shares[i / (2 * b)] += values[i];
+        for (var s = 0; s < shards; s++) shares[s] /= rows;
+        return (leaf.grad!.clone().MoveToOuterDisposeScope(), shares);
+    }
 }

@@ -14,7 +14,14 @@ public static class NtXent
     /// each anchor's logits are its cosine similarities to every row but itself, divided by
     /// <paramref name="temperature"/>; its target is row <paramref name="positives"/>[k]. Returns a scalar.
     /// </summary>
-    public static Tensor SumOverAnchors(Tensor embeddings, long[] anchors, long[] positives, double temperature)
+    public static Tensor SumOverAnchors(Tensor embeddings, long[] anchors, long[] positives, double temperature) =>
+        CrossEntropy(embeddings, anchors, positives, temperature, nn.Reduction.Sum);
+
+    /// <summary>Each anchor's loss (A), as <see cref="SumOverAnchors"/> sums them.</summary>
+    public static Tensor PerAnchor(Tensor embeddings, long[] anchors, long[] positives, double temperature) =>
+        CrossEntropy(embeddings, anchors, positives, temperature, nn.Reduction.None);
+
+    private static Tensor CrossEntropy(Tensor embeddings, long[] anchors, long[] positives, double temperature, nn.Reduction reduction)
     {
         using var scope = NewDisposeScope();
         var z = nn.functional.normalize(embeddings, p: 2, dim: 1);                      // (M, d)
@@ -25,7 +32,7 @@ public static class NtXent
         using var minusInfinity = full(anchors.Length, 1, float.NegativeInfinity, dtype: logits.dtype);
         logits = logits.scatter(1, self, minusInfinity);
         using var targets = tensor(positives);
-        return nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.Sum).MoveToOuterDisposeScope();
+        return nn.functional.cross_entropy(logits, targets, reduction: reduction).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -5,6 +5,7 @@ using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Methods.Vision;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
+using Pretrain.Worker.Training.Reproducible;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -37,6 +38,7 @@ public sealed class SimClrMethod : IRepresentationMethod
     private readonly (string Name, Tensor Tensor)[] _buffers;
     private readonly RepresentationEvaluation _evaluation;
     private readonly BlockingReplicaSum _replicas;
+    private readonly ShardStatistics? _shardStatistics;  // reproducible runs with per-shard batch norm
 
     public SimClrMethod(MethodContext context)
     {
@@ -56,6 +58,8 @@ public sealed class SimClrMethod : IRepresentationMethod
         _buffers = _network.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
         _loss = new DistributedNtXent(_options.Temperature);
         _evaluation = new RepresentationEvaluation(context, data);
+        if (recipe.IsReproducible && !_options.GlobalBatchNorm)
+            _shardStatistics = new ShardStatistics(_buffers.Select(b => b.Tensor));
         _network.train();
     }
 
@@ -92,6 +96,89 @@ public sealed class SimClrMethod : IRepresentationMethod
         return loss;
     }
 
+    /// <summary>
+    /// A reproducible step: every micro-shard's two views through the network on their own, the embeddings
+    /// of all shards gathered in shard order, the gradient of the global NT-Xent loss computed from them the
+    /// same way on every rank (<see cref="DistributedNtXent.ShardGradient"/>), then each shard's backward
+    /// from its own rows. Global batch norm needs every shard at each layer at once, so a rank's shards then
+    /// run on concurrent threads and sum their statistics over all shards in shard order
+    /// (<see cref="ShardReplicaSum"/>); each shard's parameter gradient comes from <c>autograd.grad</c>,
+    /// so the threads never add into the same <c>.grad</c>. Per-shard batch norm runs the shards one by one.
+    /// </summary>
+    public async Task ForwardBackwardShardsAsync(ShardedBatch batch, ICommunicator group, IShardGradients gradients, CancellationToken ct)
+    {
+        var plan = batch.Plan;
+        int b = plan.ShardSize, world = group.WorldSize, most = ShardPlan.MostPerRank(plan.Shards, world);
+        using var scope = NewDisposeScope();
+        var views = new Tensor[plan.Count];
+        for (var i = 0; i < plan.Count; i++)
+        {
+            var ids = batch.IdsOf(plan.First + i).Span;
+            using var images = _train.Load(ids);
+            views[i] = cat([_augmenter.Augment(images, ids, batch.Step, view: 0), _augmenter.Augment(images, ids, batch.Step, view: 1)], 0);
+        }
+        _context.Phases.Lap(StepPhase.Data);
+
+        var shards = _options.GlobalBatchNorm ? new ShardReplicaSum(group, plan, _context.CollectiveTimeout) : null;
+        var z = ForEachShard(shards, plan.Count, i =>
+        {
+            _shardStatistics?.Enter();
+            var embedding = _network.forward(views[i]).DetachFromDisposeScope();           // (2b, d), keeps its graph
+            _shardStatistics?.Leave(i);
+            return embedding;
+        }, () => _shardStatistics?.Begin(plan.Count));
+        try
+        {
+            if (_shardStatistics is not null) await _shardStatistics.FinishAsync(group, plan, ct);
+            _context.Phases.Lap(StepPhase.Forward);
+
+            long d = z[0].shape[1], block = 2L * b;
+            using var mine = zeros(most * block, d, dtype: float32);
+            using (no_grad())
+                for (var i = 0; i < plan.Count; i++) mine.narrow(0, i * block, block).copy_(z[i]);
+            using var gathered = world > 1 ? empty(world * most * block, d, dtype: float32) : mine.alias();
+            if (world > 1) await group.AllGather(mine, gathered, ct);
+            var rows = new long[plan.Shards * block];                                   // shard order → gathered row
+            foreach (var (rank, local, shard) in ShardPlan.Layout(plan.Shards, world))
+                for (var t = 0; t < block; t++) rows[shard * block + t] = (rank * most + local) * block + t;
+            var (gradient, shares) = _loss.ShardGradient(gathered.index_select(0, tensor(rows)), plan.Shards);
+
+            var parameters = Parameters.Select(p => (Tensor)p.Parameter).ToArray();
+            ForEachShard(shards, plan.Count, i =>
+            {
+                using var shardScope = NewDisposeScope();
+                var shard = plan.First + i;
+                using var rows = gradient.narrow(0, shard * block, block);
+                if (shards is null)
+                {
+                    z[i].backward([rows]);                                                // one shard at a time: .grad is this shard's alone
+                    gradients.TakeFromGrad(shard, shares[shard]);
+                    return true;
+                }
+                // Concurrent shards must not add into the same .grad, so each takes its gradient as tensors.
+                // TorchSharp 0.107's THSAutograd_grad does not catch libtorch errors (backward does): one would
+                // end the process, so only a graph of our own making, with shapes checked above, goes in.
+                var grads = autograd.grad([z[i]], parameters, [rows]);
+                gradients.Take(shard, [.. grads], shares[shard]);
+                return true;
+            });
+        }
+        finally
+        {
+            foreach (var embedding in z) embedding.Dispose();
+        }
+        _context.Phases.Lap(StepPhase.Backward);
+    }
+
+    /// <summary>Runs <paramref name="work"/> for each local shard: on concurrent threads meeting at the global BN sums, or one after another.</summary>
+    private T[] ForEachShard<T>(ShardReplicaSum? shards, int count, Func<int, T> work, Action? before = null)
+    {
+        before?.Invoke();
+        if (shards is null) return [.. Enumerable.Range(0, count).Select(work)];
+        using var bound = _replicas.UseShards(shards);
+        return shards.Run(work);
+    }
+
     public void AfterUpdate(long step) { }
 
     public Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct) =>
@@ -103,6 +190,7 @@ public sealed class SimClrMethod : IRepresentationMethod
     public void Dispose()
     {
         _evaluation.Dispose();
+        _shardStatistics?.Dispose();
         _train.Dispose();
         _network.Dispose();
     }

@@ -63,8 +63,9 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         var variance = ReplicaSumFunction.Sum(centered.square().sum(AllButChannels), _replicas) / count;  // biased, as BN normalises
         var y = centered * (variance + _eps).rsqrt().view(_perChannel) * _weight.view(_perChannel) + _bias.view(_perChannel);
 
-        using (no_grad())
+        if (_replicas.UpdatesStatistics)
         {
+            using var noGrad = no_grad();
             var n = count.item<float>();
             _runningMean.mul_(1 - _momentum).add_(mean.detach(), alpha: _momentum);
             _runningVar.mul_(1 - _momentum).add_(variance.detach() * (n / Math.Max(n - 1, 1)), alpha: _momentum);

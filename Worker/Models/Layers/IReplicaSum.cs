@@ -20,4 +20,11 @@ public interface IReplicaSum
 
     /// <summary>Rethrows the first recorded failure, if any: call after every backward that crossed a layer using this sum.</summary>
     void ThrowIfFailed();
+
+    /// <summary>
+    /// Whether this forward moves the layer's running statistics. A reproducible run computes a rank's
+    /// micro-shards on concurrent threads, each seeing the same global statistics; one of them (the first
+    /// local shard) moves the buffers, once, as one forward over the global batch would.
+    /// </summary>
+    bool UpdatesStatistics => true;
 }

@@ -40,11 +40,15 @@ public sealed class ShardStatistics : IDisposable
         while (_left.Count < localShards) _left.Add(zeros(Math.Max(1, _width), dtype: float32).DetachFromDisposeScope());
     }
 
-    /// <summary>Before a shard's forward: the buffers as the step found them.</summary>
+    /// <summary>
+    /// Before a shard's forward: the buffers as the step found them. A raw copy, which leaves the tensors'
+    /// version counters alone: an earlier shard's graph may still await its backward (SimCLR runs every
+    /// forward first), and native batch norm saves the running statistics in it — a training-mode backward
+    /// never reads them, but a <c>copy_</c> would bump their version and make that backward refuse.
+    /// </summary>
     public void Enter()
     {
-        using var noGrad = no_grad();
-        foreach (var (buffer, start) in All.Zip(_start)) buffer.copy_(start);
+        foreach (var (buffer, start) in All.Zip(_start)) start.bytes.CopyTo(buffer.bytes);
     }
 
     /// <summary>After local shard <paramref name="local"/>'s forward: keeps what it left.</summary>
