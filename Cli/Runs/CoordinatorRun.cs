@@ -130,7 +130,7 @@ public static class CoordinatorRun
         // (unreachable, downing) is no longer news to the user.
         if (!options.Verbose) coordinator.System.EventStream.SetLogLevel(Akka.Event.LogLevel.ErrorLevel);
 
-        var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed) with { Recipe = recipe.Source.Path };
+        var summary = RunSummary.From(outcome, recipe.Method, clock.Elapsed, recipe.IsReproducible ? recipe.Reproducible!.Shards : null) with { Recipe = recipe.Source.Path };
         if (!outcome.Succeeded)
         {
             // The journal knows rank 0's last report (twice a second) and the checkpoints recorded; the disk may

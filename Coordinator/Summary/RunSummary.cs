@@ -38,6 +38,12 @@ public sealed record RunSummary
     public string? Recipe { get; init; }
     public string? LastCheckpoint { get; init; }
     public required double WallSeconds { get; init; }
+    /// <summary>
+    /// Whether the recipe asked for a reproducible run (<c>reproducible.enabled</c>), its micro-shards, and then
+    /// the run's fingerprint: the replica checksum, a function of (recipe, seed, steps) alone — the same on any
+    /// world size and through any failure. Null on a summary written before the recipe was known.
+    /// </summary>
+    public ReproducibleSummary? Reproducible { get; init; }
 
     static readonly JsonSerializerOptions Json = new()
     {
@@ -47,10 +53,12 @@ public sealed record RunSummary
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,   // a NaN loss is still reported
     };
 
-    public static RunSummary From(JobOutcome outcome, string method, TimeSpan wall)
+    /// <param name="shards">The recipe's <c>reproducible.shards</c> when reproducible runs are on; null otherwise.</param>
+    public static RunSummary From(JobOutcome outcome, string method, TimeSpan wall, int? shards = null)
     {
         var ranks = outcome.Ranks.OrderBy(r => r.Rank).ToList();
         var rank0 = ranks.FirstOrDefault();
+        var checksums = ranks.Select(r => r.ReplicaChecksum).Distinct().ToList();
         return new RunSummary
         {
             Status = outcome.Succeeded ? "completed" : "failed",
@@ -72,6 +80,9 @@ public sealed record RunSummary
             RecipeHash = outcome.Job?.RecipeHash,
             LastCheckpoint = outcome.Checkpoints.Count > 0 ? outcome.Checkpoints[^1].Path : null,
             WallSeconds = Math.Round(wall.TotalSeconds, 2),
+            Reproducible = shards is { } n
+                ? new ReproducibleSummary(true, n, outcome.Succeeded && checksums.Count == 1 ? checksums[0] : null)
+                : new ReproducibleSummary(false),
         };
     }
 
@@ -108,3 +119,6 @@ public sealed record RunSummary
         JsonSerializer.Deserialize<RunSummary>(File.ReadAllText(path), Json)
         ?? throw new InvalidDataException(path + " is empty");
 }
+
+/// <summary>summary.json's <c>reproducible</c>: on or off, the micro-shards, and the fingerprint of a completed run whose replicas agree.</summary>
+public sealed record ReproducibleSummary(bool Enabled, int? Shards = null, string? Fingerprint = null);
