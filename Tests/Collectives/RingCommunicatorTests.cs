@@ -29,6 +29,24 @@ public sealed class RingCommunicatorTests
         foreach (var d in data) Assert.Equal(expected, d);
     }
 
+    [Theory]
+    [InlineData(2, 1)]
+    [InlineData(3, 100_003)]
+    [InlineData(4, 5)]
+    public async Task An_int64_allreduce_sums_exactly_beyond_what_a_float_or_double_holds(int world, int length)
+    {
+        await using var harness = new RingHarness(world);
+        var ring = await harness.ConnectAsync(1, new CollectiveOptions { SegmentBytes = 4096 });  // many segments per chunk
+        // Values near 2^50 that differ in their lowest bits: a float (24 bits) or double (53) sum would lose them.
+        long Value(int rank, int i) => ((1L << 50) + i * 7919L + rank) * (i % 2 == 0 ? 1 : -1);
+        var data = Enumerable.Range(0, world).Select(r => Enumerable.Range(0, length).Select(i => Value(r, i)).ToArray()).ToArray();
+
+        await Task.WhenAll(ring.Select(c => c.AllReduceSumAsync(data[c.Rank].AsMemory())));
+
+        var expected = Enumerable.Range(0, length).Select(i => Enumerable.Range(0, world).Sum(r => Value(r, i))).ToArray();
+        foreach (var d in data) Assert.Equal(expected, d);
+    }
+
     [Fact]
     public async Task Consecutive_allreduces_with_a_small_segment_stay_in_step()
     {

@@ -133,4 +133,40 @@ public class RecipeTests
         Assert.Equal(original, recommented);
         Assert.NotEqual(original, changed);
     }
+    [Fact]
+    public void The_reproducible_section_turns_the_exact_path_on_and_the_hash_covers_it()
+    {
+        var plain = RecipeLoader.Parse(Tiny, File_);
+        var on = RecipeLoader.Parse(Tiny + "\nreproducible:\n  enabled: true\n  shards: 6\n", File_);
+        var off = RecipeLoader.Parse(Tiny + "\nreproducible:\n  enabled: false\n  shards: 6\n", File_);
+        Assert.False(plain.IsReproducible);
+        Assert.Null(plain.Reproducible);
+        Assert.True(on.IsReproducible);
+        Assert.Equal(new ReproducibleRecipe(true, 6), on.Reproducible);
+        Assert.False(off.IsReproducible);
+        Assert.Equal(2, on.Reproducible!.ShardSize(on.Batch.Global));
+        Assert.Equal(6, on.MaxWorldSize);
+        Assert.Equal(12, plain.MaxWorldSize);
+        Assert.NotEqual(plain.Source.Hash, on.Source.Hash);
+        Assert.NotEqual(off.Source.Hash, on.Source.Hash);
+        foreach (var world in new[] { 1, 4, 5, 6 }) on.ValidateForWorldSize(world);   // 5 does not divide 12: shards 2, 1, 1, 1, 1
+        var e = Assert.Throws<RecipeException>(() => on.ValidateForWorldSize(7));
+        Assert.Contains("reproducible.shards", e.Message);
+        Assert.Contains("7 workers", e.Message);
+    }
+
+    [Theory]
+    [InlineData("reproducible:\n  enabled: true\n", "reproducible.shards: is required with enabled: true")]
+    [InlineData("reproducible:\n  enabled: true\n  shards: 5\n", "reproducible.shards: 5 micro-shards cannot split batch.global 12 evenly")]
+    [InlineData("reproducible:\n  enabled: true\n  shards: 0\n", "reproducible.shards: 0 is out of range")]
+    [InlineData("reproducible:\n  enabled: true\n  shards: 6\n  threads: 2\n", "threads")]
+    [InlineData("reproducible:\n  enabled: yes please\n  shards: 6\n", "reproducible.enabled")]
+    [InlineData("reproducible:\n  enabled: true\n  shards: 4\nelastic:\n  max_workers: 6\n", "elastic.max_workers: 6 workers cannot each take one of 4 micro-shards")]
+    public void A_reproducible_section_that_cannot_work_is_rejected_naming_the_field(string section, string expected) =>
+        Assert.Contains(expected, Rejected(Tiny + "\n" + section).Message);
+
+    [Fact]
+    public void Reproducible_runs_refuse_accumulation_naming_the_field() =>
+        Assert.Contains("batch.accumulation: is 2, but reproducible runs compute each micro-shard on its own",
+            Rejected(TestRecipes.Set(Tiny, "global", "12\n  accumulation: 2") + "\nreproducible:\n  enabled: true\n  shards: 6\n").Message);
 }

@@ -10,7 +10,7 @@ namespace Pretrain.Tests.Training;
 
 /// <summary>
 /// Reproducible runs: the same recipe and seed end with the same replica checksum, bit for bit, on 1, 2, 3
-/// and 4 ranks of a real loopback TCP ring (6 micro-shards: 4 ranks hold 2, 2, 1, 1 of them) — and, the
+/// and 4 ranks of a real loopback TCP ring (6 micro-shards: 4 ranks hold 1, 2, 1, 2 of them) — and, the
 /// negative control that keeps the test honest, the fast path does not.
 /// </summary>
 public class ReproducibleTests(ITestOutputHelper output)
