@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Reflection;
 using Pretrain.Worker.Collectives;
 
 namespace Pretrain.Bench.Allreduce;
@@ -23,47 +21,15 @@ public static class Program
         return 0;
     }
 
-    /// <summary>Parent: starts <paramref name="world"/> rank processes, tells each the others' ports, relays rank 0's lines.</summary>
-    private static async Task<int> RunWorldAsync(int world, BenchOptions options)
-    {
-        var children = Enumerable.Range(0, world).Select(r => StartChild(r, world, options)).ToArray();
-        var ports = new int[world];
-        for (var r = 0; r < world; r++)
-        {
-            var line = await children[r].StandardOutput.ReadLineAsync() ?? throw new InvalidOperationException($"rank {r} exited before binding");
-            ports[r] = int.Parse(line.Split(' ')[1], CultureInfo.InvariantCulture);
-        }
-        foreach (var child in children)
-        {
-            await child.StandardInput.WriteLineAsync(string.Join(',', ports));
-            await child.StandardInput.FlushAsync();
-        }
-        var relay = Task.Run(async () =>
-        {
-            while (await children[0].StandardOutput.ReadLineAsync() is { } line) Console.WriteLine(line);
-        });
-        foreach (var child in children) await child.WaitForExitAsync();
-        await relay;
-        return children.All(c => c.ExitCode == 0) ? 0 : 1;
-    }
-
-    private static Process StartChild(int rank, int world, BenchOptions options)
-    {
-        // Run as "dotnet X.dll" or as the apphost, whichever started us.
-        var self = Environment.ProcessPath!;
-        var info = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardOutput = true };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in options.ToChildArgs(rank, world)) info.ArgumentList.Add(a);
-        return Process.Start(info)!;
-    }
+    /// <summary>Parent: starts <paramref name="world"/> rank processes (<see cref="RankProcesses"/>) and prints rank 0's lines.</summary>
+    private static async Task<int> RunWorldAsync(int world, BenchOptions options) =>
+        await RankProcesses.RunAsync(world, r => options.ToChildArgs(r, world), Console.WriteLine, TimeSpan.FromMinutes(10)) ? 0 : 1;
 
     /// <summary>Child: one rank. Prints its port, reads every rank's port, then times allreduce per size.</summary>
     private static async Task<int> RunRankAsync(int rank, BenchOptions options)
     {
-        using var listener = new DataPlaneListener(IPAddress.Loopback);
-        Console.WriteLine($"PORT {listener.Port}");
-        var ports = (Console.ReadLine() ?? "").Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
-        var peers = ports.Select((p, r) => new RingPeer(r, $"bench-{r}", "127.0.0.1", p)).ToArray();
+        var (listener, peers) = RankProcesses.Join("bench");
+        using var owned = listener;
         var collectiveOptions = new CollectiveOptions { SegmentBytes = options.SegmentKib << 10, SocketBufferBytes = options.SocketKib << 10 };
         await using var ring = new RingCommunicator(listener, 1, rank, peers, collectiveOptions);
         await ring.ConnectAsync();
