@@ -29,6 +29,9 @@ public sealed class SeparateRun : IDisposable
     {
         var run = new SeparateRun(directory, recipe, workers, coordinatorArgs ?? ["--timeout", "5"], workerArgs ?? ["--timeout", "5"]);
         run.StartCoordinator();
+        // Workers start once the coordinator listens: a test giving them a short --coordinator-timeout must not see
+        // it expire while a loaded machine is still starting the coordinator (seen in CI: exit 5 before the test began).
+        run.Coordinator.WaitForOutputAsync(o => o.Contains("coordinator at ", StringComparison.Ordinal), TimeSpan.FromMinutes(1)).GetAwaiter().GetResult();
         for (int i = 0; i < workers; i++) run.StartWorker($"w{i}");
         return run;
     }
