@@ -14,22 +14,15 @@ public static class Program
     /// <summary>The CLI with the given preparation kinds: a host embedding it (the tests) may add its own.</summary>
     public static int Run(string[] args, PlanCatalog plans)
     {
-        var root = new RootCommand("pretrain — distributed self-supervised pretraining for .NET (coordinator + data-parallel TorchSharp workers).")
-        {
-            DemoCommand.Create(),
-            LocalCommand.Create(),
-            CoordinatorCommand.Create(),
-            WorkerCommand.Create(plans.Create),
-            PrepareCommand.Create(plans),
-            StatusCommand.Create(),
-            EvalCommand.Create(),
-        };
-        var parsed = root.Parse(args);
+        var root = Commands(plans);
+        var parsed = root.Parse(EnvironmentDefaults.Apply(root, args, Environment.GetEnvironmentVariables(), out var fromEnvironment));
         if (parsed.Errors.Count > 0)
         {
             // Bad input exits 2 with what was expected (README, exit codes); System.CommandLine's own
             // handling would exit 1 and print the whole help after the error.
             foreach (var error in parsed.Errors) Console.Error.WriteLine("[pretrain] error: " + error.Message);
+            foreach (var source in fromEnvironment)                          // names only: a value may be a connection string
+                Console.Error.WriteLine($"[pretrain] note: {source.Option} came from the environment ({source.Variable})");
             var names = new List<string>();
             for (var r = (System.CommandLine.Parsing.SymbolResult?)parsed.CommandResult; r != null; r = r.Parent)
                 if (r is System.CommandLine.Parsing.CommandResult c) names.Insert(0, c.Command.Name);
@@ -41,5 +34,22 @@ public static class Program
         // a worker leaving the job finishes its step and tells the coordinator first (bounded by its
         // --timeout), so allow longer: within a pod's usual 30 s terminationGracePeriodSeconds.
         return parsed.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
+    }
+
+    /// <summary>Every command, each option's help naming the environment variable it may come from.</summary>
+    public static RootCommand Commands(PlanCatalog plans)
+    {
+        var root = new RootCommand("pretrain — distributed self-supervised pretraining for .NET (coordinator + data-parallel TorchSharp workers).")
+        {
+            DemoCommand.Create(),
+            LocalCommand.Create(),
+            CoordinatorCommand.Create(),
+            WorkerCommand.Create(plans.Create),
+            PrepareCommand.Create(plans),
+            StatusCommand.Create(),
+            EvalCommand.Create(),
+        };
+        EnvironmentDefaults.Describe(root);
+        return root;
     }
 }

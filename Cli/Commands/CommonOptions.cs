@@ -23,12 +23,8 @@ static class CommonOptions
         {
             Description = "Stop after this step (the schedule still follows the recipe's `steps`). Default: the recipe's steps.",
         };
-        option.Validators.Add(r =>
-        {
-            // 0 or less would run no step and report a NaN loss as a completed job.
-            if (r.GetValueOrDefault<long?>() is < 1 and var steps) r.AddError($"{option.Name} must be at least 1, got {steps}.");
-        });
-        return option;
+        // 0 or less would run no step and report a NaN loss as a completed job.
+        return option.Check(steps => steps is < 1 ? $"{option.Name} must be at least 1, got {steps}." : null);
     }
 
     public static Option<DirectoryInfo?> RunDir() => new("--run-dir")
@@ -75,13 +71,23 @@ static class CommonOptions
     public static Option<int> Positive(this Option<int> option) => option.InRange(1);
 
     /// <summary>Range validation, <paramref name="min"/> to <paramref name="max"/> inclusive, with a message that names the option.</summary>
-    public static Option<int> InRange(this Option<int> option, int min, int max = int.MaxValue)
+    public static Option<int> InRange(this Option<int> option, int min, int max = int.MaxValue) =>
+        option.Check(value => value < min ? $"{option.Name} must be at least {min}, got {value}."
+                            : value > max ? $"{option.Name} must be at most {max}, got {value}." : null);
+
+    /// <summary>
+    /// A validation whose message names the option: <paramref name="error"/> says what is wrong with a value, or
+    /// null. A value that is not a <typeparamref name="T"/> at all is left to the parser, whose own error names
+    /// the option and the text (reading it here would throw, and crash the command line with a stack trace).
+    /// </summary>
+    public static Option<T> Check<T>(this Option<T> option, Func<T, string?> error)
     {
         option.Validators.Add(r =>
         {
-            int value = r.GetValueOrDefault<int>();
-            if (value < min) r.AddError($"{option.Name} must be at least {min}, got {value}.");
-            else if (value > max) r.AddError($"{option.Name} must be at most {max}, got {value}.");
+            T value;
+            try { value = r.GetValueOrDefault<T>()!; }
+            catch (InvalidOperationException) { return; }
+            if (error(value) is { } message) r.AddError(message);
         });
         return option;
     }

@@ -30,11 +30,7 @@ static class CoordinatorCommand
         {
             Description = "Seconds without any connected worker after which the coordinator exits (code 3), the job journaled; 0 = wait forever.",
             DefaultValueFactory = _ => 600,
-        };
-        idleTimeout.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() < 0) r.AddError($"--idle-timeout must be 0 (wait forever) or a number of seconds, got {r.GetValueOrDefault<int>()}.");
-        });
+        }.Check(v => v < 0 ? $"--idle-timeout must be 0 (wait forever) or a number of seconds, got {v}." : null);
         var verbose = CommonOptions.Verbose();
 
         var command = new Command("coordinator", "Run the coordinator alone: workers started elsewhere join it with `pretrain worker --coordinator HOST:PORT`.")

@@ -25,11 +25,7 @@ static class LocalCommand
         {
             Description = "How many times per run a worker process that dies is started again; it rejoins as a newcomer while the others train on (0 = never).",
             DefaultValueFactory = _ => 3,
-        };
-        maxRestarts.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() < 0) r.AddError($"--max-restarts must be at least 0, got {r.GetValueOrDefault<int>()}.");
-        });
+        }.Check(v => v < 0 ? $"--max-restarts must be at least 0, got {v}." : null);
         var timeout = CommonOptions.Timeout();
         var verbose = CommonOptions.Verbose();
 

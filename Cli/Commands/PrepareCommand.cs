@@ -54,18 +54,12 @@ static class PrepareCommand
         Option[]? kindOptions = null, Func<PrepareSpec, ParseResult, PrepareSpec>? refine = null)
     {
         var output = new Option<DirectoryInfo>("--output") { Description = "Output folder: shards, index.json and (by default) journal.db.", Required = true };
-        var validation = new Option<double>("--validation-fraction") { Description = "Share of documents or samples held out for validation.", DefaultValueFactory = _ => 0.01 };
-        validation.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<double>() is var v && (v < 0 || v >= 1)) r.AddError($"--validation-fraction must be in [0, 1), got {v}.");
-        });
+        var validation = new Option<double>("--validation-fraction") { Description = "Share of documents or samples held out for validation.", DefaultValueFactory = _ => 0.01 }
+            .Check(v => v < 0 || v >= 1 ? $"--validation-fraction must be in [0, 1), got {v}." : null);
         var shardMb = new Option<int>("--shard-mb") { Description = "Target shard size in MiB.", DefaultValueFactory = _ => 64 }.Positive();
         var seed = new Option<long>("--seed") { Description = "Seed of the train/validation split." };
-        var workers = new Option<int>("--workers") { Description = "Local worker processes that take tasks; 0 = the coordinator runs them itself.", DefaultValueFactory = _ => 0 };
-        workers.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() < 0) r.AddError($"--workers must be 0 or more, got {r.GetValueOrDefault<int>()}.");
-        });
+        var workers = new Option<int>("--workers") { Description = "Local worker processes that take tasks; 0 = the coordinator runs them itself.", DefaultValueFactory = _ => 0 }
+            .Check(v => v < 0 ? $"--workers must be 0 or more, got {v}." : null);
         var runDir = new Option<DirectoryInfo?>("--run-dir") { Description = "Where journal.db and logs/ go. Default: the output folder." };
         var journal = new Option<string?>("--journal") { Description = "PostgreSQL connection string for the journal instead of SQLite journal.db in the run directory." };
         var port = new Option<int>("--port") { Description = "Akka port that workers started elsewhere join with `pretrain worker --prepare` (0 = any free port).", DefaultValueFactory = _ => 0 };

@@ -15,11 +15,7 @@ static class WorkerCommand
             Description = "HOST:PORT of the coordinator's Akka endpoint (printed by `pretrain coordinator`).",
             Required = true,
         };
-        coordinator.Validators.Add(r =>
-        {
-            if (!Endpoint.TryParse(r.GetValueOrDefault<string>(), out _, out _))
-                r.AddError($"--coordinator must be HOST:PORT (e.g. 127.0.0.1:4053), got '{r.GetValueOrDefault<string>()}'.");
-        });
+        coordinator.Check(v => Endpoint.TryParse(v, out _, out _) ? null : $"--coordinator must be HOST:PORT (e.g. 127.0.0.1:4053), got '{v}'.");
         var host = new Option<string>("--host") { Description = "Address this worker binds and advertises.", DefaultValueFactory = _ => "127.0.0.1" };
         var dataPort = new Option<int>("--data-port") { Description = "Data-plane (collectives) port; 0 = any free port.", DefaultValueFactory = _ => 0 }
             .InRange(0, CommonOptions.MaxPort);
@@ -34,16 +30,18 @@ static class WorkerCommand
                           "While it trains it waits as long as training lasts.",
             DefaultValueFactory = _ => 300,
         };
-        coordinatorTimeout.Validators.Add(r =>
+        coordinatorTimeout.Check(v => v < 1 ? $"--coordinator-timeout must be at least 1 second, got {v}." : null);
+        var preempted = new Option<int>("--preempted-exit-code")
         {
-            if (r.GetValueOrDefault<int>() < 1) r.AddError($"--coordinator-timeout must be at least 1 second, got {r.GetValueOrDefault<int>()}.");
-        });
+            Description = "Exit code after leaving the job on SIGTERM (a preempted pod); e.g. 143 so a Kubernetes Job's podFailurePolicy replaces the pod.",
+            DefaultValueFactory = _ => 0,
+        }.InRange(0, 255);
         var verbose = CommonOptions.Verbose();
         var prepare = new Option<bool>("--prepare") { Description = "Take corpus-preparation tasks from `pretrain prepare` instead of a training rank." };
 
         var command = new Command("worker", "Run one data-parallel worker: join the coordinator, take a rank, train, report.")
         {
-            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, verbose, prepare,
+            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, preempted, verbose, prepare,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
@@ -59,6 +57,7 @@ static class WorkerCommand
                 ParentProcessId = parse.GetValue(parentPid),
                 Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
                 CoordinatorTimeout = TimeSpan.FromSeconds(parse.GetValue(coordinatorTimeout)),
+                PreemptedExitCode = parse.GetValue(preempted),
                 Verbose = parse.GetValue(verbose),
             };
             if (parse.GetValue(workerId) is { } id) options = options with { WorkerId = id };

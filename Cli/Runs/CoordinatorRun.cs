@@ -23,6 +23,8 @@ public static class CoordinatorRun
 {
     public static async Task<int> RunAsync(RunOptions options, WorkerLaunch? launch, CancellationToken ct)
     {
+        if (launch is null && options.PublicHost is null && PodAddress.DnsName(PodAddress.Environment()) is { } podName)
+            options = options with { PublicHost = podName };          // in a pod: its stable DNS name, which workers join
         string recipePath = Path.GetFullPath(options.RecipePath);
         if (!File.Exists(recipePath)) throw new UserError($"--recipe: {recipePath} does not exist.");
         var recipe = RecipeLoader.Load(recipePath);               // errors name the file and the field
@@ -38,7 +40,9 @@ public static class CoordinatorRun
 
         var clock = Stopwatch.StartNew();
         console.Info($"{recipe.Method} on {options.Workers} worker(s), {maxSteps} of {recipe.Steps} steps; run directory {runDirectory}");
-        using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
+        string readiness = "starting the cluster node and recovering the journal";
+        bool accepting = false;
+        using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort, () => (Volatile.Read(ref accepting), readiness));
         if (metrics != null) console.Info($"coordinator metrics on {metrics.Url}");
 
         var coordinatorOptions = new CoordinatorOptions
@@ -85,6 +89,8 @@ public static class CoordinatorRun
             throw new UserError($"job '{coordinatorOptions.JobId}' in {journal}: {refused.Reason}.");
         }
         console.Info($"coordinator at {options.PublicHost ?? options.Host}:{coordinator.Port} (workers: --coordinator {options.PublicHost ?? options.Host}:{coordinator.Port})");
+        readiness = $"job '{coordinatorOptions.JobId}' submitted; workers join {options.PublicHost ?? options.Host}:{coordinator.Port}";
+        Volatile.Write(ref accepting, true);
 
         await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);
         // The launcher sees its workers die before any failure detector: tell the coordinator at once.

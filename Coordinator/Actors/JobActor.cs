@@ -263,7 +263,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 PretrainMetrics.SamplesPerSecond.Set(s.SamplesPerSecond);
                 break;
             case CheckpointRecorded:
-                PretrainMetrics.CheckpointsTotal.Inc();
+                PretrainMetrics.CheckpointPublished();
                 break;
             case WorkerLost l:
                 if (_workers.Remove(l.WorkerId, out var lost))

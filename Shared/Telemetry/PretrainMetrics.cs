@@ -49,6 +49,16 @@ public static class PretrainMetrics
     public static readonly Counter CheckpointsTotal = Metrics.CreateCounter(
         "pretrain_checkpoints_total", "Checkpoints written and verified.");
 
+    public static readonly Gauge LastCheckpointTimestamp = Metrics.CreateGauge(
+        "pretrain_last_checkpoint_timestamp_seconds", "Unix time the newest checkpoint was published (time() minus this is the checkpoint age: what a failure would cost).");
+
+    /// <summary>Counts a published checkpoint and stamps its time.</summary>
+    public static void CheckpointPublished()
+    {
+        CheckpointsTotal.Inc();
+        LastCheckpointTimestamp.SetToCurrentTimeUtc();
+    }
+
     public static readonly Histogram CheckpointBlockingSeconds = Metrics.CreateHistogram(
         "pretrain_checkpoint_blocking_seconds", "Time rank 0's training thread spends on a checkpoint save (the snapshot copy, and waiting for the previous write).",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0001, 2, 20) });

@@ -41,6 +41,17 @@ public sealed class MetricsScrapeTests : IDisposable
         Assert.True(code == 0, status);
         Assert.Matches(@"phase\s+Running", status);
         Assert.Matches(@"workers\s+2: worker-[01], worker-[01]", status);   // in registration order
+
+        // The same ports answer Kubernetes' probes: alive, and ready — the workers training, the coordinator with its job.
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        foreach (string target in workers.Append(coordinator))
+        {
+            Assert.Equal("ok\n", await http.GetStringAsync($"http://{target}/healthz"));
+            var ready = await http.GetAsync($"http://{target}/readyz");
+            string body = await ready.Content.ReadAsStringAsync();
+            Assert.True(ready.IsSuccessStatusCode, $"{target}/readyz: {(int)ready.StatusCode} {body}");
+            Assert.StartsWith(target == coordinator ? "ready: job 'job-" : "ready: training", body);
+        }
     }
 
     public void Dispose()

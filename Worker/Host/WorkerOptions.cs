@@ -25,6 +25,13 @@ public sealed record WorkerOptions
     /// <summary>Exit when this process is gone (set by `pretrain local` so no worker outlives it).</summary>
     public int? ParentProcessId { get; init; }
 
+    /// <summary>
+    /// Exit code of a worker that left the job on a stop signal (SIGTERM, Ctrl+C) after its step: 0 by default;
+    /// a Kubernetes Job sets e.g. 143 so that its podFailurePolicy replaces a preempted pod instead of counting
+    /// its index as done.
+    /// </summary>
+    public int PreemptedExitCode { get; init; }
+
     /// <summary>Bound on every network wait: registration, rendezvous, collectives.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -40,10 +40,17 @@ public static class WorkerProcess
         var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         WorkerMemory? memory = null;
         int code = WorkerExitCodes.Failed;
+        bool signalled = false;
         try
         {
             TorchSharp.torch.set_num_threads(threads);
-            using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort);
+            // /readyz: joined and training, or joined and waiting for a generation; not while (re)joining a coordinator.
+            using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort, () => memory switch
+            {
+                { Training: true } => (true, "training"),
+                { Attached: true } => (true, "joined; waiting for a generation"),
+                _ => (false, $"joining the coordinator at {options.CoordinatorHost}:{options.CoordinatorPort}"),
+            });
             using var listener = new DataPlaneListener(IPAddress.Parse(options.Host), options.DataPort, log);
             // Always printed: an operator needs the ports to scrape and to debug the ring.
             Console.Error.WriteLine($"[{options.WorkerId}] pid {Environment.ProcessId}, data plane {options.Host}:{listener.Port}, " +
@@ -59,6 +66,7 @@ public static class WorkerProcess
             // actor bounds that by the timeout; this bounds it once more in case the actor itself is stuck.
             using var cancel = ct.Register(() =>
             {
+                signalled = true;
                 log.LogWarning("stop signal: leaving the job after the step in flight");
                 if (!memory.Attached)
                 {
@@ -95,7 +103,9 @@ public static class WorkerProcess
                 if (!await current.StopAsync(politely: false)) log.LogWarning("the removed cluster node did not stop within 5 s; building a new one anyway");
                 await Task.WhenAny(Task.Delay(TimeSpan.FromSeconds(1)), exit.Task);
             }
-            return code = await exit.Task;
+            code = await exit.Task;
+            // Left on a signal (preempted): the code the operator chose, so a Job replaces the pod.
+            return signalled && code == WorkerExitCodes.Finished ? options.PreemptedExitCode : code;
         }
         finally
         {

@@ -84,7 +84,7 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
             System.IO.Directory.Delete(final, recursive: true);
         System.IO.Directory.Move(temporary, final);
         DirectorySync.Flush(Directory);
-        PretrainMetrics.CheckpointsTotal.Inc();
+        PretrainMetrics.CheckpointPublished();
 
         foreach (var (_, old) in Published().Skip(keep))
             System.IO.Directory.Delete(old, recursive: true);
