@@ -24,6 +24,7 @@ done
 ensure_dotnet
 ensure_packages prometheus postgresql bible-kjv dataset-fashion-mnist
 ensure_kjv_text
+ensure_kustomize || log "kustomize is missing: the manifest tests will fail naming it"
 
 pg_dir=""
 if [ -z "${PRETRAIN_TEST_POSTGRES:-}" ]; then

