@@ -38,6 +38,10 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     {
         PersistenceId = persistenceId;
         _observer = observer;
+        // Every cause exported from the start at 0, so the first recovery is a step Prometheus' increase() sees (a
+        // series that appears at 1 has no increase) and a dashboard shows 0 rather than "No data" for a healthy job.
+        foreach (var cause in new[] { RegroupCauses.Lost, RegroupCauses.Left, RegroupCauses.Joined })
+            PretrainMetrics.RecoveriesTotal.WithLabels(cause);
         _snapshotEvery = snapshotEvery ?? SnapshotInterval();
 
         Recover<SnapshotOffer>(offer =>
