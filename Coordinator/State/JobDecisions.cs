@@ -306,14 +306,18 @@ public static class JobDecisions
     private static IReadOnlyList<IJobEvent> TryStart(JobState state)
     {
         if (state.Phase != JobPhase.Regrouping || Pending(state).Any()) return [];
-        // A held step of -1: the replica holds nothing to keep (a newcomer cut off in its first state broadcast).
-        if (!state.Held.Any(h => h.Value >= 0 && state.IsMember(h.Key)))
+        // A held step of -1: the replica holds nothing to keep (a newcomer cut off in its first state broadcast). Nor does
+        // one below the step its generation started from: a newcomer whose source was lost before the broadcast began
+        // still has its fresh step-0 weights, and starting from them would silently throw the job's progress away.
+        var floor = Math.Max(0, state.Current?.StartStep ?? 0);
+        bool Holds(string workerId) => state.Held.TryGetValue(workerId, out var held) && held >= floor && state.IsMember(workerId);
+        if (!state.Held.Keys.Any(Holds))
             return [new JobFailed(state.Generation,
                 $"every worker of generation {state.Generation} was lost ({state.RegroupReason}), so no replica holds the state in memory; " + LastCheckpointHint(state))];
         var members = Candidates(state);
         if (members.Count < Math.Max(1, state.Job!.MinWorkers)) return [];
-        var start = members.Where(m => state.Held.ContainsKey(m.WorkerId)).Max(m => state.Held[m.WorkerId]);
-        var source = members.FindIndex(m => state.Held.TryGetValue(m.WorkerId, out var held) && held == start);
+        var start = members.Where(m => Holds(m.WorkerId)).Max(m => state.Held[m.WorkerId]);
+        var source = members.FindIndex(m => Holds(m.WorkerId) && state.Held[m.WorkerId] == start);
         var ranks = members.Select((w, rank) => new RankAssignment(rank, w.WorkerId, w.Host, w.DataPlanePort)).ToList();
         // Ranks that finished the job before the regroup are done, not newcomers of the next generation: they leave.
         var finished = state.Ranks.Where(r => state.Finished.ContainsKey(r.Rank) && state.RankOf(r.WorkerId) is not null && state.IsMember(r.WorkerId))

@@ -358,6 +358,25 @@ public sealed class RegroupDecisionsTests
     }
 
     [Fact]
+    public void A_newcomer_left_alone_before_the_state_reached_it_holds_nothing_and_the_job_fails_rather_than_restart_from_step_0()
+    {
+        // Generation 2 starts from step 50 with newcomer w2; w0 (the source) and w1 die before the broadcast, so w2 still has
+        // the fresh weights of step 0. Seen in the Kubernetes pod test: the job went on "from step 0" and lost 25 steps.
+        var state = Run(Running(Elastic(2, maxWorkers: 3)), Register("w2", 29502), T0).State;
+        state = Run(state, Boundary("w0", 50), T0 + 1000).State;
+        state = Run(state, Boundary("w1", 50), T0 + 1010).State;
+        Assert.Equal((JobPhase.Running, 2L), (state.Phase, state.Generation));
+        state = Run(state, Died("w0"), T0 + 2000).State;
+        state = Run(state, Died("w1"), T0 + 2010).State;
+
+        var (failed, decision) = Run(state, PeerLost("w2", 0, heldStep: 0, generation: 2), T0 + 2100);
+
+        Assert.DoesNotContain(decision.Events, e => e is GenerationStarted);
+        Assert.Equal(JobPhase.Failed, failed.Phase);
+        Assert.Contains("no replica holds the state in memory", failed.FailureReason);
+    }
+
+    [Fact]
     public void A_newcomer_registering_while_reports_are_missing_joins_after_the_survivors()
     {
         var state = Run(Running(3), PeerLost("w0", 1, 10), T0).State;
