@@ -3,7 +3,8 @@
 # stdout; everything else goes to stderr).
 #   usage: scripts/postgres-start.sh [DIR]      stop with: scripts/postgres-stop.sh DIR
 # DIR (default: a new temp dir) holds the cluster, its log and its unix socket. Trust auth on
-# 127.0.0.1 only, fsync off: the data is thrown away afterwards.
+# 127.0.0.1 only, fsync off: the data is thrown away afterwards. PRETRAIN_POSTGRES_LISTEN=ADDR listens
+# on ADDR instead and trusts its /24 (a server "on another host" of the network-namespace tests).
 # Exit 3 means the PostgreSQL binaries cannot be found or installed (callers may skip on it).
 set -euo pipefail
 
@@ -18,6 +19,7 @@ if [[ ! -x "$BIN/initdb" ]]; then
 fi
 
 DIR=${1:-$(mktemp -d "${TMPDIR:-/tmp}/pretrain-postgres.XXXXXX")}
+LISTEN=${PRETRAIN_POSTGRES_LISTEN:-127.0.0.1}
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 
@@ -33,16 +35,19 @@ cd "$DIR" # the server user must be able to read its working directory
 PORT=
 for _ in $(seq 1 50); do
     candidate=$(shuf -i 20000-60000 -n 1)
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+    if ! (exec 3<>"/dev/tcp/$LISTEN/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
 done
 [[ -n $PORT ]] || { echo "postgres-start: no free port found" >&2; exit 1; }
 
 "${RUN[@]}" "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust -E UTF8 --no-locale >"$DIR/initdb.log" 2>&1 \
     || { cat "$DIR/initdb.log" >&2; exit 1; }
+if [[ $LISTEN != 127.0.0.1 ]]; then
+    echo "host all all ${LISTEN%.*}.0/24 trust" >> "$DIR/data/pg_hba.conf"
+fi
 "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t 30 \
-    -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='$DIR' -c fsync=off" start >&2 \
+    -o "-p $PORT -c listen_addresses=$LISTEN -c unix_socket_directories='$DIR' -c fsync=off" start >&2 \
     || { cat "$DIR/postgres.log" >&2; exit 1; }
-"${RUN[@]}" "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres pretrain_test >&2
+"${RUN[@]}" "$BIN/createdb" -h "$LISTEN" -p "$PORT" -U postgres pretrain_test >&2
 
 echo "postgres-start: server in $DIR on port $PORT (stop with scripts/postgres-stop.sh $DIR)" >&2
-echo "Host=127.0.0.1;Port=$PORT;Database=pretrain_test;Username=postgres"
+echo "Host=$LISTEN;Port=$PORT;Database=pretrain_test;Username=postgres"

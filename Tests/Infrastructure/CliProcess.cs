@@ -47,7 +47,7 @@ public sealed class CliProcess : IDisposable
         StartCommandIn(netns, RepoPaths.Cli, environment, args);
 
     /// <summary>Any program inside network namespace <paramref name="netns"/> (the harness's own tests run bash and perl).</summary>
-    internal static CliProcess StartCommandIn(string netns, string fileName, IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static CliProcess StartCommandIn(string netns, string fileName, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var info = new ProcessStartInfo(NetnsCluster.IpTool);
         foreach (string a in new[] { "netns", "exec", netns, fileName }) info.ArgumentList.Add(a);

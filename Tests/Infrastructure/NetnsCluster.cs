@@ -46,6 +46,7 @@ public sealed partial class NetnsCluster : IDisposable
     readonly List<Host> _hosts = [];
     readonly List<string> _madeNamespaces = [];   // in creation order: what Dispose deletes, also after a half-made Create
     readonly List<(Host Host, CliProcess Process)> _started = [];
+    readonly Dictionary<string, List<string>> _names = [];   // host → names added to it
     readonly Lock _gate = new();
     bool _disposed;
 
@@ -91,7 +92,6 @@ public sealed partial class NetnsCluster : IDisposable
         AddNamespace(_hub);
         Ip("-n", _hub, "link", "add", "br0", "type", "bridge");   // STP off (the default): a port forwards as soon as it is up
         Ip("-n", _hub, "link", "set", "br0", "up");
-        string hosts = "127.0.0.1 localhost\n" + string.Concat(_hosts.Select(h => $"{h.Address} {h.Name}\n"));
         foreach (var h in _hosts)
         {
             AddNamespace(h.Namespace);
@@ -101,8 +101,31 @@ public sealed partial class NetnsCluster : IDisposable
             Ip("-n", h.Namespace, "link", "set", "eth0", "up");
             Ip("-n", _hub, "link", "set", h.HubLink, "master", "br0", "up");
             Directory.CreateDirectory(Path.Combine(EtcNetns, h.Namespace));
-            File.WriteAllText(Path.Combine(EtcNetns, h.Namespace, "hosts"), hosts);
         }
+        WriteHosts();
+    }
+
+    /// <summary>Every host's /etc/hosts: each host's address with its name and the names added to it.</summary>
+    void WriteHosts()
+    {
+        string hosts;
+        lock (_gate)
+            hosts = "127.0.0.1 localhost\n" + string.Concat(_hosts.Select(h =>
+                $"{h.Address} {string.Join(' ', (_names.TryGetValue(h.Name, out var more) ? more : []).Append(h.Name))}\n"));
+        foreach (var h in _hosts)
+            File.WriteAllText(Path.Combine(EtcNetns, h.Namespace, "hosts"), hosts);   // in place: bind mounts of running processes see it too
+    }
+
+    /// <summary>More names for <paramref name="host"/> on every host (a Service's name, a pod's DNS name), first ones first.</summary>
+    public void AddNames(string host, params string[] names)
+    {
+        HostOf(host);
+        lock (_gate)
+        {
+            if (!_names.TryGetValue(host, out var list)) _names[host] = list = [];
+            list.AddRange(names);
+        }
+        WriteHosts();
     }
 
     void AddNamespace(string name)
@@ -128,7 +151,11 @@ public sealed partial class NetnsCluster : IDisposable
 
     /// <summary>Any program on <paramref name="host"/> (the harness's own tests run perl and bash).</summary>
     internal CliProcess StartCommand(string host, string fileName, params string[] args) =>
-        Track(HostOf(host), h => CliProcess.StartCommandIn(h.Namespace, fileName, new Dictionary<string, string>(), args));
+        StartCommand(host, fileName, new Dictionary<string, string>(), args);
+
+    /// <summary>Any program on <paramref name="host"/> with extra environment variables; the cluster kills it when it is disposed.</summary>
+    public CliProcess StartCommand(string host, string fileName, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        Track(HostOf(host), h => CliProcess.StartCommandIn(h.Namespace, fileName, environment, args));
 
     CliProcess Track(Host host, Func<Host, CliProcess> start)
     {
