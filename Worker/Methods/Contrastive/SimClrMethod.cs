@@ -122,6 +122,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         var shards = _options.GlobalBatchNorm ? new ShardReplicaSum(group, plan, _context.CollectiveTimeout) : null;
         var z = ForEachShard(shards, plan.Count, i =>
         {
+            using var shardScope = NewDisposeScope();                                     // a shard thread's own: scopes are per thread
             _shardStatistics?.Enter();
             var embedding = _network.forward(views[i]).DetachFromDisposeScope();           // (2b, d), keeps its graph
             _shardStatistics?.Leave(i);
@@ -148,17 +149,17 @@ public sealed class SimClrMethod : IRepresentationMethod
             {
                 using var shardScope = NewDisposeScope();
                 var shard = plan.First + i;
-                using var rows = gradient.narrow(0, shard * block, block);
+                using var rowGradient = gradient.narrow(0, shard * block, block);
                 if (shards is null)
                 {
-                    z[i].backward([rows]);                                                // one shard at a time: .grad is this shard's alone
+                    z[i].backward([rowGradient]);                                                // one shard at a time: .grad is this shard's alone
                     gradients.TakeFromGrad(shard, shares[shard]);
                     return true;
                 }
                 // Concurrent shards must not add into the same .grad, so each takes its gradient as tensors.
                 // TorchSharp 0.107's THSAutograd_grad does not catch libtorch errors (backward does): one would
                 // end the process, so only a graph of our own making, with shapes checked above, goes in.
-                var grads = autograd.grad([z[i]], parameters, [rows]);
+                var grads = autograd.grad([z[i]], parameters, [rowGradient]);
                 gradients.Take(shard, [.. grads], shares[shard]);
                 return true;
             });
