@@ -116,7 +116,12 @@ public static class ShardFormat
             throw new InvalidDataException($"{path}: offset 24: expected kind 1-2, dtype 1-3, flags 0-1 and rank 0-{MaxRank}, found {header[24]}, {header[25]}, {header[26]}, {rank}");
         var shape = new int[rank];
         for (var i = 0; i < rank; i++)
-            shape[i] = checked((int)BinaryPrimitives.ReadUInt32LittleEndian(header[(28 + 4 * i)..]));
+        {
+            var size = BinaryPrimitives.ReadUInt32LittleEndian(header[(28 + 4 * i)..]);
+            if (size > int.MaxValue)
+                throw new InvalidDataException($"{path}: offset {28 + 4 * i}: record dimension {i} is {size}, expected at most {int.MaxValue}");
+            shape[i] = (int)size;
+        }
         var h = new ShardHeader(new ShardLayout(kind, dtype, shape, header[26] == LabelsFlag),
             RecordCount: BinaryPrimitives.ReadInt64LittleEndian(header[40..]),
             IndexOffset: BinaryPrimitives.ReadInt64LittleEndian(header[48..]),
@@ -133,16 +138,18 @@ public static class ShardFormat
 
     private static void CheckSections(string path, in ShardHeader h)
     {
-        var fixedBytes = h.Layout.RecordElements * h.Layout.ElementBytes;
-        var ok = h.RecordCount >= 0 && h.DataOffset == HeaderBytes && h.DataBytes >= 0
-            && h.DataOffset + h.DataBytes <= h.FileBytes
+        // In 128 bits: every field is a 64-bit value from the file, and a record count near 2^61 must not wrap an
+        // index end back inside the file (a fuzzed header did: 2^61 + 3 records "fit" 136 bytes).
+        Int128 records = h.RecordCount, dataOffset = h.DataOffset, dataBytes = h.DataBytes, file = h.FileBytes, index = h.IndexOffset, labels = h.LabelsOffset;
+        var fixedBytes = h.Layout.Shape.Aggregate(h.Layout.Shape.Count == 0 ? Int128.Zero : Int128.One, (a, d) => a * d) * h.Layout.ElementBytes;
+        var ok = records >= 0 && dataOffset == HeaderBytes && dataBytes >= 0
+            && dataOffset + dataBytes <= file
             && (fixedBytes == 0
-                ? h.IndexOffset >= h.DataOffset + h.DataBytes && h.IndexOffset % 8 == 0
-                  && h.IndexOffset + (h.RecordCount + 1) * 8 <= h.FileBytes
-                : h.IndexOffset == 0 && h.DataBytes == h.RecordCount * fixedBytes)
+                ? index >= dataOffset + dataBytes && index % 8 == 0 && index + (records + 1) * 8 <= file
+                : index == 0 && dataBytes == records * fixedBytes)
             && (!h.Layout.HasLabels
-                ? h.LabelsOffset == 0
-                : h.LabelsOffset >= h.DataOffset + h.DataBytes && h.LabelsOffset + h.RecordCount * 4 <= h.FileBytes);
+                ? labels == 0
+                : labels >= dataOffset + dataBytes && labels + records * 4 <= file);
         if (!ok)
             throw new InvalidDataException(
                 $"{path}: offset 40: section bounds do not fit the file: {h.RecordCount} records, index at {h.IndexOffset}, " +

@@ -51,6 +51,18 @@ public static class TensorFile
     /// </summary>
     public static void Read(string path, IReadOnlyDictionary<string, Tensor> targets)
     {
+        try
+        {
+            ReadAll(path, targets);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidDataException($"{path}: truncated tensor file: it ends inside a tensor's header or data", e);
+        }
+    }
+
+    private static void ReadAll(string path, IReadOnlyDictionary<string, Tensor> targets)
+    {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
         if (!reader.ReadBytes(Magic.Length).AsSpan().SequenceEqual(Magic) || reader.ReadUInt32() != Version)
