@@ -36,10 +36,10 @@ public static class EnvironmentDefaults
             {
                 if (parsed.GetResult(option) is { Implicit: false }) continue;    // given on the command line: the flag wins
                 if (ValueFor(command.Name, option, environment) is not { } source) continue;
-                found.Add(source);
+                found.Add(source with { Value = Normalise(source.Value, option) });
             }
         sources = found;
-        return [.. args, .. found.SelectMany(s => new[] { s.Option, Normalise(s.Value, s.Option, command) })];
+        return [.. args, .. found.SelectMany(s => new[] { s.Option, s.Value })];
     }
 
     /// <summary>Adds "[env: PRETRAIN_…]" to the help text of every option of every subcommand.</summary>
@@ -68,9 +68,8 @@ public static class EnvironmentDefaults
     }
 
     /// <summary>A boolean flag takes true/false on the command line; the environment's usual 1/0 and yes/no mean the same.</summary>
-    private static string Normalise(string value, string optionName, Command command)
+    private static string Normalise(string value, Option option)
     {
-        var option = command.Options.First(o => o.Name == optionName);
         if (option.ValueType != typeof(bool)) return value;
         return value.Trim().ToLowerInvariant() switch
         {

@@ -181,6 +181,17 @@ public sealed partial class NetnsCluster : IDisposable
             if (!p.KillTree(CommandTimeout)) throw new TimeoutException($"a process on {host} survived SIGKILL for {CommandTimeout}:\n{p.Output}");
     }
 
+    /// <summary>
+    /// <paramref name="signal"/> to one process started on a host (a pod's container, say), not to the whole host:
+    /// SIGTERM is what the kubelet sends to stop a pod.
+    /// </summary>
+    public static void Signal(CliProcess process, int signal)
+    {
+        if (kill(process.Id, signal) != 0) throw new InvalidOperationException($"kill({process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    public const int SigTerm = 15;
+
     /// <summary>SIGSTOP to every process on the host: a host that hangs (long GC pause, frozen VM) but keeps its sockets open.</summary>
     public void Stop(string host) => Signal(HostOf(host), SigStop);
 
@@ -384,7 +395,7 @@ public sealed partial class NetnsCluster : IDisposable
         return stdout.Result;
     }
 
-    const int SigKill = 9, SigStop = 19, SigCont = 18;
+    public const int SigKill = 9, SigStop = 19, SigCont = 18;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int signal);

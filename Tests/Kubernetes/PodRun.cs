@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using k8s;
@@ -16,7 +15,7 @@ namespace Pretrain.Tests.Kubernetes;
 /// entrypoint; PostgreSQL is a real server in the postgres pod's namespace; the Job controller is played by
 /// <see cref="RunJobAsync"/> (replacements by the podFailurePolicy, a backoff limit).
 /// </summary>
-public sealed partial class PodRun : IDisposable
+public sealed class PodRun : IDisposable
 {
     const string Namespace = "pretrain";
     readonly NetnsCluster _cluster;
@@ -165,17 +164,6 @@ public sealed partial class PodRun : IDisposable
         using var doc = JsonDocument.Parse(json);
         return doc.RootElement.GetProperty("data").GetProperty("result").Clone();
     }
-
-    /// <summary>Sends <paramref name="signal"/> to a pod's container process (SIGTERM: what the kubelet sends to stop a pod).</summary>
-    public static void Signal(CliProcess process, int signal)
-    {
-        if (kill(process.Id, signal) != 0) throw new InvalidOperationException($"kill({process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
-    }
-
-    public const int SigTerm = 15, SigKill = 9;
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
 
     IEnumerable<string> PodsOf(string owner)
     {

@@ -59,13 +59,13 @@ public sealed class PodRunTests(ITestOutputHelper output) : IDisposable
         CliProcess Current(int index) { lock (pods) return pods.Last(p => p.Index == index).Process; }
 
         await WaitForCheckpoint(10);
-        PodRun.Signal(Current(0), PodRun.SigTerm);                                    // preempted: finishes its step, leaves, exits 143
+        NetnsCluster.Signal(Current(0), NetnsCluster.SigTerm);                                    // preempted: finishes its step, leaves, exits 143
         // Its replacement joins as a newcomer (generation 3, 2 workers again) and trains, so it holds the state, before
         // the other is killed: a lone holder killed would leave no replica in memory, and the job would rightly fail.
         await coordinator.WaitForOutputAsync(o => Regex.Match(o, @"generation 3: 2 worker\(s\) \([^)]*\) from step (\d+)").Success, TimeSpan.FromMinutes(2));
         var joinedAt = long.Parse(Regex.Match(coordinator.Output, @"generation 3: 2 worker\(s\) \([^)]*\) from step (\d+)").Groups[1].Value);
         await WaitForCheckpoint((joinedAt / 10 + 1) * 10);
-        PodRun.Signal(Current(1), PodRun.SigKill);                                    // lost
+        NetnsCluster.Signal(Current(1), NetnsCluster.SigKill);                                    // lost
         var coordinatorExit = coordinator.WaitAsync(TimeSpan.FromMinutes(10));
         if (await Task.WhenAny(job, coordinatorExit) == coordinatorExit && await coordinatorExit != 0)
             Assert.Fail($"the coordinator exited {await coordinatorExit} before the worker Job completed:\n{coordinator.Output}");

@@ -22,7 +22,7 @@ public static class RankProcesses
             var ports = new int[world];
             for (var r = 0; r < world; r++)
             {
-                var line = await children[r].StandardOutput.ReadLineAsync().WaitAsync(timeout)
+                var line = await Bounded(children[r].StandardOutput.ReadLineAsync(), timeout, $"rank {r} to print its data-plane port")
                     ?? throw new InvalidOperationException($"rank {r} exited before binding its data-plane port");
                 ports[r] = int.Parse(line.Split(' ')[1], CultureInfo.InvariantCulture);
             }
@@ -35,8 +35,8 @@ public static class RankProcesses
             {
                 while (await children[0].StandardOutput.ReadLineAsync() is { } line) rankZeroLine(line);
             });
-            foreach (var child in children) await child.WaitForExitAsync().WaitAsync(timeout);
-            await relay.WaitAsync(timeout);
+            for (var r = 0; r < world; r++) await Bounded(children[r].WaitForExitAsync(), timeout, $"rank {r} to exit");
+            await Bounded(relay, timeout, "rank 0's output to end");
             return children.All(c => c.ExitCode == 0);
         }
         finally
@@ -44,6 +44,18 @@ public static class RankProcesses
             foreach (var child in children)
                 if (!child.HasExited) child.Kill(entireProcessTree: true);
         }
+    }
+
+    static async Task Bounded(Task task, TimeSpan timeout, string what)
+    {
+        try { await task.WaitAsync(timeout); }
+        catch (TimeoutException) { throw new TimeoutException($"waited {timeout.TotalMinutes:0.#} min for {what}"); }
+    }
+
+    static async Task<T> Bounded<T>(Task<T> task, TimeSpan timeout, string what)
+    {
+        await Bounded((Task)task, timeout, what);
+        return await task;
     }
 
     /// <summary>Child: binds a listener, announces its port, and returns it with every rank's address.</summary>

@@ -54,7 +54,7 @@ public sealed class MoCoMethod : IRepresentationMethod
     private readonly Tensor _pendingKeys;                 // (A, G, d): every micro-step's global keys until AfterUpdate
     private int _pendingMicroSteps;
     private readonly RepresentationEvaluation _evaluation;
-    private readonly ShardStatistics _queryStatistics, _keyStatistics; // reproducible runs: BN buffers per micro-shard
+    private readonly ShardStatistics? _queryStatistics, _keyStatistics; // reproducible runs only: BN buffers per micro-shard
 
     public MoCoMethod(MethodContext context)
     {
@@ -95,8 +95,11 @@ public sealed class MoCoMethod : IRepresentationMethod
         _query.train();
         _key.train();
         _evaluation = new RepresentationEvaluation(context, _data);
-        _queryStatistics = new ShardStatistics(_queryBuffers.Select(b => b.Tensor));
-        _keyStatistics = new ShardStatistics(keyBuffers.OrderBy(b => b.Key, StringComparer.Ordinal).Select(b => b.Value));
+        if (recipe.IsReproducible)
+        {
+            _queryStatistics = new ShardStatistics(_queryBuffers.Select(b => b.Tensor));
+            _keyStatistics = new ShardStatistics(keyBuffers.OrderBy(b => b.Key, StringComparer.Ordinal).Select(b => b.Value));
+        }
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
@@ -207,40 +210,39 @@ public sealed class MoCoMethod : IRepresentationMethod
         var permutation = ShufflePermutation(_context.Recipe.Seed, batch.Step, 0, plan.GlobalCount); // shuffled position p holds batch position perm[p]
         var order = permutation.data<long>().ToArray();
         var ids = batch.GlobalIds.Span;
+        var (keyStatistics, queryStatistics) = (_keyStatistics!, _queryStatistics!);
 
         using var mine = zeros(most * b, d, dtype: float32);
-        _keyStatistics.Begin(plan.Count);
+        keyStatistics.Begin(plan.Count);
+        var shuffled = new long[b];
         using (no_grad())
             for (var i = 0; i < plan.Count; i++)
             {
-                var shuffled = new long[b];
                 for (var t = 0; t < b; t++) shuffled[t] = ids[(int)order[(plan.First + i) * b + t]];
                 using var images = _train.Load(shuffled);
                 var keyViews = _augmenter.Augment(images, shuffled, batch.Step, view: 1);
-                _keyStatistics.Enter();
+                keyStatistics.Enter();
                 mine.narrow(0, i * b, b).copy_(nn.functional.normalize(_key.forward(keyViews), p: 2, dim: 1));
-                _keyStatistics.Leave(i);
+                keyStatistics.Leave(i);
             }
         _context.Phases.Lap(StepPhase.Data);
         using var gathered = empty(world * most * b, d, dtype: float32);
         await group.AllGather(mine, gathered, ct);
-        await _keyStatistics.FinishAsync(group, plan, ct);
-        var rows = new long[plan.GlobalCount];                                              // shuffled position → gathered row
-        foreach (var (rank, local, shard) in ShardPlan.Layout(plan.Shards, world))
-            for (var t = 0; t < b; t++) rows[shard * b + t] = (rank * most + local) * (long)b + t;
+        await keyStatistics.FinishAsync(group, plan, ct);
+        var rows = ShardPlan.GatheredRows(plan.Shards, world, b);                            // shuffled position → gathered row
         using (no_grad())
             global.index_copy_(0, permutation, gathered.index_select(0, tensor(rows)));   // unshuffle: global[perm[p]] = keys[p]
 
-        _queryStatistics.Begin(plan.Count);
+        queryStatistics.Begin(plan.Count);
         for (var i = 0; i < plan.Count; i++)
         {
             using var shardScope = NewDisposeScope();
             var shard = batch.Shard(i);
             using var images = _train.Load(shard.SampleIds.Span);
             var queryViews = _augmenter.Augment(images, shard.SampleIds.Span, batch.Step, view: 0);
-            _queryStatistics.Enter();
+            queryStatistics.Enter();
             var q = nn.functional.normalize(_query.forward(queryViews), p: 2, dim: 1);   // (b, d)
-            _queryStatistics.Leave(i);
+            queryStatistics.Leave(i);
             var keys = global.narrow(0, (long)shard.Shard * b, b);
             var logits = cat([(q * keys).sum(1, keepdim: true), q.matmul(_queue.Keys.t())], 1).div_(_options.Temperature);
             var loss = nn.functional.cross_entropy(logits, zeros(b, dtype: int64)).mul(shard.Weight);
@@ -248,7 +250,7 @@ public sealed class MoCoMethod : IRepresentationMethod
             gradients.TakeFromGrad(shard.Shard, loss.item<float>());
         }
         _context.Phases.Lap(StepPhase.Backward);
-        await _queryStatistics.FinishAsync(group, plan, ct);
+        await queryStatistics.FinishAsync(group, plan, ct);
     }
 
     /// <summary>Momentum update of the key network, then the global keys of every micro-step, in order, into the queue.</summary>
@@ -279,8 +281,8 @@ public sealed class MoCoMethod : IRepresentationMethod
     public void Dispose()
     {
         _evaluation.Dispose();
-        _queryStatistics.Dispose();
-        _keyStatistics.Dispose();
+        _queryStatistics?.Dispose();
+        _keyStatistics?.Dispose();
         _train.Dispose();
         _pendingKeys.Dispose();
         _queuePosition.Dispose();

@@ -139,9 +139,7 @@ public sealed class SimClrMethod : IRepresentationMethod
                 for (var i = 0; i < plan.Count; i++) mine.narrow(0, i * block, block).copy_(z[i]);
             using var gathered = world > 1 ? empty(world * most * block, d, dtype: float32) : mine.alias();
             if (world > 1) await group.AllGather(mine, gathered, ct);
-            var rows = new long[plan.Shards * block];                                   // shard order → gathered row
-            foreach (var (rank, local, shard) in ShardPlan.Layout(plan.Shards, world))
-                for (var t = 0; t < block; t++) rows[shard * block + t] = (rank * most + local) * block + t;
+            var rows = ShardPlan.GatheredRows(plan.Shards, world, block);
             var (gradient, shares) = _loss.ShardGradient(gathered.index_select(0, tensor(rows)), plan.Shards);
 
             var parameters = Parameters.Select(p => (Tensor)p.Parameter).ToArray();

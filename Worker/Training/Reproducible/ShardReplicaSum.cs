@@ -49,7 +49,18 @@ public sealed class ShardReplicaSum(ICommunicator group, ShardPlan plan, TimeSpa
             finally { t_local = 0; }
         }) { Name = $"shard {plan.First + i}", IsBackground = true }).ToArray();
         foreach (var thread in threads) thread.Start();
-        foreach (var thread in threads) thread.Join();        // bounded: every wait inside a shard thread is
+        // Every wait inside a shard thread is bounded (the sums, the all-gather), but not its arithmetic, so a thread
+        // is waited for as long as it computes; once the step has failed, the others get one timeout to stop.
+        DateTime? failedAt = null;
+        foreach (var thread in threads)
+            while (!thread.Join(TimeSpan.FromMilliseconds(200)))
+            {
+                if (_failure is null) continue;
+                failedAt ??= DateTime.UtcNow;
+                if (DateTime.UtcNow - failedAt > timeout)
+                    throw new CollectiveException($"micro-shard thread '{thread.Name}' did not stop within {timeout.TotalSeconds:0.#} s of the failure: {_failure.Message}",
+                        group.Generation, -1, "this rank", _failure);
+            }
         if (_failure is { } root and not (CollectiveException or TimeoutException))
             ExceptionDispatchInfo.Capture(root).Throw();     // a shard's own error (the others stopped because of it)
         ThrowIfFailed();
@@ -122,21 +133,21 @@ public sealed class ShardReplicaSum(ICommunicator group, ShardPlan plan, TimeSpa
         }
         using var received = world > 1 ? empty(world * most * n, dtype: float32) : null;
         if (received is not null)
-            group.AllGather(mine, received, CancellationToken.None).AsTask().WaitAsync(timeout).GetAwaiter().GetResult(); // the ring's own timeout fires first
+        {
+            try { group.AllGather(mine, received, CancellationToken.None).AsTask().WaitAsync(timeout).GetAwaiter().GetResult(); }  // the ring's own timeout fires first
+            catch (TimeoutException e)
+            {
+                throw new TimeoutException($"the all-gather of {n} batch-norm sums per micro-shard over {world} ranks did not finish within {timeout.TotalSeconds:0.#} s", e);
+            }
+        }
         var all = received ?? mine;
 
-        var gathered = MemoryMarshal.Cast<byte, float>(all.bytes);
         var total = new double[n];
-        var rows = new int[plan.Shards];
-        foreach (var (rank, index, shard) in ShardPlan.Layout(plan.Shards, world)) rows[shard] = rank * most + index;
-        foreach (var row in rows)                                   // shard order: the same sum whatever the world size
-        {
-            var values = gathered.Slice((int)(row * n), (int)n);
-            for (var k = 0; k < values.Length; k++) total[k] += values[k];
-        }
-        using var sum = tensor(Array.ConvertAll(total, v => (float)v));
-        foreach (var partial in _partials)
-            partial!.copy_(sum.view(partial.shape));
+        ShardPlan.SumInShardOrder(MemoryMarshal.Cast<byte, float>(all.bytes), plan.Shards, world, (int)n, total);
+        var first = MemoryMarshal.Cast<byte, float>(_partials[0]!.bytes);          // contiguous float32 (ReplicaSumFunction's clone)
+        for (var k = 0; k < first.Length; k++) first[k] = (float)total[k];
+        for (var i = 1; i < plan.Count; i++)
+            _partials[i]!.copy_(_partials[0]!.view(_partials[i]!.shape));
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;

@@ -78,20 +78,13 @@ public sealed class ShardStatistics : IDisposable
         using var all = empty(world * most * _width, dtype: float32);
         if (world > 1) await group.AllGather(mine, all, ct);
         else all.copy_(mine);
-        Average(all, plan.Shards, world, most);
+        Average(all, plan.Shards, world);
     }
 
-    private void Average(Tensor all, int shards, int world, int most)
+    private void Average(Tensor all, int shards, int world)
     {
-        var gathered = MemoryMarshal.Cast<byte, float>(all.bytes);
-        var rows = new int[shards];                                   // shard → its row in the gathered rows
-        foreach (var (rank, local, shard) in ShardPlan.Layout(shards, world)) rows[shard] = rank * most + local;
         var mean = new double[_width];
-        foreach (var row in rows)                                      // shard order: the same sum whatever the world size
-        {
-            var values = gathered.Slice((int)(row * _width), (int)_width);
-            for (var k = 0; k < values.Length; k++) mean[k] += values[k];
-        }
+        ShardPlan.SumInShardOrder(MemoryMarshal.Cast<byte, float>(all.bytes), shards, world, (int)_width, mean);
         using var noGrad = no_grad();
         long offset = 0;
         foreach (var buffer in _floats)
