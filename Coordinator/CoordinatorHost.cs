@@ -73,9 +73,12 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var observer = new Observer();
         _ = system.WhenTerminated.ContinueWith(_ => observer.Outcome.TrySetException(
             new InvalidOperationException("The coordinator stopped before the job completed or failed.")), TaskScheduler.Default);
-        var job = system.ActorOf(JobActor.Props(options.JobId, observer, options.SnapshotEvery), ClusterHocon.JobActorName);
+        var job = system.ActorOf(JobActor.Props(options.JobId, observer, options.Secret, options.SnapshotEvery), ClusterHocon.JobActorName);
+        system.ActorOf(AdmissionActor.Props(options.AdmissionGrace ?? Max(options.Timeout, TimeSpan.FromSeconds(10))), "admission");
         return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout);
     }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     /// <summary>Defines the job the workers run. Idempotent for the same spec; throws if the journal holds another.</summary>
     public async Task SubmitAsync(JobSpec spec, CancellationToken ct = default)

@@ -1,3 +1,5 @@
+using Pretrain.Shared.Security;
+
 namespace Pretrain.Coordinator;
 
 /// <summary>How to start a coordinator node. Every field has a default that suits a local run.</summary>
@@ -23,6 +25,16 @@ public sealed record CoordinatorOptions
 
     /// <summary>Events between snapshots of the job state; null = <c>PRETRAIN_SNAPSHOT_EVERY</c> or 1000; 0 = never.</summary>
     public int? SnapshotEvery { get; init; }
+
+    /// <summary>
+    /// The job secret every worker must prove at registration (and from which each generation's data-plane key is
+    /// derived). The default is a random one nobody else knows: only workers given the same secret can join, so a
+    /// caller starting real workers passes the one it hands them (`--secret-file`).
+    /// </summary>
+    public JobSecret Secret { get; init; } = JobSecret.Random();
+
+    /// <summary>How long a cluster member may stay without proving the secret before it is downed; null = max(10 s, <see cref="Timeout"/>).</summary>
+    public TimeSpan? AdmissionGrace { get; init; }
 
     /// <summary>Akka logs at INFO instead of WARNING.</summary>
     public bool VerboseLogging { get; init; }

@@ -1,5 +1,6 @@
 using Pretrain.Shared.IO;
 using Pretrain.Shared.Recipes;
+using Pretrain.Shared.Security;
 
 namespace Pretrain.Cli.Commands;
 
@@ -12,7 +13,7 @@ static class CommandRunner
         {
             return await body();
         }
-        catch (Exception e) when (e is UserError or RecipeException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
+        catch (Exception e) when (e is UserError or RecipeException or SecretException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
         {
             Console.Error.WriteLine("[pretrain] error: " + e.Message);
             return 2;

@@ -59,6 +59,18 @@ static class CommonOptions
         DefaultValueFactory = _ => 30,
     }.Positive();
 
+    public static Option<FileInfo?> SecretFile(string who) => new("--secret-file")
+    {
+        Description = who == "coordinator"
+            ? "The job secret every worker must prove (at least 16 bytes; a Kubernetes Secret mounted as a file). Default: RUN_DIR/secret, made (mode 0600) when missing."
+            : "The job secret, the same file the coordinator was given: proved at registration and for every ring connection. Without it the coordinator refuses this worker.",
+    };
+
+    public static Option<string?> MetricsHost() => new("--metrics-host")
+    {
+        Description = "Address the /metrics, /healthz and /readyz endpoint binds (e.g. 0.0.0.0 in a pod, 127.0.0.1 to keep it local). Default: --host.",
+    };
+
     public static Option<bool> Verbose() => new("--verbose", "-v")
     {
         Description = "Log at information level (Akka, rendezvous, checkpoints) instead of warnings only.",

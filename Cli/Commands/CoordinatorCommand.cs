@@ -32,10 +32,12 @@ static class CoordinatorCommand
             DefaultValueFactory = _ => 600,
         }.Check(v => v < 0 ? $"--idle-timeout must be 0 (wait forever) or a number of seconds, got {v}." : null);
         var verbose = CommonOptions.Verbose();
+        var secretFile = CommonOptions.SecretFile("coordinator");
+        var metricsHost = CommonOptions.MetricsHost();
 
         var command = new Command("coordinator", "Run the coordinator alone: workers started elsewhere join it with `pretrain worker --coordinator HOST:PORT`.")
         {
-            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose,
+            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose, secretFile, metricsHost,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => CoordinatorRun.RunAsync(new RunOptions
         {
@@ -55,6 +57,8 @@ static class CoordinatorCommand
             Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
             IdleTimeout = parse.GetValue(idleTimeout) is > 0 and var idle ? TimeSpan.FromSeconds(idle) : null,
             Verbose = parse.GetValue(verbose),
+            SecretFile = parse.GetValue(secretFile)?.FullName,
+            MetricsHost = parse.GetValue(metricsHost),
         }, launch: null, ct)));
         return command;
     }

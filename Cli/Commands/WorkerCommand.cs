@@ -37,11 +37,13 @@ static class WorkerCommand
             DefaultValueFactory = _ => 0,
         }.InRange(0, 255);
         var verbose = CommonOptions.Verbose();
+        var secretFile = CommonOptions.SecretFile("worker");
+        var metricsHost = CommonOptions.MetricsHost();
         var prepare = new Option<bool>("--prepare") { Description = "Take corpus-preparation tasks from `pretrain prepare` instead of a training rank." };
 
         var command = new Command("worker", "Run one data-parallel worker: join the coordinator, take a rank, train, report.")
         {
-            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, preempted, verbose, prepare,
+            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, preempted, verbose, prepare, secretFile, metricsHost,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
@@ -59,6 +61,9 @@ static class WorkerCommand
                 CoordinatorTimeout = TimeSpan.FromSeconds(parse.GetValue(coordinatorTimeout)),
                 PreemptedExitCode = parse.GetValue(preempted),
                 Verbose = parse.GetValue(verbose),
+                // Read before anything starts: a missing or short file is exit 2 naming it.
+                Secret = parse.GetValue(secretFile) is { } file ? Pretrain.Shared.Security.JobSecret.Load(file.FullName) : null,
+                MetricsHost = parse.GetValue(metricsHost),
             };
             if (parse.GetValue(workerId) is { } id) options = options with { WorkerId = id };
             return parse.GetValue(prepare) ? PreparationWorkerProcess.RunAsync(options, plans, ct) : WorkerProcess.RunAsync(options, ct);

@@ -6,6 +6,7 @@ using Pretrain.Coordinator.State;
 using Pretrain.Coordinator.Summary;
 using Pretrain.Shared.Messages;
 using Pretrain.Shared.Recipes;
+using Pretrain.Shared.Security;
 using Pretrain.Shared.IO;
 using Pretrain.Shared.Telemetry;
 using Pretrain.Worker.Training.Checkpoints;
@@ -13,7 +14,7 @@ using Pretrain.Worker.Training.Checkpoints;
 namespace Pretrain.Cli.Runs;
 
 /// <summary>Starts the workers of a run once the coordinator listens (local runs); null for `pretrain coordinator`.</summary>
-public delegate WorkerProcesses WorkerLaunch(int coordinatorPort, string runDirectory, RunConsole console);
+public delegate WorkerProcesses WorkerLaunch(int coordinatorPort, string runDirectory, string secretFile, RunConsole console);
 
 /// <summary>
 /// A job seen from the coordinator's process: validate the recipe, start the coordinator node and its
@@ -36,13 +37,15 @@ public static class CoordinatorRun
         bool journalExisted = options.PostgresJournal is null && File.Exists(Path.Combine(runDirectory, JournalOptions.JournalFileName));
         if (options.Overwrite) { RunDirectoryState.Clear(runDirectory, console); journalExisted = false; }
         RunDirectoryState.EnsureWritable(runDirectory);
+        // The job secret workers prove (brief, principle 8): given, or the run directory's own, made once (0600).
+        var secret = options.SecretFile is { } secretFile ? JobSecret.Load(secretFile) : JobSecret.CreateOrLoad(Path.Combine(runDirectory, JobSecret.FileName));
         long maxSteps = Math.Min(options.MaxSteps ?? recipe.Steps, recipe.Steps);
 
         var clock = Stopwatch.StartNew();
         console.Info($"{recipe.Method} on {options.Workers} worker(s), {maxSteps} of {recipe.Steps} steps; run directory {runDirectory}");
         string readiness = "starting the cluster node and recovering the journal";
         bool accepting = false;
-        using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort, () => (Volatile.Read(ref accepting), readiness));
+        using var metrics = MetricsEndpoint.Start(options.MetricsHost ?? options.Host, options.MetricsPort, () => (Volatile.Read(ref accepting), readiness));
         if (metrics != null) console.Info($"coordinator metrics on {metrics.Url}");
 
         var coordinatorOptions = new CoordinatorOptions
@@ -55,6 +58,7 @@ public static class CoordinatorRun
             JobId = options.JobId ?? "job-" + DateTime.UtcNow.ToString("yyyyMMddTHHmmssfff"),
             VerboseLogging = options.Verbose,
             Timeout = options.Timeout,
+            Secret = secret,
         };
         await using var coordinator = await CoordinatorHost.StartAsync(coordinatorOptions, ct);
         // A job already in the journal (a restarted `pretrain coordinator`) continues whatever the run directory
@@ -92,7 +96,8 @@ public static class CoordinatorRun
         readiness = $"job '{coordinatorOptions.JobId}' submitted; workers join {options.PublicHost ?? options.Host}:{coordinator.Port}";
         Volatile.Write(ref accepting, true);
 
-        await using var workers = launch?.Invoke(coordinator.Port, runDirectory, console);
+        if (launch is null) console.Info($"job secret: {secret.Source} (workers: --secret-file with the same secret)");
+        await using var workers = launch?.Invoke(coordinator.Port, runDirectory, secret.Source, console);
         // The launcher sees its workers die before any failure detector: tell the coordinator at once.
         if (workers != null)
             workers.Died += (id, pid, how) => coordinator.Job.Tell(new LoseWorker(id, $"its process {how}", "pretrain local", pid));

@@ -33,4 +33,8 @@ public sealed record RunOptions
     /// <summary>`pretrain coordinator`: exit (code 3, the job journaled) when no worker has been connected for this long; null = never.</summary>
     public TimeSpan? IdleTimeout { get; init; }
     public bool Verbose { get; init; }
+    /// <summary>--secret-file: the job secret workers prove; null = RUN_DIR/secret, made when missing.</summary>
+    public string? SecretFile { get; init; }
+    /// <summary>--metrics-host: where the metrics and health endpoint binds; null = <see cref="Host"/>.</summary>
+    public string? MetricsHost { get; init; }
 }

@@ -1,8 +1,10 @@
 using Akka.Actor;
 using Akka.Event;
 using Akka.Persistence;
+using Pretrain.Coordinator.Security;
 using Pretrain.Coordinator.State;
 using Pretrain.Shared.Messages;
+using Pretrain.Shared.Security;
 using Pretrain.Shared.Telemetry;
 
 namespace Pretrain.Coordinator.Actors;
@@ -26,18 +28,21 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     // workers re-register when it is back (brief, principle 2).
     private readonly Dictionary<string, IActorRef> _workers = new();
     private readonly IJobObserver _observer;
+    private readonly JobSecret _secret;
+    private readonly ChallengeBook _challenges = new();
 
     public override string PersistenceId { get; }
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(string persistenceId, IJobObserver observer, int? snapshotEvery = null) =>
-        Akka.Actor.Props.Create(() => new JobActor(persistenceId, observer, snapshotEvery));
+    public static Props Props(string persistenceId, IJobObserver observer, JobSecret secret, int? snapshotEvery = null) =>
+        Akka.Actor.Props.Create(() => new JobActor(persistenceId, observer, secret, snapshotEvery));
 
-    public JobActor(string persistenceId, IJobObserver observer, int? snapshotEvery = null)
+    public JobActor(string persistenceId, IJobObserver observer, JobSecret secret, int? snapshotEvery = null)
     {
         PersistenceId = persistenceId;
         _observer = observer;
+        _secret = secret;
         // Every cause exported from the start at 0, so the first recovery is a step Prometheus' increase() sees (a
         // series that appears at 1 has no increase) and a dashboard shows 0 rather than "No data" for a healthy job.
         foreach (var cause in new[] { RegroupCauses.Lost, RegroupCauses.Left, RegroupCauses.Joined })
@@ -65,6 +70,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         Command<DefineJob>(c => Handle(c,
             onDone: sender => sender.Tell(new JobDefinitionAnswered(true, null)),
             onRefused: (sender, reason) => sender.Tell(new JobDefinitionAnswered(false, reason))));
+        Command<RequestJoinChallenge>(OnChallengeRequested);
         Command<RegisterWorker>(OnRegister);
         Command<ReportProgress>(c =>
         {
@@ -150,16 +156,50 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         base.OnRecoveryFailure(reason, message);
     }
 
-    private void OnRegister(RegisterWorker c)
+    /// <summary>A fresh single-use nonce for the registration to come, and this coordinator's proof of the secret.</summary>
+    private void OnChallengeRequested(RequestJoinChallenge c)
     {
-        // Workers may connect before the job is submitted; they get their answer once it is.
-        if (_state.Job is null)
+        if (c.WorkerNonce is not { Length: JoinProof.NonceBytes })
         {
-            Stash.Stash();
+            Refuse(c.WorkerId ?? "", "malformed_challenge", $"its challenge request carries a {c.WorkerNonce?.Length ?? 0}-byte nonce, not {JoinProof.NonceBytes}", mayRetry: false);
             return;
         }
+        var nonce = _challenges.Issue(c.WorkerId ?? "", Environment.TickCount64);
+        Sender.Tell(new JoinChallenge(c.WorkerId ?? "", nonce, JoinProof.Coordinator(_secret, c.WorkerId ?? "", c.WorkerNonce, nonce)));
+    }
+
+    private void OnRegister(RegisterWorker c)
+    {
+        // Proof first: nothing unproven is stashed, tracked or decided on, so it can neither change the job nor fill memory.
+        if (!JoinProof.Verify(_secret, c))
+        {
+            bool none = c.Proof is null || c.Nonce is null;
+            Refuse(c.WorkerId, none ? "no_proof" : "bad_proof", none
+                ? "its registration carries no proof of the job secret (was the worker started without --secret-file or PRETRAIN_SECRET_FILE?)"
+                : "its proof of the job secret does not verify: the worker and the coordinator were given different secrets (--secret-file)", mayRetry: false);
+            return;
+        }
+        if (_challenges.Redeem(c.Nonce, c.WorkerId, Environment.TickCount64) is { } stale)
+        {
+            Refuse(c.WorkerId, "stale_nonce", stale, mayRetry: false);
+            return;
+        }
+        Context.System.EventStream.Publish(new MemberProven(Sender.Path.Address));
+        // Workers may connect before the job is submitted: not stashed (its nonce is spent, and a stash would grow with
+        // every retry); the worker asks again every second and is answered once the job is defined.
+        if (_state.Job is null) return;
         if (!FromMember(Sender)) return;    // it retries every second; by then its node is Up or gone
         var retry = _state.Member(c.WorkerId)?.Incarnation == c.Incarnation;
+        // A worker id names one process. Another process under the id of a member that is alive (reachable, its actor
+        // tracked) is refused: it is a mistake or an intruder, not a restart. Once that member is gone (its node
+        // unreachable or removed) the same request replaces it — a restarted pod whose predecessor died a moment ago
+        // is only made to wait for the failure detector, so it may retry.
+        if (!retry && _state.Member(c.WorkerId) is { } holder && _workers.TryGetValue(c.WorkerId, out var live) && IsLive(live))
+        {
+            Refuse(c.WorkerId, "duplicate_worker_id", $"worker id {c.WorkerId} is held by a live process (pid {holder.ProcessId} on {holder.Host}, node " +
+                $"{live.Path.Address}); start this process with another --worker-id, or stop that one first", mayRetry: true);
+            return;
+        }
         Handle(c,
             onDone: sender =>
             {
@@ -172,6 +212,24 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 if (_state.Phase == JobPhase.Running && _state.RankOf(c.WorkerId) is not null && _state.Current is { } current) sender.Tell(current);
             },
             onRefused: (sender, reason) => sender.Tell(new StopWorker(reason)));
+    }
+
+    /// <summary>Refuses a request from the sender, logging its address and counting it; the job's state is not touched.</summary>
+    private void Refuse(string workerId, string reason, string why, bool mayRetry)
+    {
+        _log.Warning("refused registration of {0} from {1}: {2}", workerId, Sender.Path.Address, why);
+        PretrainMetrics.Rejected("control", reason);
+        Sender.Tell(new RegistrationRefused(workerId, why, mayRetry));
+    }
+
+    /// <summary>A tracked worker actor whose node the cluster holds as an Up member it can reach (or one in this process).</summary>
+    private bool IsLive(IActorRef worker)
+    {
+        var address = worker.Path.Address;
+        if (address.HasLocalScope) return true;
+        var state = Akka.Cluster.Cluster.Get(Context.System).State;
+        return state.Members.Any(m => m.Address.Equals(address) && m.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.WeaklyUp)
+               && !state.Unreachable.Any(m => m.Address.Equals(address));
     }
 
     /// <summary>

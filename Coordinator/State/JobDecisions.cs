@@ -56,9 +56,9 @@ public static class JobDecisions
         ReportPeerLost c => PeerLost(state, c, nowUnixMs),
         ReportStepBoundary c => Boundary(state, c, nowUnixMs),
         LoseWorker c when c.ProcessId is { } pid && state.Member(c.WorkerId)?.ProcessId != pid => Decision.None,
-        LoseWorker c => Regrouped(state, Lose(state, c.WorkerId, c.Reason, c.DetectedBy, nowUnixMs)),
+        LoseWorker c => Regrouped(state, Lose(state, c.WorkerId, c.Reason, c.DetectedBy, nowUnixMs), nowUnixMs),
         RegroupTick => Tick(state, nowUnixMs),
-        LoseAbsent c => Regrouped(state, LoseAbsentMembers(state, c, nowUnixMs)),
+        LoseAbsent c => Regrouped(state, LoseAbsentMembers(state, c, nowUnixMs), nowUnixMs),
         CoordinatorRestarted c => state.Job is null || state.IsOver ? Decision.None : Decision.Of(c),
         ReportFinished c => Finish(state, c),
         ReportFailed c => Fail(state, c),
@@ -118,6 +118,12 @@ public static class JobDecisions
         return events;
     }
 
+    /// <summary>
+    /// A generation's key salt: the time it was decided. The key is HMAC(secret, generation, salt), so the salt need not be
+    /// secret or random, only different between jobs that share a secret and reach the same generation number.
+    /// </summary>
+    private static string KeySalt(long now) => now.ToString("x", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>Why a worker's predecessor process is counted as lost when a new process registers under its id.</summary>
     public const string ReplacedReason = "a new process registered with its worker id";
 
@@ -144,10 +150,10 @@ public static class JobDecisions
         {
             // The last expected worker arrived: ranks follow registration order, and so does the ring.
             var ranks = state.Workers.Select((w, rank) => new RankAssignment(rank, w.WorkerId, w.Host, w.DataPlanePort)).ToList();
-            events.Add(new GenerationStarted(state.Generation + 1, ranks, 0, 0, RegroupCauses.Start));
+            events.Add(new GenerationStarted(state.Generation + 1, ranks, 0, 0, RegroupCauses.Start, KeySalt(now)));
         }
         else if (state.Phase == JobPhase.Regrouping)
-            events.AddRange(TryStart(state));
+            events.AddRange(TryStart(state, now));
         // While running, the actor asks the ranks for a step boundary; their reports start the regroup.
         return Decision.Of(events);
     }
@@ -191,7 +197,7 @@ public static class JobDecisions
             events.Add(verdict);
             state = state.Apply(verdict);
         }
-        events.AddRange(TryStart(state));
+        events.AddRange(TryStart(state, now));
         return Decision.Of(events);
     }
 
@@ -212,7 +218,7 @@ public static class JobDecisions
         }
         events.Add(c.Leaving ? new WorkerLeft(c.WorkerId, state.Generation, c.HeldStep) : new StepHeld(c.WorkerId, state.Generation, c.HeldStep));
         state = state.ApplyAll(events);
-        events.AddRange(TryStart(state));
+        events.AddRange(TryStart(state, now));
         return Decision.Of(events);
     }
 
@@ -247,11 +253,11 @@ public static class JobDecisions
             : null;
 
     /// <summary>The events of <paramref name="events"/> and, after them, a new generation if the regroup can complete.</summary>
-    private static Decision Regrouped(JobState state, IReadOnlyList<IJobEvent> events)
+    private static Decision Regrouped(JobState state, IReadOnlyList<IJobEvent> events, long now)
     {
         if (events.Count == 0) return Decision.None;
         var after = state.ApplyAll(events);
-        return Decision.Of([.. events, .. TryStart(after)]);
+        return Decision.Of([.. events, .. TryStart(after, now)]);
     }
 
     private static Decision Tick(JobState state, long now)
@@ -275,7 +281,7 @@ public static class JobDecisions
         if (waited >= job.TimeoutSeconds)
             foreach (var silent in Pending(state).ToList())
                 Lose(new WorkerLost(silent.WorkerId, state.Generation, $"did not report its step within {job.TimeoutSeconds:0.#} s of the regroup", "coordinator"));
-        var next = TryStart(state);
+        var next = TryStart(state, now);
         events.AddRange(next);
         if (next.Count == 0 && !Pending(state).Any() && waited >= job.ElasticWaitSeconds)
             events.Add(new JobFailed(state.Generation,
@@ -303,7 +309,7 @@ public static class JobDecisions
     /// state of the first rank holding it adopted by all. Nothing while reports are missing or the
     /// workers are fewer than <c>elastic.min_workers</c> (the tick fails the job after <c>elastic.wait</c>).
     /// </summary>
-    private static IReadOnlyList<IJobEvent> TryStart(JobState state)
+    private static IReadOnlyList<IJobEvent> TryStart(JobState state, long now)
     {
         if (state.Phase != JobPhase.Regrouping || Pending(state).Any()) return [];
         // A held step of -1: the replica holds nothing to keep (a newcomer cut off in its first state broadcast). Nor does
@@ -322,7 +328,7 @@ public static class JobDecisions
         // Ranks that finished the job before the regroup are done, not newcomers of the next generation: they leave.
         var finished = state.Ranks.Where(r => state.Finished.ContainsKey(r.Rank) && state.RankOf(r.WorkerId) is not null && state.IsMember(r.WorkerId))
             .Select(r => (IJobEvent)new WorkerLeft(r.WorkerId, state.Generation, state.Finished[r.Rank].Step));
-        return [.. finished, new GenerationStarted(state.Generation + 1, ranks, start, source, state.RegroupCause)];
+        return [.. finished, new GenerationStarted(state.Generation + 1, ranks, start, source, state.RegroupCause, KeySalt(now))];
     }
 
     private static string LastCheckpointHint(JobState state) => state.LastCheckpointPath is { } path

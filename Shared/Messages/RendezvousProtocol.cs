@@ -19,7 +19,42 @@ public sealed record RegisterWorker(
     // What a re-registering worker holds (a coordinator restarted, or this worker's node rebuilt): the
     // generation it last trained in and the step its replica holds; 0 and -1 for a worker that never trained.
     [property: Key(6)] long Generation = 0,
-    [property: Key(7)] long HeldStep = -1) : IPretrainMessage;
+    [property: Key(7)] long HeldStep = -1,
+    // The proof that this worker knows the job secret (Shared/Security/JoinProof.cs): the nonce of the coordinator's
+    // JoinChallenge it answers, and the HMAC of every field above with that nonce. A nonce is redeemed once.
+    [property: Key(8)] byte[]? Nonce = null,
+    [property: Key(9)] byte[]? Proof = null) : IPretrainMessage
+{
+    /// <summary>What the log shows of a registration: never the proof.</summary>
+    public override string ToString() => $"RegisterWorker {{ {WorkerId} on {Host}:{DataPlanePort}, pid {ProcessId}, incarnation {Incarnation} }}";
+}
+
+/// <summary>
+/// A worker asks for a registration challenge: the coordinator answers with a fresh single-use nonce, and proves
+/// with <paramref name="WorkerNonce"/> that it knows the job secret too (a worker does not register with an impostor).
+/// </summary>
+[MessagePackObject]
+public sealed record RequestJoinChallenge(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] byte[] WorkerNonce) : IPretrainMessage;
+
+/// <summary>The coordinator's challenge: the nonce the registration must be bound to, and its own proof.</summary>
+[MessagePackObject]
+public sealed record JoinChallenge(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] byte[] CoordinatorNonce,
+    [property: Key(2)] byte[] CoordinatorProof) : IPretrainMessage;
+
+/// <summary>
+/// A registration the coordinator did not take, and why. <paramref name="MayRetry"/>: the worker id is held by a live
+/// process that may be on its way out (a replaced pod whose predecessor is not yet detected as gone), so asking again
+/// later may succeed; otherwise (no proof, a wrong secret) the worker exits 2.
+/// </summary>
+[MessagePackObject]
+public sealed record RegistrationRefused(
+    [property: Key(0)] string WorkerId,
+    [property: Key(1)] string Reason,
+    [property: Key(2)] bool MayRetry) : IPretrainMessage;
 
 /// <summary>The coordinator's answer to <see cref="RegisterWorker"/>: the job every worker runs.</summary>
 [MessagePackObject]
@@ -73,4 +108,7 @@ public sealed record GenerationStarted(
     [property: Key(1)] IReadOnlyList<RankAssignment> Ranks,
     [property: Key(2)] long StartStep = 0,
     [property: Key(3)] int SourceRank = 0,
-    [property: Key(4)] string Cause = "start") : IJobEvent;
+    [property: Key(4)] string Cause = "start",
+    // What the generation's data-plane key is derived from with the job secret (JobSecret.GenerationKey): the key
+    // never travels or lands in the journal, and differs between generations and between jobs sharing a secret.
+    [property: Key(5)] string KeySalt = "") : IJobEvent;

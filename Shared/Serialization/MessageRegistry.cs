@@ -17,6 +17,9 @@ public static class MessageRegistry
         (typeof(RegisterWorker), "rw"),
         (typeof(WorkerRegistered), "wr"),
         (typeof(GenerationStarted), "gs"),
+        (typeof(RequestJoinChallenge), "rjc"),
+        (typeof(JoinChallenge), "jc"),
+        (typeof(RegistrationRefused), "rrf"),
         // Training reports
         (typeof(ReportProgress), "rp"),
         (typeof(ReportCheckpoint), "rc"),

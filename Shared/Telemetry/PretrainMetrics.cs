@@ -73,6 +73,14 @@ public static class PretrainMetrics
         "pretrain_eval", "Latest evaluation result by metric: val_loss, bits_per_byte, masked_accuracy, knn_accuracy, linear_probe_accuracy…",
         new GaugeConfiguration { LabelNames = ["metric"] });
 
+    public static readonly Counter RejectedConnectionsTotal = Metrics.CreateCounter(
+        "pretrain_rejected_connections_total",
+        "Connections and requests refused for want of proof of the job secret, or malformed: plane = control (registrations, cluster members) or data (ring connections).",
+        new CounterConfiguration { LabelNames = ["plane", "reason"] });
+
+    /// <summary>Counts one refusal on <paramref name="plane"/> ("control" or "data") for <paramref name="reason"/> (a short snake_case word).</summary>
+    public static void Rejected(string plane, string reason) => RejectedConnectionsTotal.WithLabels(plane, reason).Inc();
+
     /// <summary>Phase label values of <see cref="StepPhaseSeconds"/>.</summary>
     public static class Phase
     {

@@ -82,9 +82,9 @@ public sealed class RingFailureTests
     public async Task A_stale_generation_handshake_is_rejected()
     {
         await using var harness = new RingHarness(2);
-        var current = new RingCommunicator(harness.Listeners[1], 5, 1, harness.Peers);  // rank 1 is at generation 5
+        var current = new RingCommunicator(harness.Listeners[1], 5, 1, harness.Peers, RingHarness.Key);  // rank 1 is at generation 5
         harness.Communicators.Add(current);
-        var stale = new RingCommunicator(harness.Listeners[0], 4, 0, harness.Peers, new CollectiveOptions { Timeout = Timeout });
+        var stale = new RingCommunicator(harness.Listeners[0], 4, 0, harness.Peers, RingHarness.Key, new CollectiveOptions { Timeout = Timeout });
         harness.Communicators.Add(stale);
 
         var (error, elapsed) = await Timed(() => stale.ConnectAsync());
@@ -99,7 +99,7 @@ public sealed class RingFailureTests
     public async Task A_peer_that_never_comes_fails_the_connect_within_the_timeout()
     {
         await using var harness = new RingHarness(2);
-        var lonely = new RingCommunicator(harness.Listeners[0], 1, 0, harness.Peers, new CollectiveOptions { Timeout = TimeSpan.FromSeconds(1) });
+        var lonely = new RingCommunicator(harness.Listeners[0], 1, 0, harness.Peers, RingHarness.Key, new CollectiveOptions { Timeout = TimeSpan.FromSeconds(1) });
         harness.Communicators.Add(lonely);
 
         var (error, elapsed) = await Timed(() => lonely.ConnectAsync());
@@ -115,7 +115,7 @@ public sealed class RingFailureTests
         using var listener = new DataPlaneListener(IPAddress.Loopback);
         using var client = new System.Net.Sockets.TcpClient();
         await client.ConnectAsync(IPAddress.Loopback, listener.Port);
-        await client.GetStream().WriteAsync(new byte[Handshake.Size]);
+        await client.GetStream().WriteAsync(new byte[RingAuthentication.HelloSize]);
         var reply = new byte[4];
         await client.GetStream().ReadExactlyAsync(reply);
         Assert.Equal(HandshakeStatus.BadProtocol, (HandshakeStatus)BitConverter.ToInt32(reply));

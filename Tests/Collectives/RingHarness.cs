@@ -11,6 +11,9 @@ internal sealed class RingHarness : IAsyncDisposable
     public List<RingCommunicator> Communicators { get; } = [];
     public List<string> Log { get; } = [];
 
+    /// <summary>The generation key every rank of the harness proves (a real job derives one per generation from its secret).</summary>
+    public static readonly byte[] Key = System.Security.Cryptography.SHA256.HashData("ring harness"u8);
+
     public RingHarness(int worldSize) =>
         Listeners = Enumerable.Range(0, worldSize).Select(_ => new DataPlaneListener(IPAddress.Loopback)).ToArray();
 
@@ -20,7 +23,7 @@ internal sealed class RingHarness : IAsyncDisposable
     /// <summary>Builds and connects generation <paramref name="generation"/> on every rank.</summary>
     public async Task<RingCommunicator[]> ConnectAsync(long generation, CollectiveOptions? options = null)
     {
-        var ring = Listeners.Select((l, r) => new RingCommunicator(l, generation, r, Peers, options)).ToArray();
+        var ring = Listeners.Select((l, r) => new RingCommunicator(l, generation, r, Peers, Key, options)).ToArray();
         Communicators.AddRange(ring);
         await Task.WhenAll(ring.Select(c => c.ConnectAsync()));
         return ring;

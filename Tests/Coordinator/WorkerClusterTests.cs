@@ -5,6 +5,7 @@ using Pretrain.Coordinator;
 using Pretrain.Coordinator.State;
 using Pretrain.Shared.Cluster;
 using Pretrain.Shared.Messages;
+using Pretrain.Shared.Security;
 using Xunit;
 
 namespace Pretrain.Tests.Coordinator;
@@ -18,9 +19,11 @@ public sealed class WorkerClusterTests : IAsyncLifetime
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
     private readonly string _runDirectory = Directory.CreateTempSubdirectory("pretrain-cluster-").FullName;
     private readonly List<ActorSystem> _workers = [];
+    private readonly JobSecret _secret = JobSecret.Random();
     private CoordinatorHost _host = null!;
 
-    public async Task InitializeAsync() => _host = await CoordinatorHost.StartAsync(new CoordinatorOptions { RunDirectory = _runDirectory });
+    public async Task InitializeAsync() =>
+        _host = await CoordinatorHost.StartAsync(new CoordinatorOptions { RunDirectory = _runDirectory, Secret = _secret, AdmissionGrace = TimeSpan.FromSeconds(3) });
 
     public async Task DisposeAsync()
     {
@@ -89,7 +92,92 @@ public sealed class WorkerClusterTests : IAsyncLifetime
         await up.Task.WaitAsync(Timeout);
 
         var inbox = Inbox.Create(system);
-        system.ActorSelection(_host.JobPath).Tell(new RegisterWorker(workerId, "127.0.0.1", 29500 + _workers.Count, 0, Environment.ProcessId), inbox.Receiver);
+        await RegisterAsync(system, inbox, Registration(workerId), _secret);
         return inbox;
+    }
+
+    private RegisterWorker Registration(string workerId, string? incarnation = null) =>
+        new(workerId, "127.0.0.1", 29500 + _workers.Count, 0, Environment.ProcessId, incarnation ?? workerId + "-1");
+
+    /// <summary>What a worker does to register: ask for a challenge, check the coordinator's proof, send the signed registration.</summary>
+    private async Task<RegisterWorker> RegisterAsync(ActorSystem system, Inbox inbox, RegisterWorker registration, JobSecret secret)
+    {
+        var nonce = JoinProof.NewNonce();
+        system.ActorSelection(_host.JobPath).Tell(new RequestJoinChallenge(registration.WorkerId, nonce), inbox.Receiver);
+        var challenge = Assert.IsType<JoinChallenge>(await inbox.ReceiveAsync(Timeout));
+        Assert.Equal(JoinProof.Coordinator(_secret, registration.WorkerId, nonce, challenge.CoordinatorNonce), challenge.CoordinatorProof);
+        var signed = JoinProof.Sign(secret, registration, challenge);
+        system.ActorSelection(_host.JobPath).Tell(signed, inbox.Receiver);
+        return signed;
+    }
+
+    private async Task<(ActorSystem System, Inbox Inbox)> StartNodeAsync()
+    {
+        var system = ActorSystem.Create(ClusterHocon.SystemName, ConfigurationFactory.ParseString(ClusterHocon.Worker("127.0.0.1", _host.Port)));
+        _workers.Add(system);
+        var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => up.TrySetResult());
+        await up.Task.WaitAsync(Timeout);
+        return (system, Inbox.Create(system));
+    }
+
+    [Fact]
+    public async Task A_registration_without_proof_or_with_a_wrong_secret_or_replayed_is_refused_and_changes_nothing()
+    {
+        await _host.SubmitAsync(JobStateTests.Spec(2));
+        var (system, inbox) = await StartNodeAsync();
+
+        system.ActorSelection(_host.JobPath).Tell(Registration("intruder"), inbox.Receiver);
+        var unproven = Assert.IsType<RegistrationRefused>(await inbox.ReceiveAsync(Timeout));
+        Assert.Contains("no proof of the job secret", unproven.Reason);
+        Assert.False(unproven.MayRetry);
+
+        await RegisterAsync(system, inbox, Registration("intruder"), JobSecret.Random());
+        var wrong = Assert.IsType<RegistrationRefused>(await inbox.ReceiveAsync(Timeout));
+        Assert.Contains("different secrets", wrong.Reason);
+
+        // A real registration, then the same bytes again: its nonce is spent.
+        var signed = await RegisterAsync(system, inbox, Registration("w0"), _secret);
+        Assert.IsType<WorkerRegistered>(await inbox.ReceiveAsync(Timeout));
+        system.ActorSelection(_host.JobPath).Tell(signed with { Incarnation = signed.Incarnation }, inbox.Receiver);
+        Assert.Contains("used already", Assert.IsType<RegistrationRefused>(await inbox.ReceiveAsync(Timeout)).Reason);
+
+        var state = await _host.FetchStateAsync();
+        Assert.Equal(["w0"], state.Workers.Select(w => w.WorkerId));
+    }
+
+    [Fact]
+    public async Task A_second_process_under_a_live_workers_id_is_refused_and_the_holder_keeps_its_place()
+    {
+        await _host.SubmitAsync(JobStateTests.Spec(2));
+        var (first, firstInbox) = await StartNodeAsync();
+        await RegisterAsync(first, firstInbox, Registration("w0", "first"), _secret);
+        Assert.IsType<WorkerRegistered>(await firstInbox.ReceiveAsync(Timeout));
+
+        var (second, secondInbox) = await StartNodeAsync();
+        await RegisterAsync(second, secondInbox, Registration("w0", "second"), _secret);
+        var refused = Assert.IsType<RegistrationRefused>(await secondInbox.ReceiveAsync(Timeout));
+        Assert.Contains("held by a live process", refused.Reason);
+        Assert.True(refused.MayRetry);
+
+        var state = await _host.FetchStateAsync();
+        Assert.Equal("first", Assert.Single(state.Workers).Incarnation);
+        Assert.Empty(state.Lost);
+    }
+
+    [Fact]
+    public async Task A_cluster_member_that_never_proves_the_secret_is_downed()
+    {
+        var (system, _) = await StartNodeAsync();
+        var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberRemoved(() => removed.TrySetResult());
+
+        double before = Pretrain.Shared.Telemetry.PretrainMetrics.RejectedConnectionsTotal.WithLabels("control", "unproven_member").Value;
+
+        await removed.Task.WaitAsync(Timeout);   // the grace is 3 s
+
+        var coordinatorView = Akka.Cluster.Cluster.Get(_host.System).State.Members.Where(m => m.Address.Equals(Akka.Cluster.Cluster.Get(system).SelfAddress));
+        Assert.All(coordinatorView, m => Assert.NotEqual(Akka.Cluster.MemberStatus.Up, m.Status));
+        Assert.True(Pretrain.Shared.Telemetry.PretrainMetrics.RejectedConnectionsTotal.WithLabels("control", "unproven_member").Value > before);
     }
 }

@@ -33,6 +33,8 @@ public sealed partial class MultiHostRun : IDisposable
     {
         var cluster = NetnsCluster.Create([CoordinatorHost, .. Enumerable.Range(0, workers).Select(i => $"w{i}")]);
         var run = new MultiHostRun(cluster, directory, recipe, workers);
+        // The coordinator would make the run directory's secret itself; made first, the workers need not wait for it.
+        Pretrain.Shared.Security.JobSecret.CreateOrLoad(Path.Combine(directory, Pretrain.Shared.Security.JobSecret.FileName));
         run.StartCoordinator();
         foreach (var id in run.WorkerIds) run.StartWorker(id);
         return run;
@@ -57,7 +59,8 @@ public sealed partial class MultiHostRun : IDisposable
     public CliProcess StartWorker(string id)
     {
         var process = Cluster.Start(id, NoEnvironment, "worker", "--coordinator", $"{CoordinatorHost}:{Port}", "--host", Cluster.Address(id),
-            "--worker-id", id, "--threads", "1", "--metrics-port", "-1", "--timeout", "5", "--verbose");
+            "--worker-id", id, "--threads", "1", "--metrics-port", "-1", "--timeout", "5", "--verbose",
+            "--secret-file", Path.Combine(Directory, Pretrain.Shared.Security.JobSecret.FileName));
         _workers[id] = process;
         return process;
     }

@@ -40,6 +40,9 @@ public sealed class SeparateRun : IDisposable
     public int Port { get; }
     public RunSummary Summary => RunSummary.Read(Path.Combine(Directory, "summary.json"));
 
+    /// <summary>The job secret the coordinator made in the run directory (it is started first).</summary>
+    public string SecretFile => Path.Combine(Directory, Pretrain.Shared.Security.JobSecret.FileName);
+
     /// <summary>The newest coordinator process.</summary>
     public CliProcess Coordinator => _coordinators[^1];
 
@@ -55,7 +58,7 @@ public sealed class SeparateRun : IDisposable
 
     public CliProcess StartWorker(string id)
     {
-        var process = CliProcess.Start(["worker", "--coordinator", $"127.0.0.1:{Port}", "--worker-id", id, "--threads", "1",
+        var process = CliProcess.Start(["worker", "--coordinator", $"127.0.0.1:{Port}", "--worker-id", id, "--threads", "1", "--secret-file", SecretFile,
             "--metrics-port", "-1", "--verbose", .. _workerArgs]);
         _workers[id] = process;
         return process;

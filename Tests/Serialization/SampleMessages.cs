@@ -11,14 +11,17 @@ public static class SampleMessages
         new("w1", 1, 10, 0.25, 512.5, "xxh64:0123", new Dictionary<string, double> { ["knn_top1"] = 0.71 });
 
     public static readonly GenerationStarted Generation =
-        new(3, [new RankAssignment(0, "w0", "10.0.0.1", 29500), new RankAssignment(1, "w1", "10.0.0.2", 29501)], 412, 1, "lost");
+        new(3, [new RankAssignment(0, "w0", "10.0.0.1", 29500), new RankAssignment(1, "w1", "10.0.0.2", 29501)], 412, 1, "lost", "18c2f3a9b10");
 
     public static readonly PreparationSpec Preparation =
         new("text", ["/data/kjv.txt"], "/data/kjv-shards", "cl100k_base", true, "text", 0.01, 64L << 20, 7);
 
     public static IReadOnlyList<IPretrainMessage> All() =>
     [
-        new RegisterWorker("w0", "10.0.0.1", 29500, 9100, 4242, "3f2a9c"),
+        new RegisterWorker("w0", "10.0.0.1", 29500, 9100, 4242, "3f2a9c", 3, 411, Enumerable.Repeat((byte)7, 32).ToArray(), Enumerable.Repeat((byte)9, 32).ToArray()),
+        new RequestJoinChallenge("w0", Enumerable.Repeat((byte)1, 32).ToArray()),
+        new JoinChallenge("w0", Enumerable.Repeat((byte)2, 32).ToArray(), Enumerable.Repeat((byte)3, 32).ToArray()),
+        new RegistrationRefused("w0", "worker id w0 is held by a live process", true),
         new WorkerRegistered("w0", Job),
         Generation,
         new ReportProgress("w0", 3, 0, 7, 1.5, 1024),

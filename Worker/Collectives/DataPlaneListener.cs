@@ -2,15 +2,19 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using System.Security.Cryptography;
+using Pretrain.Shared.Telemetry;
 
 namespace Pretrain.Worker.Collectives;
 
 /// <summary>
 /// The worker process's one data-plane port. Accepts ring connections, reads their
-/// <see cref="Handshake"/> and hands each socket to the <see cref="RingCommunicator"/> of that
-/// generation waiting for that sender rank. Connections for an older generation than the newest one
-/// opened here are rejected as stale; for a generation not opened yet they wait (bounded by
-/// <see cref="PendingWait"/>) and are then told to retry.
+/// <see cref="Handshake"/>, has them prove the generation's key (<see cref="RingAuthentication"/>) and hands each
+/// proven socket to the <see cref="RingCommunicator"/> of that generation waiting for that sender rank. Connections
+/// for an older generation than the newest one opened here are rejected as stale; for a generation not opened yet
+/// they wait (bounded by <see cref="PendingWait"/>) and are then told to retry. A connection that sends garbage,
+/// nothing, or a wrong proof is closed without taking a slot, logged with its address and counted in
+/// <c>pretrain_rejected_connections_total{plane="data"}</c>; at most <see cref="MaxPendingHandshakes"/> are read at once.
 /// </summary>
 public sealed class DataPlaneListener : IDisposable
 {
@@ -22,7 +26,12 @@ public sealed class DataPlaneListener : IDisposable
     private readonly Dictionary<(long Generation, int Rank), Expected> _expected = new();
     private long _newestGeneration = long.MinValue;
 
-    private sealed record Expected(int FromRank, int WorldSize, TaskCompletionSource<Socket> Socket);
+    private sealed record Expected(int FromRank, int WorldSize, byte[] Key, TaskCompletionSource<Socket> Socket);
+
+    /// <summary>Handshakes read at once; more are closed unread. A ring has one inbound connection per generation, so
+    /// 64 leaves room for retries and stale peers while a flood of strangers costs 64 small buffers at most.</summary>
+    public const int MaxPendingHandshakes = 64;
+    private int _pending;
 
     /// <summary>Binds <paramref name="address"/>:<paramref name="port"/> (0 = any free port) and starts accepting.</summary>
     public DataPlaneListener(IPAddress address, int port = 0, ILogger? logger = null)
@@ -47,15 +56,16 @@ public sealed class DataPlaneListener : IDisposable
     private int _rejected;
 
     /// <summary>Registers that <paramref name="rank"/> of <paramref name="generation"/> waits for a
-    /// connection from <paramref name="fromRank"/>; the task completes with the handed-over socket.</summary>
-    internal Task<Socket> Expect(long generation, int rank, int fromRank, int worldSize)
+    /// connection from <paramref name="fromRank"/> that proves <paramref name="key"/>; the task completes with the
+    /// handed-over socket.</summary>
+    internal Task<Socket> Expect(long generation, int rank, int fromRank, int worldSize, byte[] key)
     {
         var tcs = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
         {
             if (generation < _newestGeneration && !_expected.Keys.Any(k => k.Generation == generation))
                 throw new InvalidOperationException($"generation {generation} is older than generation {_newestGeneration} already opened on this listener");
-            if (!_expected.TryAdd((generation, rank), new Expected(fromRank, worldSize, tcs)))
+            if (!_expected.TryAdd((generation, rank), new Expected(fromRank, worldSize, key, tcs)))
                 throw new InvalidOperationException($"rank {rank} of generation {generation} is already open on this listener");
             _newestGeneration = Math.Max(_newestGeneration, generation);
         }
@@ -86,37 +96,92 @@ public sealed class DataPlaneListener : IDisposable
     private async Task HandleAsync(Socket client)
     {
         var remote = client.RemoteEndPoint?.ToString() ?? "?";
+        if (Interlocked.Increment(ref _pending) > MaxPendingHandshakes)
+        {
+            Interlocked.Decrement(ref _pending);
+            Reject(remote, "too_many_pending", $"more than {MaxPendingHandshakes} handshakes in progress");
+            client.Dispose();
+            return;
+        }
         try
         {
-            client.NoDelay = true;
-            var buffer = new byte[Handshake.Size];
-            using (var read = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
-            {
-                read.CancelAfter(PendingWait);
-                if (!await SocketIo.ReceiveExactlyAsync(client, buffer, read.Token)) throw new IOException("closed before its handshake");
-            }
-            var (status, reason, hs) = await DecideAsync(buffer);
-            var reply = new byte[4];
-            BitConverter.TryWriteBytes(reply, (int)status);
-            await client.SendAsync(reply, SocketFlags.None, _stop.Token);
-            if (status == HandshakeStatus.Accepted && Claim(hs!.Value, client)) return;
-            if (status != HandshakeStatus.Accepted)
-            {
-                Interlocked.Increment(ref _rejected);
-                _log.LogWarning("data plane rejected connection from {Remote}: {Status}: {Reason}", remote, status, reason);
-            }
+            if (await HandshakeAsync(client, remote)) return;
         }
+        catch (Exception) when (_stop.IsCancellationRequested) { }   // the listener is closing
         catch (Exception ex)
         {
-            _log.LogWarning("data plane handshake from {Remote} failed: {Error}", remote, ex.Message);
+            Reject(remote, "handshake_failed", ex is OperationCanceledException ? $"sent no complete handshake within {PendingWait.TotalSeconds:0.#} s" : ex.Message);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pending);
         }
         client.Dispose();
     }
 
-    private async Task<(HandshakeStatus, string, Handshake?)> DecideAsync(byte[] buffer)
+    /// <summary>One connection's handshake (<see cref="RingAuthentication"/>); true when its socket was handed over.</summary>
+    private async Task<bool> HandshakeAsync(Socket client, string remote)
+    {
+        client.NoDelay = true;
+        var hello = new byte[RingAuthentication.HelloSize];
+        await ReceiveBoundedAsync(client, hello);
+        var (status, reason, hs, key) = await DecideAsync(hello);
+        var challenge = new byte[RingAuthentication.ChallengeSize];
+        BitConverter.TryWriteBytes(challenge, (int)status);
+        if (status != HandshakeStatus.Accepted)
+        {
+            await client.SendAsync(challenge, SocketFlags.None, _stop.Token);
+            if (status != HandshakeStatus.NotReady) Reject(remote, status.ToString(), reason);
+            return false;
+        }
+        var nonce = RandomNumberGenerator.GetBytes(RingAuthentication.NonceSize);
+        nonce.CopyTo(challenge, 4);
+        RingAuthentication.ListenerProof(key!, hello, nonce).CopyTo(challenge, 4 + RingAuthentication.NonceSize);
+        await SocketIo.SendAllAsync(client, challenge, _stop.Token);
+        var proof = new byte[RingAuthentication.ProofSize];
+        await ReceiveBoundedAsync(client, proof);
+        var verdict = new byte[RingAuthentication.VerdictSize];
+        if (!Pretrain.Shared.Security.Hmac.Matches(proof, RingAuthentication.ConnectorProof(key!, hello, nonce)))
+        {
+            BitConverter.TryWriteBytes(verdict, (int)HandshakeStatus.Unauthenticated);
+            await client.SendAsync(verdict, SocketFlags.None, _stop.Token);
+            Reject(remote, "unauthenticated", $"{hs} did not prove generation {hs!.Value.Generation}'s key");
+            return false;
+        }
+        if (!Claim(hs!.Value, client))
+        {
+            BitConverter.TryWriteBytes(verdict, (int)HandshakeStatus.Mismatch);
+            await client.SendAsync(verdict, SocketFlags.None, _stop.Token);
+            Reject(remote, "Mismatch", $"{hs}: rank {hs.Value.TargetRank}'s connection is taken already");
+            return false;
+        }
+        BitConverter.TryWriteBytes(verdict, (int)HandshakeStatus.Accepted);
+        await SocketIo.SendAllAsync(client, verdict, _stop.Token);
+        return true;
+    }
+
+    /// <summary>Reads exactly <paramref name="buffer"/> within <see cref="PendingWait"/>.</summary>
+    private async Task ReceiveBoundedAsync(Socket client, byte[] buffer)
+    {
+        using var read = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        read.CancelAfter(PendingWait);
+        if (!await SocketIo.ReceiveExactlyAsync(client, buffer, read.Token)) throw new IOException("closed the connection during its handshake");
+    }
+
+    private void Reject(string remote, string reason, string detail)
+    {
+        Interlocked.Increment(ref _rejected);
+        PretrainMetrics.Rejected("data", ToSnakeCase(reason));
+        _log.LogWarning("data plane rejected connection from {Remote}: {Reason}: {Detail}", remote, reason, detail);
+    }
+
+    private static string ToSnakeCase(string reason) =>
+        string.Concat(reason.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
+
+    private async Task<(HandshakeStatus, string, Handshake?, byte[]?)> DecideAsync(byte[] buffer)
     {
         if (Handshake.TryRead(buffer) is not { } hs)
-            return (HandshakeStatus.BadProtocol, "bad magic or protocol version", null);
+            return (HandshakeStatus.BadProtocol, "bad magic or protocol version", null, null);
         var deadline = Environment.TickCount64 + (long)PendingWait.TotalMilliseconds;
         while (true)
         {
@@ -125,17 +190,17 @@ public sealed class DataPlaneListener : IDisposable
                 if (_expected.TryGetValue((hs.Generation, hs.TargetRank), out var e))
                 {
                     if (e.FromRank != hs.SenderRank || e.WorldSize != hs.WorldSize)
-                        return (HandshakeStatus.Mismatch, $"{hs} but rank {hs.TargetRank} expects rank {e.FromRank} of {e.WorldSize}", hs);
+                        return (HandshakeStatus.Mismatch, $"{hs} but rank {hs.TargetRank} expects rank {e.FromRank} of {e.WorldSize}", hs, null);
                     return e.Socket.Task.IsCompleted
-                        ? (HandshakeStatus.Mismatch, $"{hs}: duplicate connection", hs)
-                        : (HandshakeStatus.Accepted, "", hs);
+                        ? (HandshakeStatus.Mismatch, $"{hs}: duplicate connection", hs, null)
+                        : (HandshakeStatus.Accepted, "", hs, e.Key);
                 }
                 if (hs.Generation < _newestGeneration)
-                    return (HandshakeStatus.StaleGeneration, $"{hs}: generation {hs.Generation} is older than {_newestGeneration}", hs);
+                    return (HandshakeStatus.StaleGeneration, $"{hs}: generation {hs.Generation} is older than {_newestGeneration}", hs, null);
             }
             // A generation not opened yet: the peer got its rendezvous first. Wait briefly, bounded.
             if (Environment.TickCount64 >= deadline)
-                return (HandshakeStatus.NotReady, $"{hs}: generation not opened within {PendingWait.TotalSeconds:0.#} s", hs);
+                return (HandshakeStatus.NotReady, $"{hs}: generation not opened within {PendingWait.TotalSeconds:0.#} s", hs, null);
             await Task.Delay(20, _stop.Token);
         }
     }

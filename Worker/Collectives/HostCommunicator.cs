@@ -77,9 +77,9 @@ public sealed class HostCommunicator(ICollectives transport) : ICommunicator
 /// <summary>Each generation's TCP ring on this worker's data-plane listener.</summary>
 public sealed class TcpRingFactory(DataPlaneListener listener, CollectiveOptions options, ILogger log) : ICommunicatorFactory
 {
-    public async Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, CancellationToken ct)
+    public async Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, CancellationToken ct)
     {
-        var ring = new RingCommunicator(listener, generation, rank, peers, options, log);
+        var ring = new RingCommunicator(listener, generation, rank, peers, key, options, log);
         try
         {
             await ring.ConnectAsync(ct);

@@ -51,6 +51,7 @@ public readonly struct CollectiveHandle(Task task)
 /// <summary>Builds the communicator of each generation from its ranks (the TCP ring today).</summary>
 public interface ICommunicatorFactory
 {
-    /// <summary>Connects rank <paramref name="rank"/> of generation <paramref name="generation"/> to its peers; bounded by the backend's timeout.</summary>
-    Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, CancellationToken ct);
+    /// <summary>Connects rank <paramref name="rank"/> of generation <paramref name="generation"/> to its peers, every
+    /// connection proving <paramref name="key"/> (the generation's data-plane key); bounded by the backend's timeout.</summary>
+    Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, CancellationToken ct);
 }

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using System.Security.Cryptography;
 
 namespace Pretrain.Worker.Collectives;
 
@@ -18,6 +19,7 @@ public sealed partial class RingCommunicator : ICollectives
     private readonly CollectiveOptions _options;
     private readonly ILogger _log;
     private readonly Task<Socket>? _accepted;
+    private readonly byte[] _key;
     private Socket? _toNext;     // data out; failure notices from next come back on it
     private Socket? _fromPrev;   // data in; failure notices go back to prev on it
     private volatile bool _connected, _disposed;
@@ -26,9 +28,13 @@ public sealed partial class RingCommunicator : ICollectives
     /// <param name="generation">Rendezvous generation; carried on the wire and checked by every peer.</param>
     /// <param name="rank">This process's rank.</param>
     /// <param name="peers">Every member including this one, one per rank 0..n-1 (any order).</param>
-    public RingCommunicator(DataPlaneListener listener, long generation, int rank, IReadOnlyList<RingPeer> peers,
+    /// <param name="key">The generation's data-plane key (<c>JobSecret.GenerationKey</c>): both ends of every ring
+    /// connection prove it (<see cref="RingAuthentication"/>).</param>
+    public RingCommunicator(DataPlaneListener listener, long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key,
         CollectiveOptions? options = null, ILogger? logger = null)
     {
+        if (key is not { Length: >= 16 }) throw new ArgumentException("a generation key of at least 16 bytes is required", nameof(key));
+        _key = key;
         _options = options ?? new CollectiveOptions();
         _options.Validate();
         _peers = peers.OrderBy(p => p.Rank).ToArray();
@@ -39,7 +45,7 @@ public sealed partial class RingCommunicator : ICollectives
         WorldSize = _peers.Length;
         _scratch = GC.AllocateUninitializedArray<byte>(_options.SegmentBytes, pinned: true);
         _passes = new RingPass[Math.Max(1, 2 * WorldSize - 2)];
-        if (WorldSize > 1) _accepted = listener.Expect(generation, rank, Prev.Rank, WorldSize);
+        if (WorldSize > 1) _accepted = listener.Expect(generation, rank, Prev.Rank, WorldSize, key);
     }
 
     public long Generation { get; }
@@ -90,21 +96,23 @@ public sealed partial class RingCommunicator : ICollectives
 
     private async Task<Socket> ConnectNextAsync(CancellationToken ct)
     {
-        var handshake = new byte[Handshake.Size];
-        new Handshake(Generation, Rank, Next.Rank, WorldSize).Write(handshake);
-        var reply = new byte[4];
+        var hello = new byte[RingAuthentication.HelloSize];
+        new Handshake(Generation, Rank, Next.Rank, WorldSize).Write(hello);
+        var challenge = new byte[RingAuthentication.ChallengeSize];
+        var verdict = new byte[RingAuthentication.VerdictSize];
         while (true)
         {
+            RandomNumberGenerator.Fill(hello.AsSpan(Handshake.Size));    // a fresh nonce per attempt
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
             try
             {
                 await socket.ConnectAsync(Next.Host, Next.Port, ct);
                 socket.NoDelay = true;
-                await SocketIo.SendAllAsync(socket, handshake, ct);
-                if (!await SocketIo.ReceiveExactlyAsync(socket, reply, ct))
+                await SocketIo.SendAllAsync(socket, hello, ct);
+                if (!await SocketIo.ReceiveExactlyAsync(socket, challenge.AsMemory(0, 4), ct))
                     throw new SocketException((int)SocketError.ConnectionReset);
-                var status = (HandshakeStatus)BitConverter.ToInt32(reply);
-                if (status == HandshakeStatus.Accepted) return socket;
+                var status = (HandshakeStatus)BitConverter.ToInt32(challenge);
+                if (status == HandshakeStatus.Accepted) return await ProveAsync(socket, hello, challenge, verdict, ct);
                 _connectProblem = $"handshake answered {status}";
                 if (status != HandshakeStatus.NotReady)
                 {
@@ -124,6 +132,28 @@ public sealed partial class RingCommunicator : ICollectives
             socket.Dispose();
             await Task.Delay(50, ct);  // peers start within seconds of each other; 50 ms keeps retries cheap
         }
+    }
+
+    /// <summary>
+    /// The rest of the handshake once the next rank took the hello: check its proof of the generation key (a listener
+    /// that cannot prove it is not our peer: another job's process on that address, or a stranger), send ours, and take
+    /// its verdict. A wrong key on either side is definitive, not retried.
+    /// </summary>
+    private async Task<Socket> ProveAsync(Socket socket, byte[] hello, byte[] challenge, byte[] verdict, CancellationToken ct)
+    {
+        if (!await SocketIo.ReceiveExactlyAsync(socket, challenge.AsMemory(4), ct)) throw new SocketException((int)SocketError.ConnectionReset);
+        var listenerNonce = challenge.AsSpan(4, RingAuthentication.NonceSize);
+        if (!Pretrain.Shared.Security.Hmac.Matches(challenge.AsSpan(4 + RingAuthentication.NonceSize), RingAuthentication.ListenerProof(_key, hello, listenerNonce)))
+        {
+            socket.Dispose();
+            throw FailCall("connect", new Failure(Next.Rank, $"could not prove generation {Generation}'s key: the process at {Next.Host}:{Next.Port} is not this job's rank {Next.Rank}", Definitive: true));
+        }
+        await SocketIo.SendAllAsync(socket, RingAuthentication.ConnectorProof(_key, hello, listenerNonce), ct);
+        if (!await SocketIo.ReceiveExactlyAsync(socket, verdict, ct)) throw new SocketException((int)SocketError.ConnectionReset);
+        var status = (HandshakeStatus)BitConverter.ToInt32(verdict);
+        if (status == HandshakeStatus.Accepted) return socket;
+        socket.Dispose();
+        throw FailCall("connect", new Failure(Next.Rank, $"refused the connection after its proof: {status}", Definitive: true));
     }
 
     private void ThrowIfUnusable(string op)

@@ -15,6 +15,37 @@ public enum HandshakeStatus
     Mismatch = 3,
     /// <summary>Not a data-plane handshake (magic or protocol version).</summary>
     BadProtocol = 4,
+    /// <summary>The connection did not prove the generation's key.</summary>
+    Unauthenticated = 5,
+}
+
+/// <summary>
+/// How a ring connection proves it belongs to the generation (issue 14), a challenge-response under the generation's
+/// key (<c>JobSecret.GenerationKey</c>) that binds both fresh nonces and the handshake header:
+/// <code>
+/// connector -> listener   hello:     header (32) | connector nonce (32)
+/// listener  -> connector  challenge: status (4)  | listener nonce (32) | listener proof (32)
+/// connector -> listener   proof:     connector proof (32)
+/// listener  -> connector  verdict:   status (4)
+/// </code>
+/// The listener proves the key first, so a connector never sends its proof (or later its gradients) to an impostor; the
+/// connector's proof covers the listener's fresh nonce, so a recorded handshake cannot be replayed. Only a verified
+/// proof claims the rank's slot: a stranger's connection is closed without taking it. Every field has a fixed size:
+/// nothing a peer sends makes the listener allocate.
+/// </summary>
+public static class RingAuthentication
+{
+    public const int NonceSize = 32;
+    public const int ProofSize = Pretrain.Shared.Security.Hmac.Size;
+    public const int HelloSize = Handshake.Size + NonceSize;
+    public const int ChallengeSize = 4 + NonceSize + ProofSize;
+    public const int VerdictSize = 4;
+
+    public static byte[] ListenerProof(ReadOnlySpan<byte> key, ReadOnlySpan<byte> hello, ReadOnlySpan<byte> listenerNonce) =>
+        Pretrain.Shared.Security.Hmac.Compute(key, "pretrain/ring/listener/v1", hello.ToArray(), listenerNonce.ToArray());
+
+    public static byte[] ConnectorProof(ReadOnlySpan<byte> key, ReadOnlySpan<byte> hello, ReadOnlySpan<byte> listenerNonce) =>
+        Pretrain.Shared.Security.Hmac.Compute(key, "pretrain/ring/connector/v1", hello.ToArray(), listenerNonce.ToArray());
 }
 
 /// <summary>What opens a ring connection: who is calling whom, in which generation.</summary>
@@ -57,7 +88,7 @@ internal static class WireFormat
     public const uint HandshakeMagic = 0x50445450;   // "PTDP"
     public const uint CallMagic = 0x4C434450;        // "PDCL"
     public const uint NoticeMagic = 0x464E4450;      // "PDNF"
-    public const ushort ProtocolVersion = 1;
+    public const ushort ProtocolVersion = 2;     // 2: authenticated handshake (RingAuthentication)
     public const int CallHeaderSize = 32;
     public const int NoticeHeaderSize = 12;
     public const int MaxNoticeText = 1024;

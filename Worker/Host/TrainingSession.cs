@@ -37,7 +37,9 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
         {
             var trainer = Replica(job);
             _checkpointSink = checkpoint;
-            await using (var ring = await _communicators.ConnectAsync(generation.Generation, rank, peers, abandon))
+            var key = (options.Secret ?? throw new InvalidOperationException("a worker without a job secret cannot train (it is never registered)"))
+                .GenerationKey(generation.Generation, generation.KeySalt);
+            await using (var ring = await _communicators.ConnectAsync(generation.Generation, rank, peers, key, abandon))
             {
                 // Abandoned: close the ring, so a collective blocked inside a forward pass fails at once too.
                 using var abort = abandon.Register(() => _ = ring.DisposeAsync());

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Event;
 using Pretrain.Shared.Messages;
+using Pretrain.Shared.Security;
 
 namespace Pretrain.Worker.Host;
 
@@ -71,22 +72,76 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 
     protected override void PostStop() => _memory.Detach(Self);
 
+    // The nonces of this worker's recent challenge requests: an answer to any of them is taken (a late answer to the
+    // request of a second ago is not an impostor). Four: requests go out once a second, answers take milliseconds.
+    readonly Queue<byte[]> _nonces = new();
+    string? _refusal;
+
+    /// <summary>
+    /// Asks the coordinator for a registration challenge (Shared/Security/JoinProof.cs). A worker without a secret
+    /// registers unproven at once: the coordinator's refusal then says what is missing, and the worker exits 2.
+    /// </summary>
+    void AskToRegister()
+    {
+        if (_options.Secret is null)
+        {
+            _job.Tell(_memory.RegistrationHolding(_hooks.HeldStep()));
+            return;
+        }
+        var nonce = JoinProof.NewNonce();
+        _nonces.Enqueue(nonce);
+        while (_nonces.Count > 4) _nonces.Dequeue();
+        _job.Tell(new RequestJoinChallenge(_options.WorkerId, nonce));
+    }
+
+    void OnChallenge(JoinChallenge c)
+    {
+        if (_options.Secret is not { } secret) return;
+        if (!_nonces.Any(n => Hmac.Matches(c.CoordinatorProof ?? [], JoinProof.Coordinator(secret, _options.WorkerId, n, c.CoordinatorNonce ?? []))))
+        {
+            Exit(WorkerExitCodes.Refused, $"the coordinator at {Sender.Path.Address} answered with a proof that does not match this worker's job secret " +
+                                          $"({secret.Source}): it was given another secret, or it is not this job's coordinator");
+            return;
+        }
+        _job.Tell(JoinProof.Sign(secret, _memory.RegistrationHolding(_hooks.HeldStep()), c));
+    }
+
+    void OnRefused(RegistrationRefused r)
+    {
+        string why = r.Reason + (_options.Secret is null ? " — this worker has no job secret: pass --secret-file FILE or set PRETRAIN_SECRET_FILE" : "");
+        if (!r.MayRetry)
+        {
+            Exit(WorkerExitCodes.Refused, $"the coordinator at {Sender.Path.Address} refused the registration: {why}");
+            return;
+        }
+        if (_refusal is null && _memory.Job is null)
+            // The id's holder may be a process that just died (a replaced pod): give the failure detector (~5 s) time to say so.
+            Timers.StartSingleTimer("registration", new WaitDeadline("", WorkerExitCodes.Refused),
+                TimeSpan.FromSeconds(Math.Max(_options.Timeout.TotalSeconds, 15)));
+        if (_refusal != r.Reason) _log.Warning("the coordinator refused the registration for now, asking again every second: {0}", why);
+        _refusal = r.Reason;
+    }
+
     void StartRegistering()
     {
-        _job.Tell(_memory.RegistrationHolding(_hooks.HeldStep()));
+        AskToRegister();
         Timers.StartPeriodicTimer("retry", new RetryRegistration(), TimeSpan.FromSeconds(1));
         // The first registration is bounded here; a worker that held a job already is bounded by the
         // process's --coordinator-timeout (it may train on meanwhile).
         if (_memory.Job is null)
-            Timers.StartSingleTimer("deadline", new WaitDeadline(
+            Timers.StartSingleTimer("registration", new WaitDeadline(
                 $"the coordinator at {_job.PathString} did not answer registration within {_options.Timeout.TotalSeconds:0} s",
                 WorkerExitCodes.CoordinatorUnreachable), _options.Timeout);
     }
 
     void Registering()
     {
-        Receive<RetryRegistration>(_ => _job.Tell(_memory.RegistrationHolding(_hooks.HeldStep())));
-        Receive<WaitDeadline>(d => Exit(d.Code, d.What));
+        Receive<RetryRegistration>(_ => AskToRegister());
+        Receive<JoinChallenge>(OnChallenge);
+        Receive<RegistrationRefused>(OnRefused);
+        // A worker still refused when its registration time is up says why it was refused, and exits 2: its id is taken.
+        Receive<WaitDeadline>(d => Exit(_refusal is null ? d.Code : WorkerExitCodes.Refused, _refusal is null ? d.What
+            : $"the coordinator still refuses this worker after {_options.Timeout.TotalSeconds:0} s: {_refusal}"));
         Receive<WorkerRegistered>(OnRegistered);
         Receive<GenerationEnded>(Ended);     // recorded; reported once registered
         Receive<LeaveJob>(l =>
@@ -107,7 +162,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
     void OnRegistered(WorkerRegistered r)
     {
         Timers.Cancel("retry");
+        Timers.Cancel("registration");
         Timers.Cancel("deadline");
+        _refusal = null;
         bool again = _memory.Job is not null;
         _memory.Job = r.Job;
         _memory.Connected();

@@ -1,3 +1,5 @@
+using Pretrain.Shared.Security;
+
 namespace Pretrain.Worker.Host;
 
 /// <summary>How a worker process is started (`pretrain worker …`).</summary>
@@ -15,6 +17,9 @@ public sealed record WorkerOptions
 
     /// <summary>Prometheus /metrics port; 0 = any free port, -1 = off.</summary>
     public int MetricsPort { get; init; }
+
+    /// <summary>Address the metrics and health endpoint binds; null = <see cref="Host"/>.</summary>
+    public string? MetricsHost { get; init; }
 
     /// <summary>Torch intra-op threads; 0 = max(1, cores / workers on this machine).</summary>
     public int Threads { get; init; }
@@ -42,6 +47,12 @@ public sealed record WorkerOptions
     public TimeSpan CoordinatorTimeout { get; init; } = TimeSpan.FromSeconds(300);
 
     public bool Verbose { get; init; }
+
+    /// <summary>
+    /// The job secret (--secret-file): proved at registration, and the root of every generation's data-plane key.
+    /// Null: the worker registers unproven and the coordinator refuses it (exit 2, naming what is missing).
+    /// </summary>
+    public JobSecret? Secret { get; init; }
 }
 
 /// <summary>Process exit codes of `pretrain worker`, so a launcher or Kubernetes can tell what happened.</summary>
@@ -49,6 +60,8 @@ public static class WorkerExitCodes
 {
     public const int Finished = 0;
     public const int Failed = 1;
+    /// <summary>The coordinator refused the registration: no or a wrong job secret, or the worker id is held by a live process.</summary>
+    public const int Refused = 2;
     public const int PeerLost = 3;
     public const int Stopped = 4;
     /// <summary>No coordinator answered for --coordinator-timeout while this worker could not train (none at start, or its ring broke).</summary>

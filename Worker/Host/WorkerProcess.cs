@@ -45,13 +45,15 @@ public static class WorkerProcess
         {
             TorchSharp.torch.set_num_threads(threads);
             // /readyz: joined and training, or joined and waiting for a generation; not while (re)joining a coordinator.
-            using var metrics = MetricsEndpoint.Start(options.Host, options.MetricsPort, () => memory switch
+            using var metrics = MetricsEndpoint.Start(options.MetricsHost ?? options.Host, options.MetricsPort, () => memory switch
             {
                 { Training: true } => (true, "training"),
                 { Attached: true } => (true, "joined; waiting for a generation"),
                 _ => (false, $"joining the coordinator at {options.CoordinatorHost}:{options.CoordinatorPort}"),
             });
             using var listener = new DataPlaneListener(IPAddress.Parse(options.Host), options.DataPort, log);
+            if (options.Secret is null)
+                log.LogWarning("no job secret (--secret-file or PRETRAIN_SECRET_FILE): the coordinator will refuse this worker's registration");
             // Always printed: an operator needs the ports to scrape and to debug the ring.
             Console.Error.WriteLine($"[{options.WorkerId}] pid {Environment.ProcessId}, data plane {options.Host}:{listener.Port}, " +
                                     (metrics != null ? $"metrics on {metrics.Url}" : "metrics off") + $", {threads} torch thread(s)");

@@ -31,7 +31,7 @@ public static class Program
         var (listener, peers) = RankProcesses.Join("bench");
         using var owned = listener;
         var collectiveOptions = new CollectiveOptions { SegmentBytes = options.SegmentKib << 10, SocketBufferBytes = options.SocketKib << 10 };
-        await using var ring = new RingCommunicator(listener, 1, rank, peers, collectiveOptions);
+        await using var ring = new RingCommunicator(listener, 1, rank, peers, RankProcesses.Key, collectiveOptions);
         await ring.ConnectAsync();
         var barrier = new float[1];
         foreach (var bytes in options.Sizes)

@@ -76,7 +76,7 @@ public static class Program
         var text = File.ReadAllText(o.Recipe);
         if (o.ChildShards > 0) text = text.TrimEnd() + $"\nreproducible:\n  enabled: true\n  shards: {o.ChildShards}\n";
         var recipe = RecipeLoader.Parse(text, Path.GetFullPath(o.Recipe));
-        await using var ring = new RingCommunicator(listener, 1, rank, peers, new CollectiveOptions());
+        await using var ring = new RingCommunicator(listener, 1, rank, peers, RankProcesses.Key, new CollectiveOptions());
         await ring.ConnectAsync();
         var run = Directory.CreateTempSubdirectory("pretrain-bench-reproducible-").FullName;
         try

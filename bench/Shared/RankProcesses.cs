@@ -58,6 +58,9 @@ public static class RankProcesses
         return await task;
     }
 
+    /// <summary>The generation key every rank of a benchmark proves (ranks are children of one bench process; a job derives one per generation from its secret).</summary>
+    public static readonly byte[] Key = System.Security.Cryptography.SHA256.HashData("pretrain bench ring"u8);
+
     /// <summary>Child: binds a listener, announces its port, and returns it with every rank's address.</summary>
     public static (DataPlaneListener Listener, RingPeer[] Peers) Join(string name)
     {
