@@ -191,9 +191,25 @@ public sealed class PodRun : IDisposable
                 {
                     { PersistentVolumeClaim: { } claim } => Claim(claim.ClaimName),
                     { ConfigMap: { } cm } => Path.Combine(_root, "configmaps", cm.Name),
+                    { Secret: { } sv } => WriteSecret(sv.SecretName),
                     _ => Directory.CreateDirectory(Path.Combine(_root, "empty", pod, volume.Name)).FullName,
                 };
             }
+    }
+
+    /// <summary>A Secret's keys as files (mode 0400, as defaultMode asks in the manifests), in a folder of its own.</summary>
+    string WriteSecret(string name)
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_root, "secrets", name)).FullName;
+        var secret = _objects.OfType<V1Secret>().Single(s => s.Name() == name);
+        foreach (var (key, value) in secret.StringData ?? new Dictionary<string, string>())
+        {
+            var file = Path.Combine(folder, key);
+            if (File.Exists(file)) continue;
+            File.WriteAllText(file, value);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(file, UnixFileMode.UserRead);
+        }
+        return folder;
     }
 
     void WriteConfigMaps()
