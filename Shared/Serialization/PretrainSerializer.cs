@@ -35,6 +35,9 @@ public sealed class PretrainSerializer(ExtendedActorSystem system) : SerializerW
             return MessagePackSerializer.Deserialize(type, bytes, Options)
                 ?? throw new SerializationException($"Pretrain message '{manifest}' ({type.Name}) deserialized to null.");
         }
+        // MessagePack 2.5 wraps whatever a formatter throws in this one type (EndOfStreamException for a length past the
+        // end, OverflowException for a list whose array32 header of 2^32-1 it reads as -1) and checks a length against
+        // the bytes left before allocating; Tests/Fuzz/MessageFuzzTests holds it to that.
         catch (MessagePackSerializationException e)
         {
             throw new SerializationException($"Malformed pretrain message '{manifest}' ({type.Name}): {e.Message}", e);

@@ -4,6 +4,7 @@ using Pretrain.Shared.Recipes;
 using Pretrain.Tests.Training;
 using Pretrain.Worker.Training.Checkpoints;
 using Xunit;
+using static Pretrain.Tests.Fuzz.Mutations;
 using static TorchSharp.torch;
 
 namespace Pretrain.Tests.Fuzz;
@@ -14,62 +15,11 @@ namespace Pretrain.Tests.Fuzz;
 /// a valid file (bytes flipped, set to edge values, inserted, deleted, duplicated, truncated), so a failure
 /// replays: every input is either accepted or refused with the reader's own error type naming the file —
 /// never another exception, never a hang. PRETRAIN_FUZZ_COUNT raises the count (`./test.sh --long` style runs).
+/// The mutator and the loop are <see cref="Mutations"/>'s.
 /// </summary>
 public sealed class ReaderFuzzTests : IDisposable
 {
-    static readonly int Count = int.TryParse(Environment.GetEnvironmentVariable("PRETRAIN_FUZZ_COUNT"), out var n) && n > 0 ? n : 10_000;
     readonly string _dir = Directory.CreateTempSubdirectory("pretrain-fuzz-").FullName;
-
-    /// <summary>A mutation of <paramref name="input"/>: one to four edits chosen by <paramref name="random"/>.</summary>
-    static byte[] Mutate(byte[] input, Random random, ReadOnlySpan<byte> dictionary)
-    {
-        var bytes = new List<byte>(input);
-        for (var edits = random.Next(1, 5); edits > 0; edits--)
-        {
-            var at = bytes.Count == 0 ? 0 : random.Next(bytes.Count);
-            switch (random.Next(7))
-            {
-                case 0 when bytes.Count > 0: bytes[at] ^= (byte)(1 << random.Next(8)); break;                  // a bit flip
-                case 1 when bytes.Count > 0: bytes[at] = new byte[] { 0, 0xFF, 0x7F, 0x80, 1 }[random.Next(5)]; break;  // an edge value
-                case 2: bytes.Insert(at, dictionary[random.Next(dictionary.Length)]); break;                  // a significant byte
-                case 3 when bytes.Count > 0: bytes.RemoveRange(at, Math.Min(bytes.Count - at, random.Next(1, 16))); break;
-                case 4 when bytes.Count > 0:                                                                   // a run duplicated
-                    var run = bytes.GetRange(at, Math.Min(bytes.Count - at, random.Next(1, 64)));
-                    bytes.InsertRange(random.Next(bytes.Count), run);
-                    break;
-                case 5: bytes.RemoveRange(at, bytes.Count - at); break;                                        // truncated
-                default:
-                    if (bytes.Count >= 8)                                                                      // an 8-byte field made huge or negative
-                    {
-                        var field = random.Next(bytes.Count - 7);
-                        var value = new[] { long.MaxValue, long.MinValue, -1L, int.MaxValue + 1L, 1L << 40 }[random.Next(5)];
-                        for (var k = 0; k < 8; k++) bytes[field + k] = BitConverter.GetBytes(value)[k];
-                    }
-                    break;
-            }
-        }
-        return [.. bytes];
-    }
-
-    /// <summary>Runs <paramref name="read"/> on <see cref="Count"/> mutations; only <typeparamref name="TError"/> may escape.</summary>
-    static void Fuzz<TError>(byte[] valid, string dictionary, int seed, Action<byte[]> read) where TError : Exception
-    {
-        read(valid);                                                                  // the seed input is accepted
-        var random = new Random(seed);
-        int refused = 0;
-        for (var i = 0; i < Count; i++)
-        {
-            var input = Mutate(valid, random, Encoding.ASCII.GetBytes(dictionary));
-            try { read(input); }
-            catch (TError) { refused++; }
-            catch (Exception e)
-            {
-                throw new Xunit.Sdk.XunitException($"input {i} of seed {seed} ({input.Length} bytes) escaped as {e.GetType().Name}: {e.Message}\n" +
-                                                   Convert.ToBase64String(input));
-            }
-        }
-        Assert.True(refused > Count / 10, $"only {refused} of {Count} mutations were refused: the mutator is not reaching the checks");
-    }
 
     [Fact]
     public void The_recipe_loader_refuses_every_broken_recipe_with_a_recipe_error()
