@@ -26,7 +26,7 @@ public sealed record CheckpointManifest(
     };
 }
 
-/// <summary>One file of a checkpoint: its size in bytes and xxHash64 (16 hex digits).</summary>
+/// <summary>One file of a checkpoint: its plain name in the checkpoint's directory, its size in bytes and xxHash64 (16 hex digits).</summary>
 public sealed record CheckpointFile(string Name, long Size, string Xxhash64);
 
 /// <summary>

@@ -131,38 +131,32 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
     {
         foreach (var (step, directory) in Published())
         {
-            if (Verify(directory) is not { } manifest)
-                continue;
-            if (manifest.Step != step)
+            VerifiedCheckpoint checkpoint;
+            try
             {
-                log($"warning: {directory}: manifest says step {manifest.Step}; skipping");
+                checkpoint = Verify(directory, step);
+            }
+            catch (InvalidDataException e)
+            {
+                log($"warning: {e.Message}; skipping {directory}");
                 continue;
             }
-            if (recipeHash is not null && manifest.RecipeHash != recipeHash)
+            if (recipeHash is not null && checkpoint.Manifest.RecipeHash != recipeHash)
                 throw new InvalidOperationException(
-                    $"{directory} was written by recipe {manifest.RecipeHash} but this job's recipe is {recipeHash}; " +
+                    $"{directory} was written by recipe {checkpoint.Manifest.RecipeHash} but this job's recipe is {recipeHash}; " +
                     "refusing to resume (use a new run directory, or the original recipe)");
-            var state = JsonSerializer.Deserialize<TrainingState>(File.ReadAllBytes(Path.Combine(directory, StateFile)), CheckpointManifest.Json)
-                        ?? throw new InvalidDataException($"{directory}/{StateFile}: empty");
-            return new VerifiedCheckpoint(directory, manifest, state);
+            return checkpoint;
         }
         return null;
     }
 
-    /// <summary>The checkpoint in <paramref name="directory"/>, verified; throws naming what is wrong with it.</summary>
+    /// <summary>The checkpoint in <paramref name="directory"/>, verified; throws <see cref="InvalidDataException"/> naming what is wrong with it.</summary>
     public static VerifiedCheckpoint Open(string directory)
     {
-        var problems = new List<string>();
-        var store = new CheckpointStore(Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(directory)))!, problems.Add);
         var name = Path.GetFileName(Path.GetFullPath(directory));
         if (!name.StartsWith(Prefix, StringComparison.Ordinal) || !long.TryParse(name.AsSpan(Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var step))
             throw new InvalidDataException($"{directory}: not a checkpoint directory (expected checkpoints/{Prefix}NNNNNNNN)");
-        if (store.Verify(directory) is not { } manifest)
-            throw new InvalidDataException(problems.Count > 0 ? problems[0] : $"{directory}: not a valid checkpoint");
-        var state = JsonSerializer.Deserialize<TrainingState>(File.ReadAllBytes(Path.Combine(directory, StateFile)), CheckpointManifest.Json)
-                    ?? throw new InvalidDataException($"{directory}/{StateFile}: empty");
-        return manifest.Step == step ? new VerifiedCheckpoint(directory, manifest, state)
-            : throw new InvalidDataException($"{directory}: manifest says step {manifest.Step}");
+        return Verify(directory, step);
     }
 
     /// <summary>Published checkpoint directories, newest first; <c>.tmp-*</c> and other names are ignored.</summary>
@@ -175,36 +169,74 @@ public sealed class CheckpointStore(string runDirectory, Action<string> log)
             .Select(x => (x.Step, x.Dir))
             .ToList();
 
-    private CheckpointManifest? Verify(string directory)
+    /// <summary>
+    /// The checkpoint of <paramref name="step"/> in <paramref name="directory"/>: its manifest parses and lists every file
+    /// the loaders read, by plain names in this directory; those files match their sizes and checksums; the training state
+    /// parses and is at the same step. Otherwise throws <see cref="InvalidDataException"/> naming the file that is wrong.
+    /// </summary>
+    private static VerifiedCheckpoint Verify(string directory, long step)
     {
         var manifestPath = Path.Combine(directory, CheckpointManifest.FileName);
-        CheckpointManifest? manifest;
-        try
-        {
-            manifest = JsonSerializer.Deserialize<CheckpointManifest>(File.ReadAllBytes(manifestPath), CheckpointManifest.Json);
-        }
-        catch (Exception e) when (e is IOException or JsonException)
-        {
-            log($"warning: {manifestPath}: unreadable manifest ({e.Message}); skipping {directory}");
-            return null;
-        }
-        if (manifest is null || manifest.FormatVersion != CheckpointManifest.CurrentFormat || manifest.Files is null)
-        {
-            log($"warning: {manifestPath}: not a format {CheckpointManifest.CurrentFormat} manifest; skipping {directory}");
-            return null;
-        }
+        var manifest = ReadJson<CheckpointManifest>(manifestPath);
+        if (manifest.FormatVersion != CheckpointManifest.CurrentFormat || manifest.Files is null || manifest.RecipeHash is null)
+            throw new InvalidDataException($"{manifestPath}: not a format {CheckpointManifest.CurrentFormat} manifest");
+        if (ListingProblem(manifest.Files) is { } problem)
+            throw new InvalidDataException($"{manifestPath}: {problem}");
         foreach (var expected in manifest.Files)
         {
             var path = Path.Combine(directory, expected.Name);
             var actual = File.Exists(path) ? Describe(path) : null;
             if (actual is null || actual.Size != expected.Size || actual.Xxhash64 != expected.Xxhash64)
-            {
-                log($"warning: {path}: checksum mismatch (expected {expected.Size} bytes xxhash64 {expected.Xxhash64}, " +
-                    $"found {(actual is null ? "no file" : $"{actual.Size} bytes xxhash64 {actual.Xxhash64}")}); skipping {directory}");
-                return null;
-            }
+                throw new InvalidDataException(
+                    $"{path}: checksum mismatch (expected {expected.Size} bytes xxhash64 {expected.Xxhash64}, " +
+                    $"found {(actual is null ? "no file" : $"{actual.Size} bytes xxhash64 {actual.Xxhash64}")})");
         }
-        return manifest;
+        if (manifest.Step != step)
+            throw new InvalidDataException($"{directory}: manifest says step {manifest.Step}");
+
+        // Verified above, so a state that does not parse was written so, not damaged on disk.
+        var statePath = Path.Combine(directory, StateFile);
+        var state = ReadJson<TrainingState>(statePath);
+        if (state.Step != manifest.Step)
+            throw new InvalidDataException($"{statePath}: step {state.Step}, but the manifest says step {manifest.Step}");
+        if (state.SampleDigest is null)
+            throw new InvalidDataException($"{statePath}: sample_digest is null");
+        return new VerifiedCheckpoint(directory, manifest, state);
+    }
+
+    // The files the loaders read: each must be listed, so that it is verified before it is read.
+    private static readonly string[] Listed = [ModelFile, OptimizerFile, StateFile, RecipeFile];
+
+    /// <summary>What is wrong with a manifest's list of files, or null.</summary>
+    private static string? ListingProblem(IReadOnlyList<CheckpointFile?> files)
+    {
+        foreach (var file in files)
+        {
+            if (file is null || file.Name is null || file.Xxhash64 is null)
+                return "a file without a name or a checksum";
+            // A plain name of a file in this directory: "../../x", "/etc/passwd" or "sub/../../x" would have the reader
+            // open (and verify, and a loader then trust) a file outside the checkpoint; a device there could hang it.
+            if (file.Name is "" or "." or ".." || file.Name.IndexOfAny(['/', '\\', '\0']) >= 0)
+                return $"file name '{file.Name}' is not a file of the checkpoint directory";
+            if (file.Size < 0)
+                return $"{file.Name} has a negative size ({file.Size})";
+        }
+        return Listed.FirstOrDefault(name => !files.Any(f => f?.Name == name)) is { } missing ? $"{missing} is not listed" : null;
+    }
+
+    /// <summary>The JSON file at <paramref name="path"/>; throws <see cref="InvalidDataException"/> naming it when it cannot be read or parsed.</summary>
+    private static T ReadJson<T>(string path) where T : class
+    {
+        T? value;
+        try
+        {
+            value = JsonSerializer.Deserialize<T>(File.ReadAllBytes(path), CheckpointManifest.Json);
+        }
+        catch (Exception e) when (e is IOException or JsonException)
+        {
+            throw new InvalidDataException($"{path}: unreadable ({e.Message})", e);
+        }
+        return value ?? throw new InvalidDataException($"{path}: null");
     }
 
     private static CheckpointFile Describe(string path)
