@@ -171,6 +171,11 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     private void OnRegister(RegisterWorker c)
     {
         // Proof first: nothing unproven is stashed, tracked or decided on, so it can neither change the job nor fill memory.
+        if (string.IsNullOrEmpty(c.WorkerId) || c.Host is null || c.Incarnation is null)
+        {
+            Refuse(c.WorkerId ?? "", "malformed", "its registration leaves out its worker id, host or incarnation", mayRetry: false);
+            return;
+        }
         if (!JoinProof.Verify(_secret, c))
         {
             bool none = c.Proof is null || c.Nonce is null;

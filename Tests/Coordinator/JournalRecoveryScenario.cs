@@ -21,7 +21,8 @@ public static class JournalRecoveryScenario
     public static async Task RunAsync(JournalOptions journal, string runDirectory, int? snapshotEvery = 0)
     {
         // A fresh persistence id, so a shared server (PRETRAIN_TEST_POSTGRES) never replays older runs.
-        var options = new CoordinatorOptions { RunDirectory = runDirectory, Journal = journal, JobId = $"job-{Guid.NewGuid():N}", SnapshotEvery = snapshotEvery };
+        var secret = Pretrain.Shared.Security.JobSecret.Random();
+        var options = new CoordinatorOptions { RunDirectory = runDirectory, Journal = journal, JobId = $"job-{Guid.NewGuid():N}", SnapshotEvery = snapshotEvery, Secret = secret };
 
         JobState before;
         await using (var host = await CoordinatorHost.StartAsync(options))
@@ -29,8 +30,8 @@ public static class JournalRecoveryScenario
             await host.SubmitAsync(Spec(2));
             var w0 = Inbox.Create(host.System);
             var w1 = Inbox.Create(host.System);
-            host.Job.Tell(Register("w0", 29500), w0.Receiver);
-            host.Job.Tell(Register("w1", 29501), w1.Receiver);
+            await SignedRegistration.SendAsync(host.Job, w0, Register("w0", 29500), secret, Timeout);
+            await SignedRegistration.SendAsync(host.Job, w1, Register("w1", 29501), secret, Timeout);
             Assert.IsType<WorkerRegistered>(await w0.ReceiveAsync(Timeout));
             Assert.IsType<GenerationStarted>(await w0.ReceiveAsync(Timeout));
 

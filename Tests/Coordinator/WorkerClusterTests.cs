@@ -91,6 +91,7 @@ public sealed class WorkerClusterTests : IAsyncLifetime
         Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => up.TrySetResult());
         await up.Task.WaitAsync(Timeout);
 
+        await CoordinatorSeesUpAsync(system);
         var inbox = Inbox.Create(system);
         await RegisterAsync(system, inbox, Registration(workerId), _secret);
         return inbox;
@@ -99,17 +100,8 @@ public sealed class WorkerClusterTests : IAsyncLifetime
     private RegisterWorker Registration(string workerId, string? incarnation = null) =>
         new(workerId, "127.0.0.1", 29500 + _workers.Count, 0, Environment.ProcessId, incarnation ?? workerId + "-1");
 
-    /// <summary>What a worker does to register: ask for a challenge, check the coordinator's proof, send the signed registration.</summary>
-    private async Task<RegisterWorker> RegisterAsync(ActorSystem system, Inbox inbox, RegisterWorker registration, JobSecret secret)
-    {
-        var nonce = JoinProof.NewNonce();
-        system.ActorSelection(_host.JobPath).Tell(new RequestJoinChallenge(registration.WorkerId, nonce), inbox.Receiver);
-        var challenge = Assert.IsType<JoinChallenge>(await inbox.ReceiveAsync(Timeout));
-        Assert.Equal(JoinProof.Coordinator(_secret, registration.WorkerId, nonce, challenge.CoordinatorNonce), challenge.CoordinatorProof);
-        var signed = JoinProof.Sign(secret, registration, challenge);
-        system.ActorSelection(_host.JobPath).Tell(signed, inbox.Receiver);
-        return signed;
-    }
+    private Task<RegisterWorker> RegisterAsync(ActorSystem system, Inbox inbox, RegisterWorker registration, JobSecret secret) =>
+        SignedRegistration.SendAsync(system.ActorSelection(_host.JobPath), inbox, registration, secret, Timeout, coordinatorSecret: _secret);
 
     private async Task<(ActorSystem System, Inbox Inbox)> StartNodeAsync()
     {
@@ -118,7 +110,23 @@ public sealed class WorkerClusterTests : IAsyncLifetime
         var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => up.TrySetResult());
         await up.Task.WaitAsync(Timeout);
+        await CoordinatorSeesUpAsync(system);
         return (system, Inbox.Create(system));
+    }
+
+    /// <summary>
+    /// The coordinator takes registrations only from members it sees Up (a real worker asks again every second; these
+    /// inboxes ask once), and gossip may tell it a moment after the node itself knows.
+    /// </summary>
+    private async Task CoordinatorSeesUpAsync(ActorSystem node)
+    {
+        var address = Akka.Cluster.Cluster.Get(node).SelfAddress;
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!Akka.Cluster.Cluster.Get(_host.System).State.Members.Any(m => m.Address.Equals(address) && m.Status == Akka.Cluster.MemberStatus.Up))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"the coordinator did not see {address} Up within {Timeout}");
+            await Task.Delay(20);
+        }
     }
 
     [Fact]

@@ -25,14 +25,16 @@ public sealed class SeparateRun : IDisposable
     }
 
     /// <summary>Starts the coordinator and <paramref name="workers"/> workers named w0, w1, ….</summary>
-    public static SeparateRun Start(string directory, string recipe, int workers, string[]? coordinatorArgs = null, string[]? workerArgs = null)
+    /// <param name="perWorker">Arguments of worker i beyond <paramref name="workerArgs"/> (e.g. its --data-port).</param>
+    public static SeparateRun Start(string directory, string recipe, int workers, string[]? coordinatorArgs = null, string[]? workerArgs = null,
+        Func<int, string[]>? perWorker = null)
     {
         var run = new SeparateRun(directory, recipe, workers, coordinatorArgs ?? ["--timeout", "5"], workerArgs ?? ["--timeout", "5"]);
         run.StartCoordinator();
         // Workers start once the coordinator listens: a test giving them a short --coordinator-timeout must not see
         // it expire while a loaded machine is still starting the coordinator (seen in CI: exit 5 before the test began).
         run.Coordinator.WaitForOutputAsync(o => o.Contains("coordinator at ", StringComparison.Ordinal), TimeSpan.FromMinutes(1)).GetAwaiter().GetResult();
-        for (int i = 0; i < workers; i++) run.StartWorker($"w{i}");
+        for (int i = 0; i < workers; i++) run.StartWorker($"w{i}", perWorker?.Invoke(i) ?? []);
         return run;
     }
 
@@ -56,10 +58,10 @@ public sealed class SeparateRun : IDisposable
         return process;
     }
 
-    public CliProcess StartWorker(string id)
+    public CliProcess StartWorker(string id, params string[] extra)
     {
         var process = CliProcess.Start(["worker", "--coordinator", $"127.0.0.1:{Port}", "--worker-id", id, "--threads", "1", "--secret-file", SecretFile,
-            "--metrics-port", "-1", "--verbose", .. _workerArgs]);
+            "--metrics-port", "-1", "--verbose", .. _workerArgs, .. extra]);
         _workers[id] = process;
         return process;
     }

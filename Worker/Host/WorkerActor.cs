@@ -94,22 +94,27 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         _job.Tell(new RequestJoinChallenge(_options.WorkerId, nonce));
     }
 
+    /// <summary>
+    /// Answers a challenge with the signed registration. A coordinator whose own proof does not match this worker's
+    /// secret is answered too — so the coordinator logs and counts a worker with a wrong secret — but never trusted:
+    /// its refusal, or its acceptance, ends this worker with exit 2 (<see cref="_unprovenCoordinator"/>).
+    /// </summary>
     void OnChallenge(JoinChallenge c)
     {
         if (_options.Secret is not { } secret) return;
         if (!_nonces.Any(n => Hmac.Matches(c.CoordinatorProof ?? [], JoinProof.Coordinator(secret, _options.WorkerId, n, c.CoordinatorNonce ?? []))))
-        {
-            Exit(WorkerExitCodes.Refused, $"the coordinator at {Sender.Path.Address} answered with a proof that does not match this worker's job secret " +
-                                          $"({secret.Source}): it was given another secret, or it is not this job's coordinator");
-            return;
-        }
+            _unprovenCoordinator = $"the coordinator at {Sender.Path.Address} answered with a proof that does not match this worker's job secret " +
+                                   $"({secret.Source}): the two were given different secrets, or it is not this job's coordinator";
         _job.Tell(JoinProof.Sign(secret, _memory.RegistrationHolding(_hooks.HeldStep()), c));
     }
+
+    string? _unprovenCoordinator;
 
     void OnRefused(RegistrationRefused r)
     {
         string why = r.Reason + (_options.Secret is null ? " — this worker has no job secret: pass --secret-file FILE or set PRETRAIN_SECRET_FILE" : "");
-        if (!r.MayRetry)
+        if (_unprovenCoordinator is not null) why += "; and " + _unprovenCoordinator;
+        if (!r.MayRetry || _unprovenCoordinator is not null)
         {
             Exit(WorkerExitCodes.Refused, $"the coordinator at {Sender.Path.Address} refused the registration: {why}");
             return;
@@ -140,8 +145,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         Receive<JoinChallenge>(OnChallenge);
         Receive<RegistrationRefused>(OnRefused);
         // A worker still refused when its registration time is up says why it was refused, and exits 2: its id is taken.
-        Receive<WaitDeadline>(d => Exit(_refusal is null ? d.Code : WorkerExitCodes.Refused, _refusal is null ? d.What
-            : $"the coordinator still refuses this worker after {_options.Timeout.TotalSeconds:0} s: {_refusal}"));
+        Receive<WaitDeadline>(d =>
+        {
+            if (_unprovenCoordinator is { } impostor) Exit(WorkerExitCodes.Refused, impostor);
+            else if (_refusal is { } refusal) Exit(WorkerExitCodes.Refused, $"the coordinator still refuses this worker: {refusal}");
+            else Exit(d.Code, d.What);
+        });
         Receive<WorkerRegistered>(OnRegistered);
         Receive<GenerationEnded>(Ended);     // recorded; reported once registered
         Receive<LeaveJob>(l =>
@@ -161,6 +170,11 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 
     void OnRegistered(WorkerRegistered r)
     {
+        if (_unprovenCoordinator is { } impostor)
+        {
+            Exit(WorkerExitCodes.Refused, impostor);    // accepted by a process that could not prove the secret: not ours to train for
+            return;
+        }
         Timers.Cancel("retry");
         Timers.Cancel("registration");
         Timers.Cancel("deadline");
