@@ -13,7 +13,7 @@ static class CommandRunner
         {
             return await body();
         }
-        catch (Exception e) when (e is UserError or RecipeException or SecretException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
+        catch (Exception e) when (e is UserError or RecipeException or SecretException or CertificateException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
         {
             Console.Error.WriteLine("[pretrain] error: " + e.Message);
             return 2;
