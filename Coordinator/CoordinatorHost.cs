@@ -15,15 +15,15 @@ public sealed class CoordinatorHost : IAsyncDisposable
     private readonly Observer _observer;
     private readonly TimeSpan _timeout;
 
-    private CoordinatorHost(ActorSystem system, IActorRef job, Observer observer, string publicHost, int port, TimeSpan timeout)
+    private CoordinatorHost(ActorSystem system, IActorRef job, Observer observer, string publicHost, int port, TimeSpan timeout, bool tls)
     {
         System = system;
         Job = job;
         _observer = observer;
         _timeout = timeout;
         Port = port;
-        Address = ClusterHocon.Address(publicHost, port);
-        JobPath = ClusterHocon.JobPath(publicHost, port);
+        Address = ClusterHocon.Address(publicHost, port, tls);
+        JobPath = ClusterHocon.JobPath(publicHost, port, tls);
     }
 
     public ActorSystem System { get; }
@@ -75,7 +75,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
             new InvalidOperationException("The coordinator stopped before the job completed or failed.")), TaskScheduler.Default);
         var job = system.ActorOf(JobActor.Props(options.JobId, observer, options.Secret, options.SnapshotEvery), ClusterHocon.JobActorName);
         system.ActorOf(AdmissionActor.Props(options.AdmissionGrace ?? Max(options.Timeout, TimeSpan.FromSeconds(10))), "admission");
-        return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout);
+        return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout, options.Tls is not null);
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;

@@ -22,7 +22,7 @@ public static class CoordinatorNode
                 ClusterHocon.Coordinator(options.Hostname, options.Port, options.PublicHostname, options.VerboseLogging)))
             .WithFallback(SqlPersistence.DefaultConfiguration);
 
-        var system = ActorSystem.Create(ClusterHocon.SystemName, config);
+        var system = ClusterTls.CreateSystem(config, options.Tls);
         try
         {
             // The coordinator is its own seed: with port 0 its address is only known once bound.

@@ -36,6 +36,9 @@ public sealed record CoordinatorOptions
     /// <summary>How long a cluster member may stay without proving the secret before it is downed; null = max(10 s, <see cref="Timeout"/>).</summary>
     public TimeSpan? AdmissionGrace { get; init; }
 
+    /// <summary>Akka.Remote over mutually authenticated TLS with these certificates; null = plain TCP.</summary>
+    public Pretrain.Shared.Cluster.ClusterTls? Tls { get; init; }
+
     /// <summary>Akka logs at INFO instead of WARNING.</summary>
     public bool VerboseLogging { get; init; }
 

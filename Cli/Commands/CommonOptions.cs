@@ -66,6 +66,26 @@ static class CommonOptions
             : "The job secret, the same file the coordinator was given: proved at registration and for every ring connection. Without it the coordinator refuses this worker.",
     };
 
+    public static Option<FileInfo?> TlsCertificate() => new("--tls-cert")
+    {
+        Description = "This node's certificate with its key (NAME.pfx from `pretrain certs`): Akka.Remote runs over mutual TLS, and peers must hold certificates of the same job CA.",
+    };
+
+    public static Option<FileInfo?> TlsAuthority() => new("--tls-ca")
+    {
+        Description = "The job CA (ca.crt from `pretrain certs`) that must have issued every peer's certificate. Needed with --tls-cert.",
+    };
+
+    /// <summary>The certificates of --tls-cert and --tls-ca, or null when neither is given; exit 2 naming what is missing.</summary>
+    public static Pretrain.Shared.Cluster.ClusterTls? LoadTls(System.CommandLine.ParseResult parse, Option<FileInfo?> certificate, Option<FileInfo?> authority) =>
+        (parse.GetValue(certificate), parse.GetValue(authority)) switch
+        {
+            (null, null) => null,
+            ({ } cert, { } ca) => Pretrain.Shared.Cluster.ClusterTls.Load(cert.FullName, ca.FullName),
+            (null, _) => throw new UserError("--tls-ca needs --tls-cert (this node's certificate, NAME.pfx from `pretrain certs`)."),
+            (_, null) => throw new UserError("--tls-cert needs --tls-ca (the job CA, ca.crt from `pretrain certs`)."),
+        };
+
     public static Option<string?> MetricsHost() => new("--metrics-host")
     {
         Description = "Address the /metrics, /healthz and /readyz endpoint binds (e.g. 0.0.0.0 in a pod, 127.0.0.1 to keep it local). Default: --host.",

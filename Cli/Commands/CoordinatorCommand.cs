@@ -34,10 +34,16 @@ static class CoordinatorCommand
         var verbose = CommonOptions.Verbose();
         var secretFile = CommonOptions.SecretFile("coordinator");
         var metricsHost = CommonOptions.MetricsHost();
+        var tlsCert = CommonOptions.TlsCertificate();
+        var tlsCa = CommonOptions.TlsAuthority();
+        var tlsDataPlane = new Option<bool>("--tls-data-plane")
+        {
+            Description = "Run the ring (gradients) over mutual TLS too; every worker then needs --tls-cert and --tls-ca. Needs --tls-cert here.",
+        };
 
         var command = new Command("coordinator", "Run the coordinator alone: workers started elsewhere join it with `pretrain worker --coordinator HOST:PORT`.")
         {
-            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose, secretFile, metricsHost,
+            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose, secretFile, metricsHost, tlsCert, tlsCa, tlsDataPlane,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => CoordinatorRun.RunAsync(new RunOptions
         {
@@ -59,6 +65,8 @@ static class CoordinatorCommand
             Verbose = parse.GetValue(verbose),
             SecretFile = parse.GetValue(secretFile)?.FullName,
             MetricsHost = parse.GetValue(metricsHost),
+            Tls = CommonOptions.LoadTls(parse, tlsCert, tlsCa),
+            TlsDataPlane = parse.GetValue(tlsDataPlane),
         }, launch: null, ct)));
         return command;
     }

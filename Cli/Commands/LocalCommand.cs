@@ -28,10 +28,14 @@ static class LocalCommand
         }.Check(v => v < 0 ? $"--max-restarts must be at least 0, got {v}." : null);
         var timeout = CommonOptions.Timeout();
         var verbose = CommonOptions.Verbose();
+        var tls = new Option<bool>("--tls")
+        {
+            Description = "Mutual TLS on both planes: a job CA and node certificates are made in RUN_DIR/tls (as `pretrain certs` does) and every process uses them.",
+        };
 
         var command = new Command("local", "Run a job on this machine: the coordinator in-process, N worker processes on loopback, the SQLite journal in the run directory.")
         {
-            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose,
+            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose, tls,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
         {
@@ -47,6 +51,8 @@ static class LocalCommand
             Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
             MaxRestarts = parse.GetValue(maxRestarts),
             Verbose = parse.GetValue(verbose),
+            MakeTls = parse.GetValue(tls),
+            TlsDataPlane = parse.GetValue(tls),
         }, ct)));
         return command;
     }

@@ -39,11 +39,13 @@ static class WorkerCommand
         var verbose = CommonOptions.Verbose();
         var secretFile = CommonOptions.SecretFile("worker");
         var metricsHost = CommonOptions.MetricsHost();
+        var tlsCert = CommonOptions.TlsCertificate();
+        var tlsCa = CommonOptions.TlsAuthority();
         var prepare = new Option<bool>("--prepare") { Description = "Take corpus-preparation tasks from `pretrain prepare` instead of a training rank." };
 
         var command = new Command("worker", "Run one data-parallel worker: join the coordinator, take a rank, train, report.")
         {
-            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, preempted, verbose, prepare, secretFile, metricsHost,
+            coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, preempted, verbose, prepare, secretFile, metricsHost, tlsCert, tlsCa,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
@@ -64,6 +66,7 @@ static class WorkerCommand
                 // Read before anything starts: a missing or short file is exit 2 naming it.
                 Secret = parse.GetValue(secretFile) is { } file ? Pretrain.Shared.Security.JobSecret.Load(file.FullName) : null,
                 MetricsHost = parse.GetValue(metricsHost),
+                Tls = CommonOptions.LoadTls(parse, tlsCert, tlsCa),
             };
             if (parse.GetValue(workerId) is { } id) options = options with { WorkerId = id };
             return parse.GetValue(prepare) ? PreparationWorkerProcess.RunAsync(options, plans, ct) : WorkerProcess.RunAsync(options, ct);

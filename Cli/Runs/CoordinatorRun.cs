@@ -14,7 +14,8 @@ using Pretrain.Worker.Training.Checkpoints;
 namespace Pretrain.Cli.Runs;
 
 /// <summary>Starts the workers of a run once the coordinator listens (local runs); null for `pretrain coordinator`.</summary>
-public delegate WorkerProcesses WorkerLaunch(int coordinatorPort, string runDirectory, string secretFile, RunConsole console);
+/// <param name="credentials">The arguments that give a worker the job's secret and, with TLS, its certificates.</param>
+public delegate WorkerProcesses WorkerLaunch(int coordinatorPort, string runDirectory, IReadOnlyList<string> credentials, RunConsole console);
 
 /// <summary>
 /// A job seen from the coordinator's process: validate the recipe, start the coordinator node and its
@@ -39,6 +40,10 @@ public static class CoordinatorRun
         RunDirectoryState.EnsureWritable(runDirectory);
         // The job secret workers prove (brief, principle 8): given, or the run directory's own, made once (0600).
         var secret = options.SecretFile is { } secretFile ? JobSecret.Load(secretFile) : JobSecret.CreateOrLoad(Path.Combine(runDirectory, JobSecret.FileName));
+        List<string> credentials = ["--secret-file", secret.Source];
+        if (options.MakeTls) (options, credentials) = LocalCertificates(options, runDirectory, credentials, console);
+        if (options.TlsDataPlane && options.Tls is null)
+            throw new UserError("--tls-data-plane needs --tls-cert and --tls-ca (the coordinator's certificate and the job CA from `pretrain certs`).");
         long maxSteps = Math.Min(options.MaxSteps ?? recipe.Steps, recipe.Steps);
 
         var clock = Stopwatch.StartNew();
@@ -59,6 +64,7 @@ public static class CoordinatorRun
             VerboseLogging = options.Verbose,
             Timeout = options.Timeout,
             Secret = secret,
+            Tls = options.Tls,
         };
         await using var coordinator = await CoordinatorHost.StartAsync(coordinatorOptions, ct);
         // A job already in the journal (a restarted `pretrain coordinator`) continues whatever the run directory
@@ -85,7 +91,7 @@ public static class CoordinatorRun
         try
         {
             await coordinator.SubmitAsync(new JobSpec(recipeYaml, recipe.Source.Hash, options.Workers, maxSteps, runDirectory, options.Resume || options.ResumeOrStart, recipePath,
-                elastic.MinWorkers, maxWorkers, elastic.WaitSeconds, options.Timeout.TotalSeconds), ct);
+                elastic.MinWorkers, maxWorkers, elastic.WaitSeconds, options.Timeout.TotalSeconds, options.TlsDataPlane), ct);
         }
         catch (JobRefusedException refused)
         {
@@ -97,7 +103,7 @@ public static class CoordinatorRun
         Volatile.Write(ref accepting, true);
 
         if (launch is null) console.Info($"job secret: {secret.Source} (workers: --secret-file with the same secret)");
-        await using var workers = launch?.Invoke(coordinator.Port, runDirectory, secret.Source, console);
+        await using var workers = launch?.Invoke(coordinator.Port, runDirectory, credentials, console);
         // The launcher sees its workers die before any failure detector: tell the coordinator at once.
         if (workers != null)
             workers.Died += (id, pid, how) => coordinator.Job.Tell(new LoseWorker(id, $"its process {how}", "pretrain local", pid));
@@ -218,6 +224,25 @@ public static class CoordinatorRun
             if (coordinator.LiveWorkers > 0) since = DateTime.UtcNow;
             else if (DateTime.UtcNow - since >= limit) return;
         }
+    }
+
+    /// <summary>
+    /// `local --tls`: a job CA and certificates for the coordinator and the workers in RUN_DIR/tls (made once; a resumed
+    /// run keeps them), the coordinator's loaded, and the workers' arguments extended with theirs.
+    /// </summary>
+    static (RunOptions, List<string>) LocalCertificates(RunOptions options, string runDirectory, List<string> credentials, RunConsole console)
+    {
+        string folder = Path.Combine(runDirectory, "tls");
+        if (JobCertificates.ExistingAuthority(folder) is null)
+        {
+            string[] loopback = ["localhost", "127.0.0.1"];
+            JobCertificates.IssueDirectory(folder, "pretrain-local", [new NodeRequest("coordinator", loopback), new NodeRequest("worker", loopback)],
+                TimeSpan.FromDays(30), replaceAuthority: false);
+            console.Info($"TLS on both planes: job CA and node certificates in {folder}");
+        }
+        string ca = Path.Combine(folder, JobCertificates.AuthorityCertificateFile);
+        var tls = Pretrain.Shared.Cluster.ClusterTls.Load(Path.Combine(folder, "coordinator.pfx"), ca);
+        return (options with { Tls = tls, TlsDataPlane = true }, [.. credentials, "--tls-cert", Path.Combine(folder, "worker.pfx"), "--tls-ca", ca]);
     }
 
     static string DefaultRunDirectory(string recipePath) =>

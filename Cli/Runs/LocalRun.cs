@@ -11,6 +11,6 @@ public static class LocalRun
         var prepared = await LocalData.EnsureAsync(options.RecipePath, options.Verbose, ct);
         if (prepared != 0) return prepared;
         return await CoordinatorRun.RunAsync(options with { Host = "127.0.0.1", Port = 0 },
-            (port, runDirectory, secretFile, console) => WorkerProcesses.Start(options, port, runDirectory, secretFile, console), ct);
+            (port, runDirectory, credentials, console) => WorkerProcesses.Start(options, port, runDirectory, credentials, console), ct);
     }
 }

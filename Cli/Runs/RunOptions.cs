@@ -37,4 +37,10 @@ public sealed record RunOptions
     public string? SecretFile { get; init; }
     /// <summary>--metrics-host: where the metrics and health endpoint binds; null = <see cref="Host"/>.</summary>
     public string? MetricsHost { get; init; }
+    /// <summary>--tls-cert and --tls-ca: Akka.Remote over mutual TLS; `local --tls` makes them in RUN_DIR/tls.</summary>
+    public Pretrain.Shared.Cluster.ClusterTls? Tls { get; init; }
+    /// <summary>--tls-data-plane (`local --tls` too): the ring over mutual TLS as well.</summary>
+    public bool TlsDataPlane { get; init; }
+    /// <summary>`local --tls`: make a job CA and node certificates in RUN_DIR/tls and use them on both planes.</summary>
+    public bool MakeTls { get; init; }
 }

@@ -36,7 +36,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
     /// <summary>Workers started again after dying.</summary>
     public int Restarts { get { lock (_gate) return _restarts; } }
 
-    public static WorkerProcesses Start(RunOptions options, int coordinatorPort, string runDirectory, string secretFile, RunConsole console)
+    public static WorkerProcesses Start(RunOptions options, int coordinatorPort, string runDirectory, IReadOnlyList<string> credentials, RunConsole console)
     {
         var set = new WorkerProcesses(console, options.MaxRestarts);
         // Workers share this machine's cores: torch threads per worker = max(1, cores / workers),
@@ -47,7 +47,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
             string id = $"worker-{i}";
             string[] args =
             [
-                "worker", "--coordinator", $"127.0.0.1:{coordinatorPort}", "--worker-id", id, "--secret-file", secretFile,
+                "worker", "--coordinator", $"127.0.0.1:{coordinatorPort}", "--worker-id", id, .. credentials,
                 "--threads", threads.ToString(), "--parent-pid", Environment.ProcessId.ToString(),
                 "--metrics-port", options.WorkerMetricsPort <= 0 ? options.WorkerMetricsPort.ToString() : (options.WorkerMetricsPort + i).ToString(),
                 "--timeout", ((int)options.Timeout.TotalSeconds).ToString(),

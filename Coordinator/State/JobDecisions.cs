@@ -99,6 +99,7 @@ public static class JobDecisions
         Compare("elastic.max_workers", journaled.MaxWorld, submitted.MaxWorld);
         Compare("elastic.wait", journaled.ElasticWaitSeconds, submitted.ElasticWaitSeconds);
         Compare("timeout", journaled.TimeoutSeconds, submitted.TimeoutSeconds);
+        Compare("tls-data-plane", journaled.TlsDataPlane, submitted.TlsDataPlane);
         return list;
     }
 

@@ -16,14 +16,14 @@ public static class ClusterHocon
     public const string JobActorName = "job";
     public const string PreparationActorName = "prepare";
 
-    /// <summary>The coordinator node's address, e.g. <c>akka.tcp://pretrain@10.0.0.5:4053</c>.</summary>
-    public static string Address(string host, int port) => $"akka.tcp://{SystemName}@{host}:{port}";
+    /// <summary>The coordinator node's address, e.g. <c>akka.tcp://pretrain@10.0.0.5:4053</c> (<c>akka.ssl.tcp</c> over TLS).</summary>
+    public static string Address(string host, int port, bool tls = false) => $"{(tls ? ClusterTls.Scheme : "akka.tcp")}://{SystemName}@{host}:{port}";
 
     /// <summary>Where workers send <c>RegisterWorker</c> and their reports.</summary>
-    public static string JobPath(string host, int port) => $"{Address(host, port)}/user/{JobActorName}";
+    public static string JobPath(string host, int port, bool tls = false) => $"{Address(host, port, tls)}/user/{JobActorName}";
 
     /// <summary>Where preparing workers send <c>RegisterPreparer</c> and their task reports (`pretrain prepare`).</summary>
-    public static string PreparationPath(string host, int port) => $"{Address(host, port)}/user/{PreparationActorName}";
+    public static string PreparationPath(string host, int port, bool tls = false) => $"{Address(host, port, tls)}/user/{PreparationActorName}";
 
     /// <summary>
     /// Config of the coordinator node. It joins itself as seed (see CoordinatorHost), which is why no
@@ -41,9 +41,9 @@ public static class ClusterHocon
     /// that joins the coordinator when it is back (Worker/Host/WorkerProcess.cs says why this design).
     /// </summary>
     public static string Worker(string coordinatorHost, int coordinatorPort, string hostname = "127.0.0.1",
-        string? publicHostname = null, bool verbose = false) =>
+        string? publicHostname = null, bool verbose = false, bool tls = false) =>
         $$"""
-        akka.cluster.seed-nodes = ["{{Address(coordinatorHost, coordinatorPort)}}"]
+        akka.cluster.seed-nodes = ["{{Address(coordinatorHost, coordinatorPort, tls)}}"]
         akka.cluster.run-coordinated-shutdown-when-down = off
         # A new node of a worker whose coordinator is away asks for admission every second, so it is
         # back within about a second of a restarted coordinator (the default is 5 s, then 10 s).

@@ -80,7 +80,9 @@ public sealed record JobSpec(
     [property: Key(8)] int MaxWorkers = 0,                 // 0: the started world size
     [property: Key(9)] double ElasticWaitSeconds = 120,
     // The coordinator's --timeout: how long a regroup waits for a member's report before counting it lost.
-    [property: Key(10)] double TimeoutSeconds = 30)
+    [property: Key(10)] double TimeoutSeconds = 30,
+    // The ring runs over mutual TLS (`pretrain coordinator --tls-data-plane`): every worker needs --tls-cert and --tls-ca.
+    [property: Key(11)] bool TlsDataPlane = false)
 {
     /// <summary>The most workers a generation may have.</summary>
     [IgnoreMember]

@@ -14,16 +14,22 @@ internal sealed class RingHarness : IAsyncDisposable
     /// <summary>The generation key every rank of the harness proves (a real job derives one per generation from its secret).</summary>
     public static readonly byte[] Key = System.Security.Cryptography.SHA256.HashData("ring harness"u8);
 
-    public RingHarness(int worldSize) =>
-        Listeners = Enumerable.Range(0, worldSize).Select(_ => new DataPlaneListener(IPAddress.Loopback)).ToArray();
+    public RingHarness(int worldSize, Func<int, DataPlaneTlsOptions?>? tls = null, TimeSpan? pendingWait = null) =>
+        Listeners = Enumerable.Range(0, worldSize).Select(r => new DataPlaneListener(IPAddress.Loopback, tls: tls?.Invoke(r))
+        {
+            PendingWait = pendingWait ?? TimeSpan.FromSeconds(2),
+        }).ToArray();
 
     public IReadOnlyList<RingPeer> Peers =>
         Listeners.Select((l, r) => new RingPeer(r, $"worker-{r}", "127.0.0.1", l.Port)).ToArray();
 
     /// <summary>Builds and connects generation <paramref name="generation"/> on every rank.</summary>
-    public async Task<RingCommunicator[]> ConnectAsync(long generation, CollectiveOptions? options = null)
+    public Task<RingCommunicator[]> ConnectAsync(long generation, CollectiveOptions? options = null) => ConnectAsync(generation, _ => options);
+
+    /// <summary>Builds and connects generation <paramref name="generation"/> on every rank, each with its own options.</summary>
+    public async Task<RingCommunicator[]> ConnectAsync(long generation, Func<int, CollectiveOptions?> options)
     {
-        var ring = Listeners.Select((l, r) => new RingCommunicator(l, generation, r, Peers, Key, options)).ToArray();
+        var ring = Listeners.Select((l, r) => new RingCommunicator(l, generation, r, Peers, Key, options(r))).ToArray();
         Communicators.AddRange(ring);
         await Task.WhenAll(ring.Select(c => c.ConnectAsync()));
         return ring;

@@ -97,11 +97,12 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
         string dir = Path.Combine(_root, "failed");
         Directory.CreateDirectory(dir);
         // The journal of a coordinator whose job failed: defined, one worker, its failure.
-        await using (var host = await Pretrain.Coordinator.CoordinatorHost.StartAsync(new Pretrain.Coordinator.CoordinatorOptions { RunDirectory = dir, JobId = "job" }))
+        var secret = Pretrain.Shared.Security.JobSecret.Random();
+        await using (var host = await Pretrain.Coordinator.CoordinatorHost.StartAsync(new Pretrain.Coordinator.CoordinatorOptions { RunDirectory = dir, JobId = "job", Secret = secret }))
         {
             await host.SubmitAsync(JobStateTests.Spec(1));
             var worker = Akka.Actor.Inbox.Create(host.System);
-            host.Job.Tell(JobStateTests.Register("w0"), worker.Receiver);
+            await SignedRegistration.SendAsync(host.Job, worker, JobStateTests.Register("w0"), secret, TimeSpan.FromSeconds(10));
             Assert.IsType<WorkerRegistered>(await worker.ReceiveAsync(TimeSpan.FromSeconds(10)));
             host.Job.Tell(new ReportFailed("w0", 0, "bad data in shard 3"), worker.Receiver);
             Assert.False((await host.Outcome.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded);

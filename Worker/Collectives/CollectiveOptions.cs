@@ -49,6 +49,12 @@ public sealed record CollectiveOptions
     /// </summary>
     public Func<bool>? PeersAlive { get; init; }
 
+    /// <summary>
+    /// Mutual TLS on every ring connection with these certificates (the job's <c>tls_data_plane</c>); null = plain TCP.
+    /// Costs a TLS handshake per connection and AES-GCM on every byte (docs/BENCHMARKS.md, TLS data plane).
+    /// </summary>
+    public DataPlaneTlsOptions? Tls { get; init; }
+
     /// <summary>How many timeouts a call may wait on peers that <see cref="PeersAlive"/> says are alive.</summary>
     public int SlowPeerLimit { get; init; } = 10;
 

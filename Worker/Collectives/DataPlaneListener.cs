@@ -26,16 +26,20 @@ public sealed class DataPlaneListener : IDisposable
     private readonly Dictionary<(long Generation, int Rank), Expected> _expected = new();
     private long _newestGeneration = long.MinValue;
 
-    private sealed record Expected(int FromRank, int WorldSize, byte[] Key, TaskCompletionSource<Socket> Socket);
+    private sealed record Expected(int FromRank, int WorldSize, byte[] Key, bool RequireTls, TaskCompletionSource<RingLink> Socket);
 
     /// <summary>Handshakes read at once; more are closed unread. A ring has one inbound connection per generation, so
     /// 64 leaves room for retries and stale peers while a flood of strangers costs 64 small buffers at most.</summary>
     public const int MaxPendingHandshakes = 64;
     private int _pending;
 
+    private readonly DataPlaneTlsOptions? _tls;
+
     /// <summary>Binds <paramref name="address"/>:<paramref name="port"/> (0 = any free port) and starts accepting.</summary>
-    public DataPlaneListener(IPAddress address, int port = 0, ILogger? logger = null)
+    /// <param name="tls">This node's certificates: connections that open with a TLS handshake are served over TLS. Null: plain only.</param>
+    public DataPlaneListener(IPAddress address, int port = 0, ILogger? logger = null, DataPlaneTlsOptions? tls = null)
     {
+        _tls = tls;
         _log = logger ?? NullLogger.Instance;
         _socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         _socket.Bind(new IPEndPoint(address, port));
@@ -58,14 +62,15 @@ public sealed class DataPlaneListener : IDisposable
     /// <summary>Registers that <paramref name="rank"/> of <paramref name="generation"/> waits for a
     /// connection from <paramref name="fromRank"/> that proves <paramref name="key"/>; the task completes with the
     /// handed-over socket.</summary>
-    internal Task<Socket> Expect(long generation, int rank, int fromRank, int worldSize, byte[] key)
+    internal Task<RingLink> Expect(long generation, int rank, int fromRank, int worldSize, byte[] key, bool requireTls = false)
     {
-        var tcs = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (requireTls && _tls is null) throw new InvalidOperationException("a TLS ring needs a listener with certificates");
+        var tcs = new TaskCompletionSource<RingLink>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
         {
             if (generation < _newestGeneration && !_expected.Keys.Any(k => k.Generation == generation))
                 throw new InvalidOperationException($"generation {generation} is older than generation {_newestGeneration} already opened on this listener");
-            if (!_expected.TryAdd((generation, rank), new Expected(fromRank, worldSize, key, tcs)))
+            if (!_expected.TryAdd((generation, rank), new Expected(fromRank, worldSize, key, requireTls, tcs)))
                 throw new InvalidOperationException($"rank {rank} of generation {generation} is already open on this listener");
             _newestGeneration = Math.Max(_newestGeneration, generation);
         }
@@ -119,53 +124,104 @@ public sealed class DataPlaneListener : IDisposable
         client.Dispose();
     }
 
-    /// <summary>One connection's handshake (<see cref="RingAuthentication"/>); true when its socket was handed over.</summary>
+    /// <summary>One connection's handshake (<see cref="RingAuthentication"/>), over TLS when it opens with a TLS record;
+    /// true when its link was handed over.</summary>
     private async Task<bool> HandshakeAsync(Socket client, string remote)
     {
         client.NoDelay = true;
+        var link = await OpenAsync(client, remote);
+        if (link is null) return false;
+        try
+        {
+            if (await HandshakeAsync(link, remote)) return true;
+        }
+        catch
+        {
+            link.Dispose();
+            throw;
+        }
+        link.Dispose();
+        return false;
+    }
+
+    /// <summary>A plain link, or TLS when the first byte is a TLS handshake record (0x16; ours start with 'P').</summary>
+    private async Task<RingLink?> OpenAsync(Socket client, string remote)
+    {
+        var first = new byte[1];
+        using (var read = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
+        {
+            read.CancelAfter(PendingWait);
+            if (await client.ReceiveAsync(first, SocketFlags.Peek, read.Token) == 0) throw new IOException("closed the connection before its handshake");
+        }
+        if (first[0] != TlsHandshakeRecord) return RingLink.Plain(client);
+        if (_tls is null)
+        {
+            Reject(remote, "tls_unsupported", "opened with TLS, but this listener has no certificates (--tls-cert, --tls-ca)");
+            return null;
+        }
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        bound.CancelAfter(PendingWait);
+        try
+        {
+            return RingLink.Encrypted(client, await DataPlaneTls.AuthenticateAsServerAsync(client, _tls, bound.Token));
+        }
+        catch (System.Security.Authentication.AuthenticationException e)
+        {
+            Reject(remote, "bad_certificate", e.Message);
+            return null;
+        }
+    }
+
+    private const byte TlsHandshakeRecord = 0x16;
+
+    private async Task<bool> HandshakeAsync(RingLink client, string remote)
+    {
         var hello = new byte[RingAuthentication.HelloSize];
         await ReceiveBoundedAsync(client, hello);
-        var (status, reason, hs, key) = await DecideAsync(hello);
+        var (status, reason, hs, expected) = await DecideAsync(hello);
+        if (status == HandshakeStatus.Accepted && expected!.RequireTls && !client.IsEncrypted)
+            (status, reason) = (HandshakeStatus.TlsRequired, $"{hs}: this generation's ring is encrypted, the connection is not");
         var challenge = new byte[RingAuthentication.ChallengeSize];
         BitConverter.TryWriteBytes(challenge, (int)status);
         if (status != HandshakeStatus.Accepted)
         {
-            await client.SendAsync(challenge, SocketFlags.None, _stop.Token);
+            await client.SendAllAsync(challenge, _stop.Token);
             if (status != HandshakeStatus.NotReady) Reject(remote, status.ToString(), reason);
             return false;
         }
+        var key = expected!.Key;
         var nonce = RandomNumberGenerator.GetBytes(RingAuthentication.NonceSize);
         nonce.CopyTo(challenge, 4);
-        RingAuthentication.ListenerProof(key!, hello, nonce).CopyTo(challenge, 4 + RingAuthentication.NonceSize);
-        await SocketIo.SendAllAsync(client, challenge, _stop.Token);
+        RingAuthentication.ListenerProof(key, hello, nonce).CopyTo(challenge, 4 + RingAuthentication.NonceSize);
+        await client.SendAllAsync(challenge, _stop.Token);
         var proof = new byte[RingAuthentication.ProofSize];
         await ReceiveBoundedAsync(client, proof);
         var verdict = new byte[RingAuthentication.VerdictSize];
-        if (!Pretrain.Shared.Security.Hmac.Matches(proof, RingAuthentication.ConnectorProof(key!, hello, nonce)))
+        if (!Pretrain.Shared.Security.Hmac.Matches(proof, RingAuthentication.ConnectorProof(key, hello, nonce)))
         {
             BitConverter.TryWriteBytes(verdict, (int)HandshakeStatus.Unauthenticated);
-            await client.SendAsync(verdict, SocketFlags.None, _stop.Token);
+            await client.SendAllAsync(verdict, _stop.Token);
             Reject(remote, "unauthenticated", $"{hs} did not prove generation {hs!.Value.Generation}'s key");
             return false;
         }
         if (!Claim(hs!.Value, client))
         {
             BitConverter.TryWriteBytes(verdict, (int)HandshakeStatus.Mismatch);
-            await client.SendAsync(verdict, SocketFlags.None, _stop.Token);
+            await client.SendAllAsync(verdict, _stop.Token);
             Reject(remote, "Mismatch", $"{hs}: rank {hs.Value.TargetRank}'s connection is taken already");
             return false;
         }
         BitConverter.TryWriteBytes(verdict, (int)HandshakeStatus.Accepted);
-        await SocketIo.SendAllAsync(client, verdict, _stop.Token);
+        await client.SendAllAsync(verdict, _stop.Token);
         return true;
     }
 
     /// <summary>Reads exactly <paramref name="buffer"/> within <see cref="PendingWait"/>.</summary>
-    private async Task ReceiveBoundedAsync(Socket client, byte[] buffer)
+    private async Task ReceiveBoundedAsync(RingLink client, byte[] buffer)
     {
         using var read = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         read.CancelAfter(PendingWait);
-        if (!await SocketIo.ReceiveExactlyAsync(client, buffer, read.Token)) throw new IOException("closed the connection during its handshake");
+        if (!await client.ReceiveExactlyAsync(buffer, read.Token)) throw new IOException("closed the connection during its handshake");
     }
 
     private void Reject(string remote, string reason, string detail)
@@ -178,7 +234,7 @@ public sealed class DataPlaneListener : IDisposable
     private static string ToSnakeCase(string reason) =>
         string.Concat(reason.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
 
-    private async Task<(HandshakeStatus, string, Handshake?, byte[]?)> DecideAsync(byte[] buffer)
+    private async Task<(HandshakeStatus, string, Handshake?, Expected?)> DecideAsync(byte[] buffer)
     {
         if (Handshake.TryRead(buffer) is not { } hs)
             return (HandshakeStatus.BadProtocol, "bad magic or protocol version", null, null);
@@ -193,7 +249,7 @@ public sealed class DataPlaneListener : IDisposable
                         return (HandshakeStatus.Mismatch, $"{hs} but rank {hs.TargetRank} expects rank {e.FromRank} of {e.WorldSize}", hs, null);
                     return e.Socket.Task.IsCompleted
                         ? (HandshakeStatus.Mismatch, $"{hs}: duplicate connection", hs, null)
-                        : (HandshakeStatus.Accepted, "", hs, e.Key);
+                        : (HandshakeStatus.Accepted, "", hs, e);
                 }
                 if (hs.Generation < _newestGeneration)
                     return (HandshakeStatus.StaleGeneration, $"{hs}: generation {hs.Generation} is older than {_newestGeneration}", hs, null);
@@ -205,7 +261,7 @@ public sealed class DataPlaneListener : IDisposable
         }
     }
 
-    private bool Claim(Handshake hs, Socket client)
+    private bool Claim(Handshake hs, RingLink client)
     {
         lock (_gate)
             return _expected.TryGetValue((hs.Generation, hs.TargetRank), out var e) && e.Socket.TrySetResult(client);

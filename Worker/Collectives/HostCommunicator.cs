@@ -74,12 +74,15 @@ public sealed class HostCommunicator(ICollectives transport) : ICommunicator
     public ValueTask DisposeAsync() => transport.DisposeAsync();
 }
 
-/// <summary>Each generation's TCP ring on this worker's data-plane listener.</summary>
-public sealed class TcpRingFactory(DataPlaneListener listener, CollectiveOptions options, ILogger log) : ICommunicatorFactory
+/// <summary>Each generation's TCP ring on this worker's data-plane listener, over TLS with <paramref name="tls"/> when the job asks.</summary>
+public sealed class TcpRingFactory(DataPlaneListener listener, CollectiveOptions options, ILogger log, DataPlaneTlsOptions? tls = null) : ICommunicatorFactory
 {
-    public async Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, CancellationToken ct)
+    public async Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, bool encrypt, CancellationToken ct)
     {
-        var ring = new RingCommunicator(listener, generation, rank, peers, key, options, log);
+        var ringOptions = encrypt
+            ? options with { Tls = tls ?? throw new InvalidOperationException("the job's data plane is TLS, and this worker has no certificates (--tls-cert, --tls-ca)") }
+            : options;
+        var ring = new RingCommunicator(listener, generation, rank, peers, key, ringOptions, log);
         try
         {
             await ring.ConnectAsync(ct);

@@ -53,5 +53,6 @@ public interface ICommunicatorFactory
 {
     /// <summary>Connects rank <paramref name="rank"/> of generation <paramref name="generation"/> to its peers, every
     /// connection proving <paramref name="key"/> (the generation's data-plane key); bounded by the backend's timeout.</summary>
-    Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, CancellationToken ct);
+    /// <param name="tls">Encrypt the ring (mutual TLS); the factory holds this node's certificates.</param>
+    Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, bool tls, CancellationToken ct);
 }

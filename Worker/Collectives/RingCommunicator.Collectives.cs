@@ -135,9 +135,9 @@ public sealed partial class RingCommunicator
     {
         try
         {
-            var socket = _toNext!;
+            var link = _toNext!;
             var token = _abort.Token;
-            await SocketIo.SendAllAsync(socket, _headerOut, token);
+            await link.SendAllAsync(_headerOut, token);
             long waited = 0;
             int segment = _options.SegmentBytes;
             for (var p = 0; p < _passCount; p++)
@@ -146,7 +146,7 @@ public sealed partial class RingCommunicator
                 for (var offset = 0; offset < pass.SendLength; offset += segment)
                 {
                     if (pass.SendWaits) await _progress.WaitAsync(++waited);
-                    await SocketIo.SendAllAsync(socket, buffer.Slice(pass.SendOffset + offset, Math.Min(segment, pass.SendLength - offset)), token);
+                    await link.SendAllAsync(buffer.Slice(pass.SendOffset + offset, Math.Min(segment, pass.SendLength - offset)), token);
                     Touch();
                 }
             }
@@ -160,9 +160,9 @@ public sealed partial class RingCommunicator
     {
         try
         {
-            var socket = _fromPrev!;
+            var link = _fromPrev!;
             var token = _abort.Token;
-            if (!await SocketIo.ReceiveExactlyAsync(socket, _headerIn, token)) throw new EndOfStreamException();
+            if (!await link.ReceiveExactlyAsync(_headerIn, token)) throw new EndOfStreamException();
             if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, buffer.Length) is { } mismatch)
                 throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
             Touch();
@@ -174,7 +174,7 @@ public sealed partial class RingCommunicator
                 {
                     var target = buffer.Slice(pass.ReceiveOffset + offset, Math.Min(segment, pass.ReceiveLength - offset));
                     var into = pass.Reduce ? _scratch.AsMemory(0, target.Length) : target;
-                    if (!await SocketIo.ReceiveExactlyAsync(socket, into, token)) throw new EndOfStreamException();
+                    if (!await link.ReceiveExactlyAsync(into, token)) throw new EndOfStreamException();
                     if (pass.Reduce) AddInto(kind, target.Span, into.Span);
                     Touch();
                     _progress.Advance();

@@ -61,32 +61,31 @@ public sealed partial class RingCommunicator
     /// Ordered before any close of that socket, so the previous rank reads it before an EOF.</summary>
     private void SendNotice(Failure failure)
     {
-        if (_fromPrev is not { } socket || _disposed) return;
-        try { socket.Send(WireFormat.EncodeNotice(failure.PeerRank, failure.What, failure.TimedOut)); }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { /* prev is gone too; its own neighbours report it */ }
+        if (_fromPrev is not { } link || _disposed) return;
+        try { link.SendNotice(WireFormat.EncodeNotice(failure.PeerRank, failure.What, failure.TimedOut)); }
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or NotSupportedException or InvalidOperationException)
+        { /* prev is gone too; its own neighbours report it */ }
     }
 
-    private async Task WatchNextAsync(Socket toNext)
+    private async Task WatchNextAsync(RingLink toNext)
     {
         var header = new byte[WireFormat.NoticeHeaderSize];
         try
         {
             while (true)
             {
-                if (!await SocketIo.ReceiveExactlyAsync(toNext, header, _watchStop.Token))
+                if (!await toNext.ReceiveExactlyAsync(header, _watchStop.Token))
                 {
                     Fail(new Failure(Next.Rank, "connection closed by peer", Definitive: true));
                     return;
                 }
-                var (length, timedOut) = WireFormat.NoticeLength(BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8)));
-                if (BinaryPrimitives.ReadUInt32LittleEndian(header) != WireFormat.NoticeMagic || (uint)length > WireFormat.MaxNoticeText)
+                if (WireFormat.ReadNoticeHeader(header, out var failed, out var length, out var timedOut) is { } garbage)
                 {
-                    Fail(new Failure(Next.Rank, "sent garbage on the notice channel", Definitive: true));
+                    Fail(new Failure(Next.Rank, $"sent garbage on the notice channel: {garbage}", Definitive: true));
                     return;
                 }
                 var text = new byte[length];
-                if (!await SocketIo.ReceiveExactlyAsync(toNext, text, _watchStop.Token)) length = -1;
-                var failed = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4));
+                if (!await toNext.ReceiveExactlyAsync(text, _watchStop.Token)) length = -1;
                 if (failed == WireFormat.LeftRank)
                 {
                     await OnNextLeftAsync();
@@ -98,6 +97,7 @@ public sealed partial class RingCommunicator
         }
         catch (Exception) when (_watchStop.IsCancellationRequested) { }
         catch (SocketException ex) { Fail(new Failure(Next.Rank, Describe(ex), Definitive: true)); }
+        catch (IOException ex) { Fail(new Failure(Next.Rank, ex.InnerException is SocketException s ? Describe(s) : ex.Message, Definitive: true)); }   // TLS
         catch (ObjectDisposedException) { }
     }
 
@@ -143,6 +143,7 @@ public sealed partial class RingCommunicator
             CollectiveException c => new Failure(peer.Rank, c.Message, Definitive: true),
             EndOfStreamException => new Failure(peer.Rank, "connection closed by peer", Definitive: false),
             SocketException s => new Failure(peer.Rank, Describe(s), Definitive: false),
+            IOException { InnerException: SocketException s } => new Failure(peer.Rank, Describe(s), Definitive: false),   // TLS
             ObjectDisposedException => new Failure(-1, "communicator disposed during the collective", Definitive: true),
             _ => new Failure(peer.Rank, $"{ex.GetType().Name}: {ex.Message}", Definitive: false),
         };

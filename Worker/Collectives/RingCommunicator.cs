@@ -18,10 +18,10 @@ public sealed partial class RingCommunicator : ICollectives
     private readonly RingPeer[] _peers;
     private readonly CollectiveOptions _options;
     private readonly ILogger _log;
-    private readonly Task<Socket>? _accepted;
+    private readonly Task<RingLink>? _accepted;
     private readonly byte[] _key;
-    private Socket? _toNext;     // data out; failure notices from next come back on it
-    private Socket? _fromPrev;   // data in; failure notices go back to prev on it
+    private RingLink? _toNext;     // data out; failure notices from next come back on it
+    private RingLink? _fromPrev;   // data in; failure notices go back to prev on it
     private volatile bool _connected, _disposed;
 
     /// <param name="listener">This process's data-plane listener (it accepts the previous rank's connection).</param>
@@ -45,7 +45,7 @@ public sealed partial class RingCommunicator : ICollectives
         WorldSize = _peers.Length;
         _scratch = GC.AllocateUninitializedArray<byte>(_options.SegmentBytes, pinned: true);
         _passes = new RingPass[Math.Max(1, 2 * WorldSize - 2)];
-        if (WorldSize > 1) _accepted = listener.Expect(generation, rank, Prev.Rank, WorldSize, key);
+        if (WorldSize > 1) _accepted = listener.Expect(generation, rank, Prev.Rank, WorldSize, key, requireTls: _options.Tls is not null);
     }
 
     public long Generation { get; }
@@ -84,8 +84,8 @@ public sealed partial class RingCommunicator : ICollectives
                 : (Prev, $"did not connect within {_options.Timeout.TotalSeconds:0.#} s");
             throw FailCall("connect", new Failure(peer.Rank, what, Definitive: true));
         }
-        SocketIo.Tune(_fromPrev, _options.SocketBufferBytes);
-        SocketIo.Tune(_toNext, _options.SocketBufferBytes);
+        SocketIo.Tune(_fromPrev.Socket, _options.SocketBufferBytes);
+        SocketIo.Tune(_toNext.Socket, _options.SocketBufferBytes);
         _connected = true;
         _ = WatchNextAsync(_toNext);
         _watchdog = new Timer(static s => ((RingCommunicator)s!).CheckProgress(), this, WatchdogPeriod, WatchdogPeriod);
@@ -94,7 +94,7 @@ public sealed partial class RingCommunicator : ICollectives
 
     private string _connectProblem = "no attempt";
 
-    private async Task<Socket> ConnectNextAsync(CancellationToken ct)
+    private async Task<RingLink> ConnectNextAsync(CancellationToken ct)
     {
         var hello = new byte[RingAuthentication.HelloSize];
         new Handshake(Generation, Rank, Next.Rank, WorldSize).Write(hello);
@@ -104,33 +104,48 @@ public sealed partial class RingCommunicator : ICollectives
         {
             RandomNumberGenerator.Fill(hello.AsSpan(Handshake.Size));    // a fresh nonce per attempt
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            RingLink? link = null;
             try
             {
                 await socket.ConnectAsync(Next.Host, Next.Port, ct);
                 socket.NoDelay = true;
-                await SocketIo.SendAllAsync(socket, hello, ct);
-                if (!await SocketIo.ReceiveExactlyAsync(socket, challenge.AsMemory(0, 4), ct))
+                link = await OpenAsync(socket, ct);
+                await link.SendAllAsync(hello, ct);
+                if (!await link.ReceiveExactlyAsync(challenge.AsMemory(0, 4), ct))
                     throw new SocketException((int)SocketError.ConnectionReset);
                 var status = (HandshakeStatus)BitConverter.ToInt32(challenge);
-                if (status == HandshakeStatus.Accepted) return await ProveAsync(socket, hello, challenge, verdict, ct);
+                if (status == HandshakeStatus.Accepted) return await ProveAsync(link, hello, challenge, verdict, ct);
                 _connectProblem = $"handshake answered {status}";
                 if (status != HandshakeStatus.NotReady)
-                {
-                    socket.Dispose();
                     throw FailCall("connect", new Failure(Next.Rank, $"refused the connection: {status}", Definitive: true));
-                }
             }
-            catch (SocketException ex)
+            catch (Exception ex) when (ex is SocketException or IOException && !ct.IsCancellationRequested)
             {
-                _connectProblem = Describe(ex);
+                _connectProblem = ex is SocketException se ? Describe(se) : ex.Message;
             }
             catch
             {
+                link?.Dispose();
                 socket.Dispose();
                 throw;
             }
+            link?.Dispose();
             socket.Dispose();
             await Task.Delay(50, ct);  // peers start within seconds of each other; 50 ms keeps retries cheap
+        }
+    }
+
+    /// <summary>The link over a connected socket: TLS when this generation's ring is encrypted (a refused certificate is definitive).</summary>
+    private async Task<RingLink> OpenAsync(Socket socket, CancellationToken ct)
+    {
+        if (_options.Tls is not { } tls) return RingLink.Plain(socket);
+        try
+        {
+            return RingLink.Encrypted(socket, await DataPlaneTls.AuthenticateAsClientAsync(socket, tls, ct));
+        }
+        catch (System.Security.Authentication.AuthenticationException e)
+        {
+            throw FailCall("connect", new Failure(Next.Rank, e.Message, Definitive: true));
         }
     }
 
@@ -139,20 +154,16 @@ public sealed partial class RingCommunicator : ICollectives
     /// that cannot prove it is not our peer: another job's process on that address, or a stranger), send ours, and take
     /// its verdict. A wrong key on either side is definitive, not retried.
     /// </summary>
-    private async Task<Socket> ProveAsync(Socket socket, byte[] hello, byte[] challenge, byte[] verdict, CancellationToken ct)
+    private async Task<RingLink> ProveAsync(RingLink link, byte[] hello, byte[] challenge, byte[] verdict, CancellationToken ct)
     {
-        if (!await SocketIo.ReceiveExactlyAsync(socket, challenge.AsMemory(4), ct)) throw new SocketException((int)SocketError.ConnectionReset);
-        var listenerNonce = challenge.AsSpan(4, RingAuthentication.NonceSize);
-        if (!Pretrain.Shared.Security.Hmac.Matches(challenge.AsSpan(4 + RingAuthentication.NonceSize), RingAuthentication.ListenerProof(_key, hello, listenerNonce)))
-        {
-            socket.Dispose();
+        if (!await link.ReceiveExactlyAsync(challenge.AsMemory(4), ct)) throw new SocketException((int)SocketError.ConnectionReset);
+        if (!Pretrain.Shared.Security.Hmac.Matches(challenge.AsSpan(4 + RingAuthentication.NonceSize),
+                RingAuthentication.ListenerProof(_key, hello, challenge.AsSpan(4, RingAuthentication.NonceSize))))
             throw FailCall("connect", new Failure(Next.Rank, $"could not prove generation {Generation}'s key: the process at {Next.Host}:{Next.Port} is not this job's rank {Next.Rank}", Definitive: true));
-        }
-        await SocketIo.SendAllAsync(socket, RingAuthentication.ConnectorProof(_key, hello, listenerNonce), ct);
-        if (!await SocketIo.ReceiveExactlyAsync(socket, verdict, ct)) throw new SocketException((int)SocketError.ConnectionReset);
+        await link.SendAllAsync(RingAuthentication.ConnectorProof(_key, hello, challenge.AsSpan(4, RingAuthentication.NonceSize)), ct);
+        if (!await link.ReceiveExactlyAsync(verdict, ct)) throw new SocketException((int)SocketError.ConnectionReset);
         var status = (HandshakeStatus)BitConverter.ToInt32(verdict);
-        if (status == HandshakeStatus.Accepted) return socket;
-        socket.Dispose();
+        if (status == HandshakeStatus.Accepted) return link;
         throw FailCall("connect", new Failure(Next.Rank, $"refused the connection after its proof: {status}", Definitive: true));
     }
 

@@ -17,6 +17,8 @@ public enum HandshakeStatus
     BadProtocol = 4,
     /// <summary>The connection did not prove the generation's key.</summary>
     Unauthenticated = 5,
+    /// <summary>The generation's ring is encrypted and the connection is plain TCP.</summary>
+    TlsRequired = 6,
 }
 
 /// <summary>
@@ -121,6 +123,21 @@ internal static class WireFormat
 
     /// <summary>The text length of a notice and whether its blame rests on a timeout.</summary>
     public static (int Length, bool TimedOut) NoticeLength(int field) => (field & ~TimedOutFlag, (field & TimedOutFlag) != 0);
+
+    /// <summary>
+    /// Reads a notice header: null when it is one (its failed rank, text length and timeout flag out), else what is wrong
+    /// with it. The length is checked against <see cref="MaxNoticeText"/> before anyone allocates for the text.
+    /// </summary>
+    public static string? ReadNoticeHeader(ReadOnlySpan<byte> b, out int failedRank, out int length, out bool timedOut)
+    {
+        (failedRank, length, timedOut) = (0, 0, false);
+        if (b.Length < NoticeHeaderSize) return $"a notice header is {NoticeHeaderSize} bytes, got {b.Length}";
+        if (BinaryPrimitives.ReadUInt32LittleEndian(b) != NoticeMagic) return "not a notice (bad magic)";
+        (length, timedOut) = NoticeLength(BinaryPrimitives.ReadInt32LittleEndian(b[8..]));
+        if ((uint)length > MaxNoticeText) return $"a notice text of {length} bytes (at most {MaxNoticeText})";
+        failedRank = BinaryPrimitives.ReadInt32LittleEndian(b[4..]);
+        return null;
+    }
 
     public static byte[] EncodeNotice(int failedRank, string what, bool timedOut = false)
     {

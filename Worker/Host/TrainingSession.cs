@@ -19,7 +19,7 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(500);
 
     readonly ICommunicatorFactory _communicators = new TcpRingFactory(listener,
-        new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log);
+        new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log, options.DataPlaneTls);
     Trainer? _trainer;
     Action<ReportCheckpoint>? _checkpointSink;
 
@@ -39,11 +39,11 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
             _checkpointSink = checkpoint;
             var key = (options.Secret ?? throw new InvalidOperationException("a worker without a job secret cannot train (it is never registered)"))
                 .GenerationKey(generation.Generation, generation.KeySalt);
-            await using (var ring = await _communicators.ConnectAsync(generation.Generation, rank, peers, key, abandon))
+            await using (var ring = await _communicators.ConnectAsync(generation.Generation, rank, peers, key, job.TlsDataPlane, abandon))
             {
                 // Abandoned: close the ring, so a collective blocked inside a forward pass fails at once too.
                 using var abort = abandon.Register(() => _ = ring.DisposeAsync());
-                log.Info($"generation {generation.Generation}: rank {rank} of {peers.Count}, ring connected; adopting rank {generation.SourceRank}'s state at step {generation.StartStep}");
+                log.Info($"generation {generation.Generation}: rank {rank} of {peers.Count}, ring connected{(job.TlsDataPlane ? " over TLS" : "")}; adopting rank {generation.SourceRank}'s state at step {generation.StartStep}");
                 var plan = new GenerationPlan(ring, generation.SourceRank, job.MaxSteps, job.Resume && generation.Cause == "start", Control);
                 var outcome = await trainer.RunGenerationAsync(plan, Throttled(job, generation, rank, progress), abandon);
                 switch (outcome)

@@ -179,6 +179,11 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         Timers.Cancel("registration");
         Timers.Cancel("deadline");
         _refusal = null;
+        if (r.Job.TlsDataPlane && _options.Tls is null)
+        {
+            Exit(WorkerExitCodes.Refused, "the job's data plane is TLS (the coordinator's --tls-data-plane): start this worker with --tls-cert and --tls-ca");
+            return;
+        }
         bool again = _memory.Job is not null;
         _memory.Job = r.Job;
         _memory.Connected();

@@ -25,8 +25,8 @@ sealed class WorkerNode
     }
 
     public static WorkerNode Start(WorkerOptions options) =>
-        new(ActorSystem.Create(ClusterHocon.SystemName, ConfigurationFactory.ParseString(
-            ClusterHocon.Worker(options.CoordinatorHost, options.CoordinatorPort, options.Host, verbose: options.Verbose))));
+        new(ClusterTls.CreateSystem(ConfigurationFactory.ParseString(
+            ClusterHocon.Worker(options.CoordinatorHost, options.CoordinatorPort, options.Host, verbose: options.Verbose, tls: options.Tls is not null)), options.Tls));
 
     public ActorSystem System { get; }
     public Akka.Cluster.Cluster Cluster { get; }

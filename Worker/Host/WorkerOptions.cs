@@ -53,6 +53,12 @@ public sealed record WorkerOptions
     /// Null: the worker registers unproven and the coordinator refuses it (exit 2, naming what is missing).
     /// </summary>
     public JobSecret? Secret { get; init; }
+
+    /// <summary>Certificates for Akka.Remote over mutual TLS (--tls-cert, --tls-ca), and for the ring when the job asks for a TLS data plane.</summary>
+    public Pretrain.Shared.Cluster.ClusterTls? Tls { get; init; }
+
+    /// <summary>The same certificates for the ring's TLS (used when the job asks for a TLS data plane).</summary>
+    public Collectives.DataPlaneTlsOptions? DataPlaneTls => Tls is { } t ? new(t.Certificate, t.Authority) : null;
 }
 
 /// <summary>Process exit codes of `pretrain worker`, so a launcher or Kubernetes can tell what happened.</summary>

@@ -51,7 +51,7 @@ public static class WorkerProcess
                 { Attached: true } => (true, "joined; waiting for a generation"),
                 _ => (false, $"joining the coordinator at {options.CoordinatorHost}:{options.CoordinatorPort}"),
             });
-            using var listener = new DataPlaneListener(IPAddress.Parse(options.Host), options.DataPort, log);
+            using var listener = new DataPlaneListener(IPAddress.Parse(options.Host), options.DataPort, log, options.DataPlaneTls);
             if (options.Secret is null)
                 log.LogWarning("no job secret (--secret-file or PRETRAIN_SECRET_FILE): the coordinator will refuse this worker's registration");
             // Always printed: an operator needs the ports to scrape and to debug the ring.
@@ -92,7 +92,7 @@ public static class WorkerProcess
                 var current = node;
                 if (await JoinedAsync(current, options, log, exit.Task))
                 {
-                    current.System.ActorOf(WorkerActor.Props(options, ClusterHocon.JobPath(options.CoordinatorHost, options.CoordinatorPort),
+                    current.System.ActorOf(WorkerActor.Props(options, ClusterHocon.JobPath(options.CoordinatorHost, options.CoordinatorPort, options.Tls is not null),
                         memory, hooks, () => current.CoordinatorReachable, exit), "worker");
                     await Task.WhenAny(current.Removed, exit.Task);
                     if (exit.Task.IsCompleted) break;

@@ -15,8 +15,9 @@ public static class PreparationWorkerProcess
     public static async Task<int> RunAsync(WorkerOptions options, Func<PrepareSpec, IPreparationPlan> plans, CancellationToken ct)
     {
         Console.Error.WriteLine($"[{options.WorkerId}] pid {Environment.ProcessId}, preparing for {options.CoordinatorHost}:{options.CoordinatorPort}");
-        var config = ConfigurationFactory.ParseString(ClusterHocon.Worker(options.CoordinatorHost, options.CoordinatorPort, options.Host, verbose: options.Verbose));
-        var system = ActorSystem.Create(ClusterHocon.SystemName, config);
+        var config = ConfigurationFactory.ParseString(ClusterHocon.Worker(options.CoordinatorHost, options.CoordinatorPort, options.Host, verbose: options.Verbose,
+            tls: options.Tls is not null));
+        var system = ClusterTls.CreateSystem(config, options.Tls);
         try
         {
             if (!await WorkerProcess.JoinAsync(system, options.Timeout, ct))
@@ -25,7 +26,7 @@ public static class PreparationWorkerProcess
                 return WorkerExitCodes.CoordinatorUnreachable;
             }
             var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-            system.ActorOf(PreparerActor.Props(options, ClusterHocon.PreparationPath(options.CoordinatorHost, options.CoordinatorPort), plans, exit), "preparer");
+            system.ActorOf(PreparerActor.Props(options, ClusterHocon.PreparationPath(options.CoordinatorHost, options.CoordinatorPort, options.Tls is not null), plans, exit), "preparer");
             using var cancel = ct.Register(() => exit.TrySetResult(WorkerExitCodes.Stopped));
             using var parentGone = WorkerProcess.WatchParent(options.ParentProcessId, () => exit.TrySetResult(WorkerExitCodes.Stopped));
             return await exit.Task;

@@ -14,6 +14,10 @@ internal sealed record BenchOptions
     /// <summary>1, 16 and 64 MiB: DDP's first bucket, a mid-size bucket, and above DDP's 25 MiB default.</summary>
     public long[] Sizes { get; private init; } = [1 << 20, 16 << 20, 64 << 20];
     public int? ChildRank { get; private init; }
+    /// <summary>--tls: the ring over mutual TLS. The parent makes a job CA and a node certificate in a temporary folder
+    /// (<see cref="TlsDirectory"/>, passed on to the ranks), as `pretrain certs` does.</summary>
+    public bool Tls { get; private init; }
+    public string? TlsDirectory { get; init; }
 
     public static BenchOptions Parse(string[] args)
     {
@@ -31,6 +35,8 @@ internal sealed record BenchOptions
                 "--segment-kib" => o with { SegmentKib = NextInt() },
                 "--socket-kib" => o with { SocketKib = NextInt() },
                 "--child" => o with { ChildRank = NextInt() },
+                "--tls" => o with { Tls = true },
+                "--tls-dir" => o with { Tls = true, TlsDirectory = Next() },
                 var s when long.TryParse(s, CultureInfo.InvariantCulture, out var bytes) => Add(sizes, bytes & ~3L, o),
                 var s => throw new ArgumentException($"unknown argument {s}"),
             };
@@ -46,5 +52,6 @@ internal sealed record BenchOptions
 
     public IEnumerable<string> ToChildArgs(int rank, int world) =>
         ["--child", $"{rank}", "--ranks", $"{world}", "--iters", $"{Iterations}", "--warmup", $"{Warmup}",
-         "--segment-kib", $"{SegmentKib}", "--socket-kib", $"{SocketKib}", .. Sizes.Select(s => s.ToString(CultureInfo.InvariantCulture))];
+         "--segment-kib", $"{SegmentKib}", "--socket-kib", $"{SocketKib}", .. TlsDirectory is { } d ? new[] { "--tls-dir", d } : [],
+         .. Sizes.Select(s => s.ToString(CultureInfo.InvariantCulture))];
 }

@@ -8,7 +8,7 @@ namespace Pretrain.Bench.Allreduce;
 /// Ring allreduce throughput between rank *processes* on loopback, printed in the same format as
 /// ../shared/bench/mpi-allreduce (busBw = size / time x 2(n-1)/n, the nccl-tests definition) so
 /// bench/allreduce.sh can put both in one table.
-/// Usage: Pretrain.Bench.Allreduce [--ranks 2,4] [--iters 10] [--warmup 3] [--segment-kib 512] [BYTES...]
+/// Usage: Pretrain.Bench.Allreduce [--ranks 2,4] [--iters 10] [--warmup 3] [--segment-kib 512] [--tls] [BYTES...]
 /// </summary>
 public static class Program
 {
@@ -16,6 +16,21 @@ public static class Program
     {
         var options = BenchOptions.Parse(args);
         if (options.ChildRank is { } rank) return await RunRankAsync(rank, options);
+        if (options.Tls && options.TlsDirectory is null)
+        {
+            var folder = Directory.CreateTempSubdirectory("pretrain-bench-tls-").FullName;
+            try
+            {
+                Pretrain.Shared.Security.JobCertificates.IssueDirectory(folder, "bench", [new("rank", ["localhost", "127.0.0.1"])], TimeSpan.FromDays(1), false);
+                return await RunAllAsync(options with { TlsDirectory = folder });
+            }
+            finally { Directory.Delete(folder, recursive: true); }
+        }
+        return await RunAllAsync(options);
+    }
+
+    private static async Task<int> RunAllAsync(BenchOptions options)
+    {
         foreach (var world in options.Ranks)
             if (await RunWorldAsync(world, options) != 0) return 1;
         return 0;
@@ -28,9 +43,13 @@ public static class Program
     /// <summary>Child: one rank. Prints its port, reads every rank's port, then times allreduce per size.</summary>
     private static async Task<int> RunRankAsync(int rank, BenchOptions options)
     {
-        var (listener, peers) = RankProcesses.Join("bench");
+        var tls = options.TlsDirectory is { } folder
+            ? new DataPlaneTlsOptions(Pretrain.Shared.Security.JobCertificates.LoadNode(Path.Combine(folder, "rank.pfx")),
+                Pretrain.Shared.Security.JobCertificates.LoadAuthority(Path.Combine(folder, "ca.crt")))
+            : null;
+        var (listener, peers) = RankProcesses.Join("bench", tls);
         using var owned = listener;
-        var collectiveOptions = new CollectiveOptions { SegmentBytes = options.SegmentKib << 10, SocketBufferBytes = options.SocketKib << 10 };
+        var collectiveOptions = new CollectiveOptions { SegmentBytes = options.SegmentKib << 10, SocketBufferBytes = options.SocketKib << 10, Tls = tls };
         await using var ring = new RingCommunicator(listener, 1, rank, peers, RankProcesses.Key, collectiveOptions);
         await ring.ConnectAsync();
         var barrier = new float[1];
@@ -46,7 +65,7 @@ public static class Program
             var n = peers.Length;
             if (rank == 0)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"ranks={n} bytes={bytes} time_ms={seconds * 1e3:F3} algbw_GBps={bytes / seconds / 1e9:F3} busbw_GBps={bytes / seconds / 1e9 * 2.0 * (n - 1) / n:F3}"));
+                    $"ranks={n} bytes={bytes} time_ms={seconds * 1e3:F3} algbw_GBps={bytes / seconds / 1e9:F3} busbw_GBps={bytes / seconds / 1e9 * 2.0 * (n - 1) / n:F3} tls={(tls is null ? 0 : 1)}"));
         }
         return 0;
     }

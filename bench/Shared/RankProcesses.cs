@@ -62,9 +62,9 @@ public static class RankProcesses
     public static readonly byte[] Key = System.Security.Cryptography.SHA256.HashData("pretrain bench ring"u8);
 
     /// <summary>Child: binds a listener, announces its port, and returns it with every rank's address.</summary>
-    public static (DataPlaneListener Listener, RingPeer[] Peers) Join(string name)
+    public static (DataPlaneListener Listener, RingPeer[] Peers) Join(string name, DataPlaneTlsOptions? tls = null)
     {
-        var listener = new DataPlaneListener(IPAddress.Loopback);
+        var listener = new DataPlaneListener(IPAddress.Loopback, tls: tls);
         Console.WriteLine($"PORT {listener.Port}");
         var ports = (Console.ReadLine() ?? "").Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
         return (listener, ports.Select((p, r) => new RingPeer(r, $"{name}-{r}", "127.0.0.1", p)).ToArray());

@@ -1,0 +1,62 @@
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+
+namespace Pretrain.Worker.Collectives;
+
+/// <summary>
+/// One ring connection as the collectives use it: exact-length sends and receives on a plain socket, or on TLS over it
+/// (<see cref="DataPlaneTls"/>). The plain path stays the socket's own ValueTask calls (no stream in between on the hot
+/// path). Sends from several threads (failure notices) are serialised by the caller's one-writer discipline, except
+/// <see cref="SendNotice"/>, which may come from any thread and takes a lock.
+/// </summary>
+internal sealed class RingLink : IDisposable
+{
+    private readonly SslStream? _tls;
+    private readonly Lock _notices = new();
+
+    private RingLink(Socket socket, SslStream? tls) => (Socket, _tls) = (socket, tls);
+
+    public static RingLink Plain(Socket socket) => new(socket, null);
+
+    /// <summary>A link over <paramref name="tls"/>, which owns <paramref name="socket"/>.</summary>
+    public static RingLink Encrypted(Socket socket, SslStream tls) => new(socket, tls);
+
+    public Socket Socket { get; }
+    public bool IsEncrypted => _tls is not null;
+
+    /// <summary>False when the peer closed the connection before <paramref name="buffer"/> was full.</summary>
+    public ValueTask<bool> ReceiveExactlyAsync(Memory<byte> buffer, CancellationToken ct) =>
+        _tls is null ? SocketIo.ReceiveExactlyAsync(Socket, buffer, ct) : ReadExactlyAsync(_tls, buffer, ct);
+
+    public ValueTask SendAllAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct) =>
+        _tls is null ? SocketIo.SendAllAsync(Socket, buffer, ct) : _tls.WriteAsync(buffer, ct);
+
+    /// <summary>A failure notice on the reverse direction, synchronously (it must be out before the link is closed).</summary>
+    public void SendNotice(byte[] notice)
+    {
+        lock (_notices)
+        {
+            if (_tls is null) Socket.Send(notice);
+            else _tls.Write(notice);
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<bool> ReadExactlyAsync(SslStream stream, Memory<byte> buffer, CancellationToken ct)
+    {
+        while (buffer.Length > 0)
+        {
+            var n = await stream.ReadAsync(buffer, ct);
+            if (n == 0) return false;
+            buffer = buffer[n..];
+        }
+        return true;
+    }
+
+    public void Dispose()
+    {
+        _tls?.Dispose();
+        Socket.Dispose();
+    }
+}
