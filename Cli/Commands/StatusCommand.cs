@@ -20,9 +20,11 @@ static class StatusCommand
         var runDir = new Option<DirectoryInfo?>("--run-dir") { Description = "Run directory of the job; its coordinator.json says where the coordinator listens." };
         var timeout = CommonOptions.Timeout();
         timeout.DefaultValueFactory = _ => 10;
+        var tlsCert = CommonOptions.TlsCertificate();
+        var tlsCa = CommonOptions.TlsAuthority();
         var command = new Command("status", "Show what a running job is doing: phase, generation, workers, last step and checkpoint (a finished run: its summary.json).")
         {
-            coordinator, runDir, timeout,
+            coordinator, runDir, timeout, tlsCert, tlsCa,
         };
         command.Validators.Add(r =>
         {
@@ -39,7 +41,7 @@ static class StatusCommand
             var (host, port) = parse.GetValue(runDir) is { } run
                 ? CoordinatorFile.Read(run.FullName) is var file ? (file.Host, file.Port) : default
                 : Endpoint.Parse(parse.GetValue(coordinator)!, "--coordinator");
-            var status = await AskAsync(host, port, TimeSpan.FromSeconds(parse.GetValue(timeout)), ct);
+            var status = await AskAsync(host, port, CommonOptions.LoadTls(parse, tlsCert, tlsCa), TimeSpan.FromSeconds(parse.GetValue(timeout)), ct);
             Console.WriteLine($"phase       {status.Phase}");
             Console.WriteLine($"generation  {status.Generation}");
             Console.WriteLine($"workers     {status.Workers.Count}: {string.Join(", ", status.Workers)}");
@@ -92,7 +94,7 @@ static class StatusCommand
     }
 
     /// <summary>A plain remoting client (not a cluster member) asks the job actor by path.</summary>
-    static async Task<JobStatus> AskAsync(string host, int port, TimeSpan timeout, CancellationToken ct)
+    static async Task<JobStatus> AskAsync(string host, int port, ClusterTls? tls, TimeSpan timeout, CancellationToken ct)
     {
         var config = ConfigurationFactory.ParseString($$"""
             akka {
@@ -104,10 +106,10 @@ static class StatusCommand
             }
             {{PretrainSerializer.Hocon()}}
             """);
-        using var system = ActorSystem.Create(ClusterHocon.SystemName, config);
+        using var system = ClusterTls.CreateSystem(config, tls);
         try
         {
-            return await system.ActorSelection(ClusterHocon.JobPath(host, port)).Ask<JobStatus>(new FetchJobStatus(), timeout, ct);
+            return await system.ActorSelection(ClusterHocon.JobPath(host, port, tls is not null)).Ask<JobStatus>(new FetchJobStatus(), timeout, ct);
         }
         catch (AskTimeoutException)
         {
