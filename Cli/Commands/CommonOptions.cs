@@ -63,6 +63,8 @@ static class CommonOptions
     {
         Description = who == "coordinator"
             ? "The job secret every worker must prove (at least 16 bytes; a Kubernetes Secret mounted as a file). Default: RUN_DIR/secret, made (mode 0600) when missing."
+            : who == "prepare"
+            ? "The job secret preparing workers must prove (workers started elsewhere need the same file). Default: a fresh one for this run's own workers."
             : "The job secret, the same file the coordinator was given: proved at registration and for every ring connection. Without it the coordinator refuses this worker.",
     };
 

@@ -65,8 +65,9 @@ static class PrepareCommand
         var port = new Option<int>("--port") { Description = "Akka port that workers started elsewhere join with `pretrain worker --prepare` (0 = any free port).", DefaultValueFactory = _ => 0 };
         var timeout = CommonOptions.Timeout();
         var verbose = CommonOptions.Verbose();
+        var secretFile = CommonOptions.SecretFile("prepare");
 
-        var command = new Command(kind, description) { inputs, output, validation, shardMb, seed, workers, runDir, journal, port, timeout, verbose };
+        var command = new Command(kind, description) { inputs, output, validation, shardMb, seed, workers, runDir, journal, port, timeout, verbose, secretFile };
         foreach (var option in kindOptions ?? []) command.Options.Add(option);
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
@@ -84,6 +85,7 @@ static class PrepareCommand
                 Port = parse.GetValue(port),
                 Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
                 Verbose = parse.GetValue(verbose),
+                SecretFile = parse.GetValue(secretFile)?.FullName,
             }, ct);
         }));
         return command;

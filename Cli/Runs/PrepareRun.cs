@@ -20,6 +20,8 @@ public sealed record PrepareOptions
     public int Port { get; init; }
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
     public bool Verbose { get; init; }
+    /// <summary>--secret-file: the secret preparing workers prove; null = RUN_DIR/secret, made when missing.</summary>
+    public string? SecretFile { get; init; }
 }
 
 /// <summary>
@@ -51,8 +53,13 @@ public static class PrepareRun
         }
         Directory.CreateDirectory(spec.Output);
 
+        // The secret preparing workers prove. Without --secret-file, a fresh one in a private temporary folder for this
+        // run's own workers (the run directory is the output folder by default, and a dataset folder is no place for it).
+        using var privateSecret = options.SecretFile is null ? new PrivateSecret() : null;
+        var secret = Pretrain.Shared.Security.JobSecret.Load(options.SecretFile ?? privateSecret!.Path);
         await using var host = await PreparationHost.StartAsync(new CoordinatorOptions
         {
+            Secret = secret,
             RunDirectory = options.RunDirectory,
             Port = options.Port,
             Journal = options.PostgresJournal is { } pg ? JournalOptions.Postgres(pg) : null,
@@ -73,10 +80,10 @@ public static class PrepareRun
         progress.Start(resumed);
         if (resumed.TasksDone > 0)
             console.Info($"resuming: {resumed.TasksDone} of {resumed.Tasks} tasks already done, skipping them");
-        console.Detail($"coordinator at 127.0.0.1:{host.Port} (more workers: pretrain worker --prepare --coordinator HOST:{host.Port})");
+        console.Detail($"coordinator at 127.0.0.1:{host.Port} (more workers: pretrain worker --prepare --coordinator HOST:{host.Port} --secret-file {secret.Source})");
 
         await using var workers = options.Workers > 0 && resumed.TasksDone < resumed.Tasks
-            ? WorkerProcesses.StartPreparers(options.Workers, host.Port, options.RunDirectory, options.Timeout, console)
+            ? WorkerProcesses.StartPreparers(options.Workers, host.Port, options.RunDirectory, secret.Source, options.Timeout, console)
             : null;
         if (workers != null) console.Info($"{options.Workers} worker(s) take tasks; logs in {Path.Combine(options.RunDirectory, "logs")}");
 
@@ -130,4 +137,20 @@ public sealed class PreparationProgressPrinter(RunConsole console)
     }
 
     public void Done() => console.EndProgress();
+}
+
+
+/// <summary>A fresh job secret in a temporary folder only this user can enter, removed when the run ends.</summary>
+sealed class PrivateSecret : IDisposable
+{
+    readonly string _folder = Directory.CreateTempSubdirectory("pretrain-secret-").FullName;   // mode 0700
+
+    public PrivateSecret() => Pretrain.Shared.Security.JobSecret.CreateOrLoad(Path);
+
+    public string Path => System.IO.Path.Combine(_folder, Pretrain.Shared.Security.JobSecret.FileName);
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
+    }
 }

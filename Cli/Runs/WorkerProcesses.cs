@@ -63,7 +63,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
     }
 
     /// <summary>`pretrain prepare --workers N`: N workers on loopback that take preparation tasks.</summary>
-    public static WorkerProcesses StartPreparers(int count, int coordinatorPort, string runDirectory, TimeSpan timeout, RunConsole console)
+    public static WorkerProcesses StartPreparers(int count, int coordinatorPort, string runDirectory, string secretFile, TimeSpan timeout, RunConsole console)
     {
         var set = new WorkerProcesses(console);
         for (int i = 0; i < count; i++)
@@ -71,7 +71,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
             string id = $"preparer-{i}";
             var process = set.Spawn(id,
             [
-                "worker", "--prepare", "--coordinator", $"127.0.0.1:{coordinatorPort}", "--worker-id", id,
+                "worker", "--prepare", "--coordinator", $"127.0.0.1:{coordinatorPort}", "--worker-id", id, "--secret-file", secretFile,
                 "--parent-pid", Environment.ProcessId.ToString(), "--metrics-port", "-1", "--timeout", ((int)timeout.TotalSeconds).ToString(),
             ], runDirectory);
             console.Detail($"{id} started (pid {process.Id}), log {Path.Combine(runDirectory, "logs", id + ".log")}");

@@ -28,8 +28,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     // workers re-register when it is back (brief, principle 2).
     private readonly Dictionary<string, IActorRef> _workers = new();
     private readonly IJobObserver _observer;
-    private readonly JobSecret _secret;
-    private readonly ChallengeBook _challenges = new();
+    private readonly JoinGate _gate;
 
     public override string PersistenceId { get; }
 
@@ -42,7 +41,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     {
         PersistenceId = persistenceId;
         _observer = observer;
-        _secret = secret;
+        _gate = new JoinGate(secret);
         // Every cause exported from the start at 0, so the first recovery is a step Prometheus' increase() sees (a
         // series that appears at 1 has no increase) and a dashboard shows 0 rather than "No data" for a healthy job.
         foreach (var cause in new[] { RegroupCauses.Lost, RegroupCauses.Left, RegroupCauses.Joined })
@@ -159,40 +158,35 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     /// <summary>A fresh single-use nonce for the registration to come, and this coordinator's proof of the secret.</summary>
     private void OnChallengeRequested(RequestJoinChallenge c)
     {
-        if (c.WorkerNonce is not { Length: JoinProof.NonceBytes })
-        {
-            Refuse(c.WorkerId ?? "", "malformed_challenge", $"its challenge request carries a {c.WorkerNonce?.Length ?? 0}-byte nonce, not {JoinProof.NonceBytes}", mayRetry: false);
-            return;
-        }
-        var nonce = _challenges.Issue(c.WorkerId ?? "", Environment.TickCount64);
-        Sender.Tell(new JoinChallenge(c.WorkerId ?? "", nonce, JoinProof.Coordinator(_secret, c.WorkerId ?? "", c.WorkerNonce, nonce)));
+        var (challenge, refused) = _gate.Answer(c, Environment.TickCount64);
+        if (refused is not null) Refuse(c.WorkerId ?? "", refused, mayRetry: false);
+        else Sender.Tell(challenge);
     }
 
     private void OnRegister(RegisterWorker c)
     {
-        // Proof first: nothing unproven is stashed, tracked or decided on, so it can neither change the job nor fill memory.
-        if (string.IsNullOrEmpty(c.WorkerId) || c.Host is null || c.Incarnation is null)
+        // Proof first: nothing unproven is tracked or decided on, so it can neither change the job nor fill memory.
+        if (c.Host is null || c.Incarnation is null)
         {
-            Refuse(c.WorkerId ?? "", "malformed", "its registration leaves out its worker id, host or incarnation", mayRetry: false);
+            Refuse(c.WorkerId ?? "", new JoinGate.Refusal("malformed", "its registration leaves out its host or incarnation"), mayRetry: false);
             return;
         }
-        if (!JoinProof.Verify(_secret, c))
+        if (!_gate.Vouched(c))
         {
-            bool none = c.Proof is null || c.Nonce is null;
-            Refuse(c.WorkerId, none ? "no_proof" : "bad_proof", none
-                ? "its registration carries no proof of the job secret (was the worker started without --secret-file or PRETRAIN_SECRET_FILE?)"
-                : "its proof of the job secret does not verify: the worker and the coordinator were given different secrets (--secret-file)", mayRetry: false);
+            if (_gate.Check(c.WorkerId, c.Nonce, c.Proof, JoinProof.Verify(_gate.Secret, c), Environment.TickCount64) is { } refusal)
+            {
+                Refuse(c.WorkerId ?? "", refusal, mayRetry: false);
+                return;
+            }
+            Context.System.EventStream.Publish(new MemberProven(Sender.Path.Address));
+        }
+        // Workers may connect before the job is submitted; they get their answer once it is.
+        if (_state.Job is null)
+        {
+            _gate.Vouch(c);
+            Stash.Stash();
             return;
         }
-        if (_challenges.Redeem(c.Nonce, c.WorkerId, Environment.TickCount64) is { } stale)
-        {
-            Refuse(c.WorkerId, "stale_nonce", stale, mayRetry: false);
-            return;
-        }
-        Context.System.EventStream.Publish(new MemberProven(Sender.Path.Address));
-        // Workers may connect before the job is submitted: not stashed (its nonce is spent, and a stash would grow with
-        // every retry); the worker asks again every second and is answered once the job is defined.
-        if (_state.Job is null) return;
         if (!FromMember(Sender)) return;    // it retries every second; by then its node is Up or gone
         var retry = _state.Member(c.WorkerId)?.Incarnation == c.Incarnation;
         // A worker id names one process. Another process under the id of a member that is alive (reachable, its actor
@@ -201,8 +195,8 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         // is only made to wait for the failure detector, so it may retry.
         if (!retry && _state.Member(c.WorkerId) is { } holder && _workers.TryGetValue(c.WorkerId, out var live) && IsLive(live))
         {
-            Refuse(c.WorkerId, "duplicate_worker_id", $"worker id {c.WorkerId} is held by a live process (pid {holder.ProcessId} on {holder.Host}, node " +
-                $"{live.Path.Address}); start this process with another --worker-id, or stop that one first", mayRetry: true);
+            Refuse(c.WorkerId, new JoinGate.Refusal("duplicate_worker_id", $"worker id {c.WorkerId} is held by a live process (pid {holder.ProcessId} on " +
+                $"{holder.Host}, node {live.Path.Address}); start this process with another --worker-id, or stop that one first"), mayRetry: true);
             return;
         }
         Handle(c,
@@ -220,11 +214,11 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
     }
 
     /// <summary>Refuses a request from the sender, logging its address and counting it; the job's state is not touched.</summary>
-    private void Refuse(string workerId, string reason, string why, bool mayRetry)
+    private void Refuse(string workerId, JoinGate.Refusal refusal, bool mayRetry)
     {
-        _log.Warning("refused registration of {0} from {1}: {2}", workerId, Sender.Path.Address, why);
-        PretrainMetrics.Rejected("control", reason);
-        Sender.Tell(new RegistrationRefused(workerId, why, mayRetry));
+        _log.Warning("refused registration of {0} from {1}: {2}", workerId, Sender.Path.Address, refusal.Why);
+        PretrainMetrics.Rejected("control", refusal.Reason);
+        Sender.Tell(new RegistrationRefused(workerId, refusal.Why, mayRetry));
     }
 
     /// <summary>A tracked worker actor whose node the cluster holds as an Up member it can reach (or one in this process).</summary>

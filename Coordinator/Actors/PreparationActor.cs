@@ -1,8 +1,12 @@
 using Akka.Actor;
+using Akka.Event;
 using Akka.Persistence;
+using Pretrain.Coordinator.Security;
 using Pretrain.Coordinator.State;
 using Pretrain.Data.Preparation;
 using Pretrain.Shared.Messages;
+using Pretrain.Shared.Security;
+using Pretrain.Shared.Telemetry;
 
 namespace Pretrain.Coordinator.Actors;
 
@@ -25,19 +29,21 @@ public sealed class PreparationActor : ReceivePersistentActor
     // Live workers by id, in registration order. Not persisted: refs do not survive a restart.
     private readonly Dictionary<string, IActorRef> _workers = [];
     private readonly IPreparationObserver _observer;
+    private readonly JoinGate _gate;
     private readonly CancellationTokenSource _stopping = new();
     private bool _verified, _finishing, _failed;
     private int _skipped;
 
     public override string PersistenceId { get; }
 
-    public static Props Props(string persistenceId, IPreparationObserver observer) =>
-        Akka.Actor.Props.Create(() => new PreparationActor(persistenceId, observer));
+    public static Props Props(string persistenceId, IPreparationObserver observer, JobSecret secret) =>
+        Akka.Actor.Props.Create(() => new PreparationActor(persistenceId, observer, secret));
 
-    public PreparationActor(string persistenceId, IPreparationObserver observer)
+    public PreparationActor(string persistenceId, IPreparationObserver observer, JobSecret secret)
     {
         PersistenceId = persistenceId;
         _observer = observer;
+        _gate = new JoinGate(secret);
 
         Recover<IPreparationEvent>(e => _state = _state.Apply(e));
         Recover<RecoveryCompleted>(_ => _state = _state.Recovered());
@@ -50,6 +56,12 @@ public sealed class PreparationActor : ReceivePersistentActor
             _observer.OnResumed(Progress());
             Dispatch();
         }));
+        Command<RequestJoinChallenge>(c =>
+        {
+            var (challenge, refused) = _gate.Answer(c, Environment.TickCount64);
+            if (refused is not null) Refuse(c.WorkerId ?? "", refused);
+            else Sender.Tell(challenge);
+        });
         Command<RegisterPreparer>(OnRegister);
         Command<ReportTaskCompleted>(c => Persist(PreparationDecisions.Complete(_state, c), Dispatch));
         Command<ReportTaskFailed>(f => Fail($"task {f.TaskId} failed on {f.WorkerId}: {f.Reason}"));
@@ -97,14 +109,32 @@ public sealed class PreparationActor : ReceivePersistentActor
 
     private void OnRegister(RegisterPreparer r)
     {
+        // Proof first (Shared/Security/JoinProof.cs): an unproven worker is never handed a task.
+        if (!_gate.Vouched(r) && _gate.Check(r.WorkerId, r.Nonce, r.Proof, JoinProof.Verify(_gate.Secret, r), Environment.TickCount64) is { } refusal)
+        {
+            Refuse(r.WorkerId ?? "", refusal);
+            return;
+        }
         // Workers may connect before the preparation is started; they get their answer once it is.
-        if (_plan is null) { Stash.Stash(); return; }
+        if (_plan is null)
+        {
+            _gate.Vouch(r);
+            Stash.Stash();
+            return;
+        }
         if (_workers.TryGetValue(r.WorkerId, out var previous) && !previous.Equals(Sender)) Context.Unwatch(previous);
         _workers[r.WorkerId] = Sender;
         Context.Watch(Sender);
         Sender.Tell(new PreparerRegistered(r.WorkerId, _state.Spec!));
         if (_state.IsFinished || _failed) Sender.Tell(new StopWorker(_failed ? "the preparation failed" : PreparationStopReasons.Finished));
         else Dispatch();
+    }
+
+    private void Refuse(string workerId, JoinGate.Refusal refusal)
+    {
+        Context.GetLogger().Warning("refused registration of {0} from {1}: {2}", workerId, Sender.Path.Address, refusal.Why);
+        PretrainMetrics.Rejected("control", refusal.Reason);
+        Sender.Tell(new RegistrationRefused(workerId, refusal.Why, MayRetry: false));
     }
 
     private void OnTerminated(Terminated t)

@@ -62,7 +62,7 @@ public sealed class PreparationHost : IAsyncDisposable
         var (system, port) = await CoordinatorNode.StartAsync(options, ct);
         var id = PersistenceId(outputDirectory);
         return new PreparationHost(system, port, options.Timeout,
-            observer => system.ActorOf(PreparationActor.Props(id, observer), ClusterHocon.PreparationActorName));
+            observer => system.ActorOf(PreparationActor.Props(id, observer, options.Secret), ClusterHocon.PreparationActorName));
     }
 
     /// <summary>Starts (or resumes) the plan; throws <see cref="InvalidOperationException"/> if the journal holds another preparation.</summary>

@@ -35,7 +35,13 @@ public sealed record PreparationSpec(
 [MessagePackObject]
 public sealed record RegisterPreparer(
     [property: Key(0)] string WorkerId,
-    [property: Key(1)] int ProcessId) : IPretrainMessage;
+    [property: Key(1)] int ProcessId,
+    // The proof of the job secret, as for a training worker's RegisterWorker (Shared/Security/JoinProof.cs).
+    [property: Key(2)] byte[]? Nonce = null,
+    [property: Key(3)] byte[]? Proof = null) : IPretrainMessage
+{
+    public override string ToString() => $"RegisterPreparer {{ {WorkerId}, pid {ProcessId} }}";
+}
 
 /// <summary>Answer to <see cref="RegisterPreparer"/>: the spec the worker builds its plan from.</summary>
 [MessagePackObject]

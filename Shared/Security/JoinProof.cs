@@ -35,6 +35,16 @@ public static class JoinProof
             Number(registration.ProcessId), Utf8(registration.Incarnation), Number(registration.Generation), Number(registration.HeldStep),
             coordinatorNonce);
 
+    /// <summary>A preparing worker's proof of <paramref name="registration"/> (`pretrain prepare`) for <paramref name="coordinatorNonce"/>.</summary>
+    public static byte[] Preparer(JobSecret secret, RegisterPreparer registration, byte[] coordinatorNonce) =>
+        secret.Mac("pretrain/join/preparer/v1", Utf8(registration.WorkerId), Number(registration.ProcessId), coordinatorNonce);
+
+    public static RegisterPreparer Sign(JobSecret secret, RegisterPreparer registration, JoinChallenge challenge) =>
+        registration with { Nonce = challenge.CoordinatorNonce, Proof = Preparer(secret, registration, challenge.CoordinatorNonce) };
+
+    public static bool Verify(JobSecret secret, RegisterPreparer registration) =>
+        registration is { Nonce.Length: NonceBytes, Proof: { } proof } && Hmac.Matches(proof, Preparer(secret, registration, registration.Nonce));
+
     /// <summary><paramref name="registration"/> with its proof for <paramref name="challenge"/>.</summary>
     public static RegisterWorker Sign(JobSecret secret, RegisterWorker registration, JoinChallenge challenge) =>
         registration with { Nonce = challenge.CoordinatorNonce, Proof = Worker(secret, registration, challenge.CoordinatorNonce) };

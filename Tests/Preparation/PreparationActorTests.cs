@@ -26,7 +26,9 @@ public sealed class PreparationActorTests : IDisposable
         new(PatternPlan.Kind, [PatternPlan.WriteInputs(Path.Combine(_root, "in"), inputs)], Output);
 
     private Task<PreparationHost> StartHostAsync() =>
-        PreparationHost.StartAsync(new CoordinatorOptions { RunDirectory = Output, Timeout = Timeout }, Output);
+        PreparationHost.StartAsync(new CoordinatorOptions { RunDirectory = Output, Timeout = Timeout, Secret = _secret }, Output);
+
+    private readonly Pretrain.Shared.Security.JobSecret _secret = Pretrain.Shared.Security.JobSecret.Random();
 
     private List<IPreparationEvent> JournaledEvents() => PreparationJournal.Read(Journal, PreparationHost.PersistenceId(Output));
 
@@ -90,7 +92,10 @@ public sealed class PreparationActorTests : IDisposable
         await using (var host = await StartHostAsync())
         {
             var received = new TaskCompletionSource<PreparationTaskAssigned>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var worker = host.System.ActorOf(Props.Create(() => new SilentWorker(host.Actor, received)));
+            var secret = _secret;
+            var registered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var worker = host.System.ActorOf(Props.Create(() => new SilentWorker(host.Actor, received, secret, registered)));
+            await registered.Task.WaitAsync(Timeout);   // its registration is in the coordinator's mailbox before the start
             await host.StartAsync(spec, plan);
             var lostTask = await received.Task.WaitAsync(Timeout);
             Assert.Equal(("part-000", 1), (lostTask.TaskId, lostTask.Attempt));
@@ -107,12 +112,18 @@ public sealed class PreparationActorTests : IDisposable
         Assert.Empty(PreparationJournal.CompletedTwice(events));
     }
 
-    /// <summary>Registers for tasks and never does one: a worker that dies with its task in flight.</summary>
+    /// <summary>Registers for tasks (proving the secret) and never does one: a worker that dies with its task in flight.</summary>
     private sealed class SilentWorker : ReceiveActor
     {
-        public SilentWorker(IActorRef coordinator, TaskCompletionSource<PreparationTaskAssigned> received)
+        public SilentWorker(IActorRef coordinator, TaskCompletionSource<PreparationTaskAssigned> received, Pretrain.Shared.Security.JobSecret secret,
+            TaskCompletionSource registered)
         {
-            coordinator.Tell(new RegisterPreparer("silent", 1));
+            coordinator.Tell(new RequestJoinChallenge("silent", Pretrain.Shared.Security.JoinProof.NewNonce()));
+            Receive<JoinChallenge>(c =>
+            {
+                coordinator.Tell(Pretrain.Shared.Security.JoinProof.Sign(secret, new RegisterPreparer("silent", 1), c));
+                registered.TrySetResult();
+            });
             Receive<PreparerRegistered>(_ => { });
             Receive<PreparationTaskAssigned>(a => received.TrySetResult(a));
         }

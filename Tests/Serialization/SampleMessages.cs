@@ -53,7 +53,7 @@ public static class SampleMessages
         new WorkerFinished(Finished),
         new JobCompleted(3, 10),
         new JobFailed(3, "worker w1 lost"),
-        new RegisterPreparer("w0", 4242),
+        new RegisterPreparer("w0", 4242, Enumerable.Repeat((byte)5, 32).ToArray(), Enumerable.Repeat((byte)6, 32).ToArray()),
         new PreparerRegistered("w0", Preparation),
         new ReportTaskCompleted("train-00001", "w0", 1, 1 << 20),
         new ReportTaskFailed("train-00002", "w0", "corpus.jsonl line 3: not JSON"),

@@ -53,6 +53,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         _options = options;
         _job = Context.ActorSelection(jobPath);
         (_memory, _hooks, _coordinatorReachable, _exit) = (memory, hooks, coordinatorReachable, exit);
+        _join = new JoinClient(options.Secret, options.WorkerId);
         Registering();
     }
 
@@ -72,9 +73,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 
     protected override void PostStop() => _memory.Detach(Self);
 
-    // The nonces of this worker's recent challenge requests: an answer to any of them is taken (a late answer to the
-    // request of a second ago is not an impostor). Four: requests go out once a second, answers take milliseconds.
-    readonly Queue<byte[]> _nonces = new();
+    JoinClient _join = null!;
     string? _refusal;
 
     /// <summary>
@@ -83,38 +82,26 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
     /// </summary>
     void AskToRegister()
     {
-        if (_options.Secret is null)
-        {
-            _job.Tell(_memory.RegistrationHolding(_hooks.HeldStep()));
-            return;
-        }
-        var nonce = JoinProof.NewNonce();
-        _nonces.Enqueue(nonce);
-        while (_nonces.Count > 4) _nonces.Dequeue();
-        _job.Tell(new RequestJoinChallenge(_options.WorkerId, nonce));
+        if (_join.Request() is { } request) _job.Tell(request);
+        else _job.Tell(_memory.RegistrationHolding(_hooks.HeldStep()));
     }
 
     /// <summary>
     /// Answers a challenge with the signed registration. A coordinator whose own proof does not match this worker's
     /// secret is answered too — so the coordinator logs and counts a worker with a wrong secret — but never trusted:
-    /// its refusal, or its acceptance, ends this worker with exit 2 (<see cref="_unprovenCoordinator"/>).
+    /// its refusal, or its acceptance, ends this worker with exit 2.
     /// </summary>
     void OnChallenge(JoinChallenge c)
     {
-        if (_options.Secret is not { } secret) return;
-        if (!_nonces.Any(n => Hmac.Matches(c.CoordinatorProof ?? [], JoinProof.Coordinator(secret, _options.WorkerId, n, c.CoordinatorNonce ?? []))))
-            _unprovenCoordinator = $"the coordinator at {Sender.Path.Address} answered with a proof that does not match this worker's job secret " +
-                                   $"({secret.Source}): the two were given different secrets, or it is not this job's coordinator";
+        if (_join.Secret is not { } secret) return;
+        _join.Check(c, Sender.Path.Address.ToString());
         _job.Tell(JoinProof.Sign(secret, _memory.RegistrationHolding(_hooks.HeldStep()), c));
     }
 
-    string? _unprovenCoordinator;
-
     void OnRefused(RegistrationRefused r)
     {
-        string why = r.Reason + (_options.Secret is null ? " — this worker has no job secret: pass --secret-file FILE or set PRETRAIN_SECRET_FILE" : "");
-        if (_unprovenCoordinator is not null) why += "; and " + _unprovenCoordinator;
-        if (!r.MayRetry || _unprovenCoordinator is not null)
+        string why = _join.Explain(r.Reason);
+        if (!r.MayRetry || _join.UnprovenCoordinator is not null)
         {
             Exit(WorkerExitCodes.Refused, $"the coordinator at {Sender.Path.Address} refused the registration: {why}");
             return;
@@ -147,7 +134,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         // A worker still refused when its registration time is up says why it was refused, and exits 2: its id is taken.
         Receive<WaitDeadline>(d =>
         {
-            if (_unprovenCoordinator is { } impostor) Exit(WorkerExitCodes.Refused, impostor);
+            if (_join.UnprovenCoordinator is { } impostor) Exit(WorkerExitCodes.Refused, impostor);
             else if (_refusal is { } refusal) Exit(WorkerExitCodes.Refused, $"the coordinator still refuses this worker: {refusal}");
             else Exit(d.Code, d.What);
         });
@@ -170,7 +157,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
 
     void OnRegistered(WorkerRegistered r)
     {
-        if (_unprovenCoordinator is { } impostor)
+        if (_join.UnprovenCoordinator is { } impostor)
         {
             Exit(WorkerExitCodes.Refused, impostor);    // accepted by a process that could not prove the secret: not ours to train for
             return;

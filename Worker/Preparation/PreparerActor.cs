@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Event;
 using Pretrain.Data.Preparation;
 using Pretrain.Shared.Messages;
+using Pretrain.Shared.Security;
 using Pretrain.Worker.Host;
 
 namespace Pretrain.Worker.Preparation;
@@ -25,6 +26,7 @@ public sealed class PreparerActor : ReceiveActor, IWithTimers, IWithUnboundedSta
     readonly CancellationTokenSource _stopping = new();
     IActorRef _coordinator = ActorRefs.Nobody;
     IPreparationPlan? _plan;
+    readonly JoinClient _join;
 
     public ITimerScheduler Timers { get; set; } = null!;
     public IStash Stash { get; set; } = null!;
@@ -35,8 +37,16 @@ public sealed class PreparerActor : ReceiveActor, IWithTimers, IWithUnboundedSta
         _coordinatorPath = Context.ActorSelection(preparationPath);
         _plans = plans;
         _exit = exit;
+        _join = new JoinClient(options.Secret, options.WorkerId);
 
         Receive<RetryRegistration>(_ => Register());
+        Receive<JoinChallenge>(c =>
+        {
+            if (_join.Secret is not { } secret) return;
+            _join.Check(c, Sender.Path.Address.ToString());
+            _coordinatorPath.Tell(JoinProof.Sign(secret, new RegisterPreparer(_options.WorkerId, Environment.ProcessId), c));
+        });
+        Receive<RegistrationRefused>(r => Exit(WorkerExitCodes.Refused, $"the coordinator at {Sender.Path.Address} refused the registration: {_join.Explain(r.Reason)}"));
         Receive<RegistrationDeadline>(_ => Exit(WorkerExitCodes.CoordinatorUnreachable,
             $"the coordinator at {_coordinatorPath.PathString} did not answer within {_options.Timeout.TotalSeconds:0} s"));
         Receive<PreparerRegistered>(OnRegistered);
@@ -63,10 +73,20 @@ public sealed class PreparerActor : ReceiveActor, IWithTimers, IWithUnboundedSta
         Timers.StartSingleTimer("deadline", new RegistrationDeadline(), _options.Timeout);
     }
 
-    void Register() => _coordinatorPath.Tell(new RegisterPreparer(_options.WorkerId, Environment.ProcessId));
+    /// <summary>A challenge request (the registration follows the coordinator's answer), or an unproven registration without a secret.</summary>
+    void Register()
+    {
+        if (_join.Request() is { } request) _coordinatorPath.Tell(request);
+        else _coordinatorPath.Tell(new RegisterPreparer(_options.WorkerId, Environment.ProcessId));
+    }
 
     void OnRegistered(PreparerRegistered r)
     {
+        if (_join.UnprovenCoordinator is { } impostor)
+        {
+            Exit(WorkerExitCodes.Refused, impostor);
+            return;
+        }
         Timers.CancelAll();
         if (!_coordinator.IsNobody()) return;   // the answer to a retried registration
         _coordinator = Sender;
