@@ -13,8 +13,8 @@ namespace Pretrain.Tests.Security;
 /// <summary>The replica checksum of an unattacked run, computed once for the class.</summary>
 public sealed class CleanRun : IDisposable
 {
-    // Long enough (about 25 s here) that a second process under a live id is still refused when its wait runs out (15 s).
-    public const long Steps = 600;
+    // Long enough (about 17 s here) that a second process under a live id is still refused when its wait runs out (10 s).
+    public const long Steps = 400;
     public readonly string Root = Directory.CreateTempSubdirectory("pretrain-intruder-").FullName;
     readonly Lazy<string> _checksum;
 

@@ -107,9 +107,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
             return;
         }
         if (_refusal is null && _memory.Job is null)
-            // The id's holder may be a process that just died (a replaced pod): give the failure detector (~5 s) time to say so.
+            // The id's holder may be a process that just died (a replaced pod): give the failure detector (~5 s) twice the time to say so.
             Timers.StartSingleTimer("registration", new WaitDeadline("", WorkerExitCodes.Refused),
-                TimeSpan.FromSeconds(Math.Max(_options.Timeout.TotalSeconds, 15)));
+                TimeSpan.FromSeconds(Math.Max(_options.Timeout.TotalSeconds, 10)));
         if (_refusal != r.Reason) _log.Warning("the coordinator refused the registration for now, asking again every second: {0}", why);
         _refusal = r.Reason;
     }
