@@ -48,6 +48,7 @@ public static class Program
             PrepareCommand.Create(plans),
             StatusCommand.Create(),
             EvalCommand.Create(),
+            ExportCommand.Create(),
             CertsCommand.Create(),
         };
         EnvironmentDefaults.Describe(root);

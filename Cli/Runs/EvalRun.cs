@@ -28,16 +28,13 @@ public static class EvalRun
     public static async Task<int> RunAsync(EvalOptions options, CancellationToken ct)
     {
         var console = new RunConsole(options.Verbose);
-        var checkpoint = Locate(options, console);
+        var checkpoint = CheckpointLocation.Locate(options.Checkpoint, options.RunDirectory, console);
         string? summaryPath = options.RunDirectory is { } run ? Path.Combine(run, "summary.json") : null;
         var summary = summaryPath is not null && File.Exists(summaryPath) ? RunSummary.Read(summaryPath) : null;
 
         // Relative data paths in the saved recipe are relative to the recipe file the run started from.
-        var savedRecipe = Path.Combine(checkpoint.Directory, CheckpointStore.RecipeFile);
-        var anchor = summary?.Recipe is { } original && File.Exists(original) ? original : savedRecipe;
-        var recipe = RecipeLoader.Parse(await File.ReadAllTextAsync(savedRecipe, ct), anchor);
-        if (recipe.Source.Hash != checkpoint.Manifest.RecipeHash)
-            throw new InvalidDataException($"{savedRecipe}: recipe hash {recipe.Source.Hash} does not match the manifest's {checkpoint.Manifest.RecipeHash}");
+        var anchor = summary?.Recipe is { } original && File.Exists(original) ? original : null;
+        var recipe = await CheckpointLocation.SavedRecipeAsync(checkpoint, anchor, ct);
         if (recipe.Data is not ImageData images)
             throw new UserError($"eval: {checkpoint.Directory} is a {recipe.Method} checkpoint; the linear probe is for simclr and moco " +
                                 "(text methods are evaluated at the end of training: see summary.json's eval)");
@@ -73,17 +70,5 @@ public static class EvalRun
             console.Info($"summary: {summaryPath}");
         }
         return 0;
-    }
-
-    static VerifiedCheckpoint Locate(EvalOptions options, RunConsole console)
-    {
-        if (options.Checkpoint is { } directory)
-            return Directory.Exists(directory) ? CheckpointStore.Open(directory)
-                : throw new UserError($"--checkpoint: {directory} does not exist");
-        var run = options.RunDirectory!;
-        if (!Directory.Exists(run))
-            throw new UserError($"--run-dir: {run} does not exist");
-        return new CheckpointStore(run, message => console.Error(message)).FindNewest(null)
-               ?? throw new UserError($"--run-dir: {run} has no valid checkpoint under {Path.Combine(run, "checkpoints")}");
     }
 }

@@ -65,9 +65,7 @@ public static class TensorFile
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
-        if (!reader.ReadBytes(Magic.Length).AsSpan().SequenceEqual(Magic) || reader.ReadUInt32() != Version)
-            throw new InvalidDataException($"{path}: not a version {Version} tensor file (expected magic PTTENSOR)");
-        var count = reader.ReadUInt32();
+        var count = ReadPreamble(path, reader);
         var seen = new HashSet<string>();
         for (var i = 0; i < count; i++)
         {
@@ -92,4 +90,73 @@ public static class TensorFile
         if (missing.Count > 0)
             throw new InvalidDataException($"{path}: missing tensors {string.Join(", ", missing.Take(5))}");
     }
+
+    /// <summary>
+    /// Every tensor of <paramref name="path"/> in file order, as stored: name, dtype code, shape and where its data
+    /// lies, without reading the data and without TorchSharp (libtorch is not loaded). For tools that copy tensors
+    /// as bytes (<c>pretrain export</c>). Names must be unique, dimensions not negative, every tensor's data within
+    /// the file and nothing after the last; otherwise throws <see cref="InvalidDataException"/> naming the file and the tensor.
+    /// </summary>
+    public static IReadOnlyList<TensorEntry> ReadIndex(string path)
+    {
+        try
+        {
+            return Index(path);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidDataException($"{path}: truncated tensor file: it ends inside a tensor's header", e);
+        }
+    }
+
+    private static List<TensorEntry> Index(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 12);
+        using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
+        var count = ReadPreamble(path, reader);
+        var entries = new List<TensorEntry>();    // not sized by count: a damaged count must not allocate
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0u; i < count; i++)
+        {
+            var nameLength = reader.ReadUInt16();
+            var nameBytes = reader.ReadBytes(nameLength);
+            if (nameBytes.Length != nameLength)
+                throw new EndOfStreamException();
+            var name = Encoding.UTF8.GetString(nameBytes);
+            var dtype = reader.ReadByte();
+            var shape = new long[reader.ReadByte()];
+            for (var d = 0; d < shape.Length; d++)
+                shape[d] = reader.ReadInt64();
+            var dataBytes = reader.ReadInt64();
+            var offset = stream.Position;
+            if (!names.Add(name))
+                throw new InvalidDataException($"{path}: tensor '{name}' appears twice");
+            if (shape.Any(size => size < 0))
+                throw new InvalidDataException($"{path}: tensor '{name}' has a negative dimension [{string.Join(",", shape)}]");
+            if (dataBytes < 0 || dataBytes > stream.Length - offset)
+                throw new InvalidDataException(
+                    $"{path}: tensor '{name}' claims {dataBytes} bytes of data at offset {offset}, but the file has {stream.Length - offset} bytes left");
+            entries.Add(new TensorEntry(name, dtype, shape, offset, dataBytes));
+            stream.Seek(dataBytes, SeekOrigin.Current);
+        }
+        if (stream.Position != stream.Length)
+            throw new InvalidDataException($"{path}: {stream.Length - stream.Position} bytes follow the last of its {count} tensors");
+        return entries;
+    }
+
+    /// <summary>Checks the magic and version; returns the tensor count.</summary>
+    private static uint ReadPreamble(string path, BinaryReader reader)
+    {
+        if (!reader.ReadBytes(Magic.Length).AsSpan().SequenceEqual(Magic) || reader.ReadUInt32() != Version)
+            throw new InvalidDataException($"{path}: not a version {Version} tensor file (expected magic PTTENSOR)");
+        return reader.ReadUInt32();
+    }
 }
+
+/// <summary>One tensor of a tensor file as stored, without its data (<see cref="TensorFile.ReadIndex"/>).</summary>
+/// <param name="Name">Its name in the checkpoint: a parameter's or a state tensor's (<c>encoder.conv1.weight</c>, <c>queue</c>).</param>
+/// <param name="Dtype">TorchSharp's ScalarType code, which is libtorch's (0 uint8, 1 int8, 2 int16, 3 int32, 4 int64, 5 float16, 6 float32, 7 float64, 11 bool, 15 bfloat16).</param>
+/// <param name="Shape">Its dimensions, outermost first; empty for a scalar.</param>
+/// <param name="DataOffset">Where its raw bytes start in the file (row-major, little-endian).</param>
+/// <param name="DataBytes">How many bytes they are.</param>
+public sealed record TensorEntry(string Name, byte Dtype, IReadOnlyList<long> Shape, long DataOffset, long DataBytes);
