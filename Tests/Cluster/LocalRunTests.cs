@@ -25,9 +25,10 @@ public sealed class LocalRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
         Assert.Equal("gpt", summary.Method);
         Assert.Equal(workers, summary.ReplicaChecksums.Count);
         Assert.Single(summary.ReplicaChecksums.Values.Distinct());
-        Assert.True(double.IsFinite(summary.FinalLoss) && summary.FinalLoss < 5.0, $"final loss {summary.FinalLoss}");  // ln 256 = 5.55 at the start
+        Assert.InRange(summary.FirstLoss, 5.0, 6.0);                                      // ln 256 = 5.55: bytes, uniform at the start
+        Assert.True(summary.FinalLoss < summary.FirstLoss - 1.0, $"loss went from {summary.FirstLoss} to {summary.FinalLoss}");  // ~3.2 after 30 steps
         Assert.True(summary.SamplesPerSecond > 0);
-        Assert.InRange(summary.Mfu, 1e-6, 1.0);                                        // a utilization, measured
+        Assert.InRange(summary.Mfu, 1e-4, 0.5);   // measured 0.12 on 2 cores; a tiny model on a CPU never reaches half the matmul peak
         Assert.Equal(Math.Exp(summary.Eval["val_loss"]), summary.Eval["perplexity"], 6);
         Assert.True(summary.Eval["val_loss"] > 0 && summary.Eval["bits_per_byte"] > 0);
         Assert.True(File.Exists(Path.Combine(run.Directory, "journal.db")));

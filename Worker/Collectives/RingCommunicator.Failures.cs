@@ -28,6 +28,9 @@ public sealed partial class RingCommunicator
     private Timer? _watchdog;
     private long _lastProgress;  // Environment.TickCount64 of the last completed socket operation
     private int _busy;           // 1 while a collective is in flight
+
+    /// <summary>A collective is in flight on this rank (for tests that must act while one waits).</summary>
+    internal bool InCall => Volatile.Read(ref _busy) == 1;
     private int _counted;        // CollectiveFailuresTotal counts each communicator once
     private int _slowLogged;     // the "slow, not dead" warning is logged once per communicator
 
