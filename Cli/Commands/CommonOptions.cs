@@ -93,6 +93,25 @@ static class CommonOptions
         Description = "Address the /metrics, /healthz and /readyz endpoint binds (e.g. 0.0.0.0 in a pod, 127.0.0.1 to keep it local). Default: --host.",
     };
 
+    /// <summary>
+    /// --trace FILE: a Chrome trace (the Trace Event Format's JSON, as Horovod's timeline) of the step phases and
+    /// collectives; the file's folder must exist, and the file is replaced.
+    /// </summary>
+    public static Option<FileInfo?> Trace(string who)
+    {
+        var option = new Option<FileInfo?>("--trace")
+        {
+            Description = who == "local"
+                ? "Write a timeline of every worker's step phases and collectives to this file (a Chrome trace: open it in https://ui.perfetto.dev or chrome://tracing), merged when the run ends."
+                : "Write a timeline of this worker's step phases and collectives to this file (a Chrome trace: open it in https://ui.perfetto.dev or chrome://tracing), flushed every second.",
+        };
+        return option.Check(file =>
+            file is null ? null
+            : Directory.Exists(file.FullName) ? $"{option.Name}: {file.FullName} is a folder; give the trace file's name (e.g. trace.json)."
+            : file.Directory is { Exists: false } folder ? $"{option.Name}: the folder {folder.FullName} does not exist."
+            : null);
+    }
+
     public static Option<bool> Verbose() => new("--verbose", "-v")
     {
         Description = "Log at information level (Akka, rendezvous, checkpoints) instead of warnings only.",

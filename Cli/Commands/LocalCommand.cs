@@ -33,9 +33,11 @@ static class LocalCommand
             Description = "Mutual TLS on both planes: a job CA and node certificates are made in RUN_DIR/tls (as `pretrain certs` does) and every process uses them.",
         };
 
+        var trace = CommonOptions.Trace("local");
+
         var command = new Command("local", "Run a job on this machine: the coordinator in-process, N worker processes on loopback, the SQLite journal in the run directory.")
         {
-            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose, tls,
+            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose, tls, trace,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
         {
@@ -53,6 +55,7 @@ static class LocalCommand
             Verbose = parse.GetValue(verbose),
             MakeTls = parse.GetValue(tls),
             TlsDataPlane = parse.GetValue(tls),
+            TracePath = parse.GetValue(trace)?.FullName,
         }, ct)));
         return command;
     }

@@ -43,4 +43,6 @@ public sealed record RunOptions
     public bool TlsDataPlane { get; init; }
     /// <summary>`local --tls`: make a job CA and node certificates in RUN_DIR/tls and use them on both planes.</summary>
     public bool MakeTls { get; init; }
+    /// <summary>`local --trace FILE`: each worker writes its timeline to logs/ID.trace.json, merged into this one Chrome trace when the workers have exited.</summary>
+    public string? TracePath { get; init; }
 }

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Pretrain.Shared.IO;
+using Pretrain.Worker.Telemetry;
 
 namespace Pretrain.Cli.Runs;
 
@@ -6,7 +8,10 @@ namespace Pretrain.Cli.Runs;
 /// The worker child processes of a local run: `pretrain worker …` on loopback, each logging to
 /// logs/worker-N.log in the run directory, each told our pid so it exits if we die. A worker that dies
 /// is started again under its name (a new incarnation, which joins the job as a newcomer) up to
-/// `--max-restarts` times per run, as torchrun's `--max-restarts` — but the others never restart.
+/// `--max-restarts` times per run, as torchrun's `--max-restarts` — but the others never restart. With
+/// `--trace FILE` each incarnation writes its own timeline (logs/worker-N.trace.json, logs/worker-N.2.trace.json
+/// after a restart: no incarnation overwrites another's), and when every worker has exited they are merged
+/// into FILE (<see cref="TraceMerge"/>) and removed.
 /// </summary>
 public sealed partial class WorkerProcesses : IAsyncDisposable
 {
@@ -18,11 +23,14 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
     readonly Lock _gate = new();
     readonly int _maxRestarts;
     readonly Dictionary<string, (string[] Args, string RunDirectory)> _commands = [];
+    readonly string? _trace;                           // --trace FILE, or null
+    readonly List<string> _traceParts = [];            // every incarnation's timeline, in start order
+    readonly Dictionary<string, int> _incarnations = [];
     int _restarts, _running;
     volatile bool _stopping;
     string? _lastDeath;
 
-    WorkerProcesses(RunConsole console, int maxRestarts = 0) => (_console, _maxRestarts) = (console, maxRestarts);
+    WorkerProcesses(RunConsole console, int maxRestarts = 0, string? trace = null) => (_console, _maxRestarts, _trace) = (console, maxRestarts, trace);
 
     /// <summary>Completes with a description of the first worker that exits with a non-zero code.</summary>
     public Task<string> FirstUnexpectedExit => _firstUnexpectedExit.Task;
@@ -38,7 +46,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
 
     public static WorkerProcesses Start(RunOptions options, int coordinatorPort, string runDirectory, IReadOnlyList<string> credentials, RunConsole console)
     {
-        var set = new WorkerProcesses(console, options.MaxRestarts);
+        var set = new WorkerProcesses(console, options.MaxRestarts, options.TracePath);
         // Workers share this machine's cores: torch threads per worker = max(1, cores / workers),
         // or they fight and every figure lies (environment.md).
         int threads = Math.Max(1, Environment.ProcessorCount / options.Workers);
@@ -81,6 +89,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
 
     Process Spawn(string id, IEnumerable<string> args, string runDirectory)
     {
+        if (_trace is not null) args = args.Concat(new[] { "--trace", TracePart(id, runDirectory) });
         var info = new ProcessStartInfo(ExecutablePath())
         {
             RedirectStandardOutput = true,
@@ -198,6 +207,46 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
             if (_running == 0) _allGone.TrySetResult(_lastDeath ?? "every worker exited");
     }
 
+    /// <summary>Where this incarnation of worker <paramref name="id"/> writes its timeline: logs/ID.trace.json, then logs/ID.K.trace.json for the K-th.</summary>
+    string TracePart(string id, string runDirectory)
+    {
+        lock (_gate)
+        {
+            int incarnation = _incarnations[id] = _incarnations.GetValueOrDefault(id) + 1;
+            string part = Path.Combine(runDirectory, "logs", incarnation == 1 ? $"{id}.trace.json" : $"{id}.{incarnation}.trace.json");
+            _traceParts.Add(part);
+            return part;
+        }
+    }
+
+    /// <summary>
+    /// --trace: the workers' timelines, now complete (every worker has exited), as one Chrome trace; the parts are
+    /// removed once it is written. A worker killed by SIGKILL lost at most its last second of events.
+    /// </summary>
+    void MergeTrace()
+    {
+        if (_trace is null) return;
+        List<string> parts;
+        lock (_gate) parts = [.. _traceParts];
+        if (parts.Count == 0) return;
+        try
+        {
+            var merged = TraceMerge.Merge(parts, _trace);
+            _console.Info($"trace: {merged.Events} events of {merged.Files} worker process(es) in {_trace} (open it in https://ui.perfetto.dev or chrome://tracing)" +
+                          (merged.Skipped > 0 ? $"; {merged.Skipped} line(s) cut short by a killed worker skipped" : ""));
+        }
+        catch (Exception e) when (IoErrors.IsFileSystem(e))
+        {
+            _console.Error($"--trace: could not write {_trace}: {IoErrors.Describe(e)}; each worker's timeline stays in {Path.GetDirectoryName(parts[0])} (*.trace.json)");
+            return;
+        }
+        foreach (string part in parts)
+        {
+            try { File.Delete(part); }
+            catch (Exception e) when (IoErrors.IsFileSystem(e)) { }   // a leftover part is harmless: the merged trace has its events
+        }
+    }
+
     /// <summary>Waits for every worker to exit on its own; kills what is left after the timeout. No worker is restarted after this.</summary>
     public async Task WaitForExitAsync(TimeSpan timeout)
     {
@@ -236,6 +285,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
             try { await l.DisposeAsync(); }
             catch (Exception e) when (Pretrain.Shared.IO.IoErrors.IsFileSystem(e)) { }   // reported when the write failed
         }
+        MergeTrace();
     }
 
     /// <summary>This program's executable: the apphost, or `dotnet pretrain.dll` when run through dotnet.</summary>

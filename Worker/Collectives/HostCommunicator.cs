@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Pretrain.Worker.Telemetry;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Collectives;
@@ -7,9 +9,10 @@ namespace Pretrain.Worker.Collectives;
 /// <see cref="ICommunicator"/> over a host-memory transport (<see cref="ICollectives"/>: the TCP ring, or one
 /// rank alone): a CPU tensor's storage is handed to the transport in place, no copy. Calls started before
 /// the previous one finished wait their turn, so callers may start several and wait later (the ring runs
-/// one call at a time, in the same order on every rank).
+/// one call at a time, in the same order on every rank). With <paramref name="trace"/> (<c>--trace</c>) each call is
+/// timed from its start on the transport to its end, with its kind and payload; without, that costs a null check.
 /// </summary>
-public sealed class HostCommunicator(ICollectives transport) : ICommunicator
+public sealed class HostCommunicator(ICollectives transport, TraceRecorder? trace = null) : ICommunicator
 {
     private readonly Lock _gate = new();
     private Task _tail = Task.CompletedTask;
@@ -26,56 +29,80 @@ public sealed class HostCommunicator(ICollectives transport) : ICommunicator
         if (data.dtype == ScalarType.Int64)
         {
             var integers = new NativeMemory<long>(data).Memory;
-            return Enqueue(() => transport.AllReduceSumAsync(integers, ct));
+            return Enqueue(() => transport.AllReduceSumAsync(integers, ct), TraceKind.AllReduceCall, (long)integers.Length * sizeof(long));
         }
         var memory = new NativeMemory<float>(Float32(data, nameof(data))).Memory;
-        return Enqueue(() => transport.AllReduceSumAsync(memory, ct));
+        return Enqueue(() => transport.AllReduceSumAsync(memory, ct), TraceKind.AllReduceCall, (long)memory.Length * sizeof(float));
     }
 
     public CollectiveHandle AllGather(Tensor local, Tensor result, CancellationToken ct = default)
     {
         var from = new NativeMemory<float>(Float32(local, nameof(local))).Memory;
         var into = new NativeMemory<float>(Float32(result, nameof(result))).Memory;
-        return Enqueue(() => transport.AllGatherAsync(from, into, ct));
+        return Enqueue(() => transport.AllGatherAsync(from, into, ct), TraceKind.AllGatherCall, (long)into.Length * sizeof(float));   // the gathered size, as nccl-tests counts it
     }
 
     public CollectiveHandle Broadcast(Tensor data, int root, CancellationToken ct = default)
     {
         var memory = new NativeMemory<byte>(data).Memory;
-        return Enqueue(() => transport.BroadcastAsync(memory, root, ct));
+        return Enqueue(() => transport.BroadcastAsync(memory, root, ct), TraceKind.BroadcastCall, memory.Length);
     }
 
     private static Tensor Float32(Tensor t, string name) => t.dtype == ScalarType.Float32
         ? t
         : throw new ArgumentException($"{name}: collectives reduce float32 or int64 and gather float32 tensors, got {t.dtype}", name);
 
-    private CollectiveHandle Enqueue(Func<Task> start)
+    private CollectiveHandle Enqueue(Func<Task> start, TraceKind kind, long bytes)
     {
-        if (WorldSize == 1) return new CollectiveHandle(start());   // the identity, at once
+        if (WorldSize == 1)
+        {
+            if (trace is null) return new CollectiveHandle(start());   // the identity, at once
+            var began = Stopwatch.GetTimestamp();
+            var done = start();
+            trace.Collective(kind, began, Stopwatch.GetTimestamp(), bytes, Generation, Rank, failed: !done.IsCompletedSuccessfully);
+            return new CollectiveHandle(done);
+        }
         lock (_gate)
         {
             var previous = _tail;
             // On the thread pool, never inline: the caller may be the training thread, whose synchronization
             // context the transport's awaits would otherwise capture, and a layer that blocks on the handle
             // (global batch norm) would then wait on continuations queued behind itself.
-            var next = Task.Run(() => After(previous, start));
+            var next = Task.Run(() => After(previous, start, kind, bytes));
             _tail = next;
             return new CollectiveHandle(next);
         }
     }
 
-    private static async Task After(Task previous, Func<Task> start)
+    private async Task After(Task previous, Func<Task> start, TraceKind kind, long bytes)
     {
         // The previous call's failure belongs to its own caller; a failed transport fails this call too, naming the peer.
         try { await previous.ConfigureAwait(false); } catch (Exception) { }
-        await start().ConfigureAwait(false);
+        if (trace is null)
+        {
+            await start().ConfigureAwait(false);
+            return;
+        }
+        // Timed from its start on the wire, not from Enqueue: the wait behind earlier calls is theirs.
+        var began = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            await start().ConfigureAwait(false);
+            failed = false;
+        }
+        finally
+        {
+            trace.Collective(kind, began, Stopwatch.GetTimestamp(), bytes, Generation, Rank, failed);
+        }
     }
 
     public ValueTask DisposeAsync() => transport.DisposeAsync();
 }
 
-/// <summary>Each generation's TCP ring on this worker's data-plane listener, over TLS with <paramref name="tls"/> when the job asks.</summary>
-public sealed class TcpRingFactory(DataPlaneListener listener, CollectiveOptions options, ILogger log, DataPlaneTlsOptions? tls = null) : ICommunicatorFactory
+/// <summary>Each generation's TCP ring on this worker's data-plane listener, over TLS with <paramref name="tls"/> when the job asks; its collectives timed into <paramref name="trace"/> when given.</summary>
+public sealed class TcpRingFactory(DataPlaneListener listener, CollectiveOptions options, ILogger log, DataPlaneTlsOptions? tls = null,
+    TraceRecorder? trace = null) : ICommunicatorFactory
 {
     public async Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, bool encrypt, CancellationToken ct)
     {
@@ -86,7 +113,7 @@ public sealed class TcpRingFactory(DataPlaneListener listener, CollectiveOptions
         try
         {
             await ring.ConnectAsync(ct);
-            return new HostCommunicator(ring);
+            return new HostCommunicator(ring, trace);
         }
         catch
         {

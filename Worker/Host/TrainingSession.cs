@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Pretrain.Shared.Messages;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
+using Pretrain.Worker.Telemetry;
 using Pretrain.Worker.Training;
 
 namespace Pretrain.Worker.Host;
@@ -14,12 +15,14 @@ namespace Pretrain.Worker.Host;
 /// step it reports as held is what the coordinator regroups from.
 /// </summary>
 /// <param name="peersAlive">The control plane's word on whether every peer process is alive: collectives wait on slow peers it vouches for.</param>
-public sealed class TrainingSession(WorkerOptions options, DataPlaneListener listener, StderrLogger log, Func<bool>? peersAlive = null) : IDisposable
+/// <param name="trace">The process's step timeline (<c>--trace</c>): the replica's phases and every generation's collectives; null: off.</param>
+public sealed class TrainingSession(WorkerOptions options, DataPlaneListener listener, StderrLogger log, Func<bool>? peersAlive = null,
+    TraceRecorder? trace = null) : IDisposable
 {
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(500);
 
     readonly ICommunicatorFactory _communicators = new TcpRingFactory(listener,
-        new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log, options.DataPlaneTls);
+        new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log, options.DataPlaneTls, trace);
     Trainer? _trainer;
     Action<ReportCheckpoint>? _checkpointSink;
 
@@ -86,7 +89,7 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
     {
         if (_trainer is { } existing) return existing;
         var recipe = RecipeLoader.Parse(job.RecipeYaml, job.RecipePath);   // relative paths: the recipe's folder
-        var trainer = new Trainer(recipe, job.RunDirectory, log.Info, options.Timeout);
+        var trainer = new Trainer(recipe, job.RunDirectory, log.Info, options.Timeout, trace);
         trainer.CheckpointWritten += (step, directory) =>
             _checkpointSink?.Invoke(new ReportCheckpoint(options.WorkerId, step, directory, ManifestChecksum(directory)));
         return _trainer = trainer;

@@ -49,6 +49,13 @@ public sealed record WorkerOptions
     public bool Verbose { get; init; }
 
     /// <summary>
+    /// --trace: the Chrome trace this worker writes of its step phases and collectives (Perfetto, chrome://tracing),
+    /// flushed every second and completed at exit; null = no timeline. `pretrain local` gives each worker its own
+    /// file in the run's logs folder and merges them.
+    /// </summary>
+    public string? TracePath { get; init; }
+
+    /// <summary>
     /// The job secret (--secret-file): proved at registration, and the root of every generation's data-plane key.
     /// Null: the worker registers unproven and the coordinator refuses it (exit 2, naming what is missing).
     /// </summary>

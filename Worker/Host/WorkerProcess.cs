@@ -7,6 +7,7 @@ using Pretrain.Shared.Cluster;
 using Pretrain.Shared.Messages;
 using Pretrain.Shared.Telemetry;
 using Pretrain.Worker.Collectives;
+using Pretrain.Worker.Telemetry;
 using Pretrain.Worker.Training;
 
 namespace Pretrain.Worker.Host;
@@ -34,6 +35,10 @@ public static class WorkerProcess
     {
         var log = new StderrLogger(options.WorkerId, options.Verbose ? LogLevel.Information : LogLevel.Warning);
         int threads = options.Threads > 0 ? options.Threads : TorchThreads.For(1, Environment.ProcessorCount);
+        // --trace opens before anything starts: a file that cannot be made fails the worker before it joins a job.
+        var trace = options.TracePath is { } tracePath
+            ? TraceRecorder.Open(tracePath, options.WorkerId, m => log.LogWarning("{Message}", m))
+            : null;
         // Join the cluster first and load libtorch while the join goes on: a restarted worker is admitted
         // sooner (loading the native libraries takes about a second on these machines).
         WorkerNode? node = WorkerNode.Start(options);
@@ -59,7 +64,7 @@ public static class WorkerProcess
                                     (metrics != null ? $"metrics on {metrics.Url}" : "metrics off") + $", {threads} torch thread(s)");
             // Slow is not dead: the cluster's failure detector (heartbeats on their own threads, ~3 s to
             // unreachable) tells a frozen or lost process from one that is busy writing a checkpoint.
-            using var session = new TrainingSession(options, listener, log, peersAlive: () => Volatile.Read(ref node)?.EveryoneReachable == true);
+            using var session = new TrainingSession(options, listener, log, peersAlive: () => Volatile.Read(ref node)?.EveryoneReachable == true, trace: trace);
             memory = new WorkerMemory(new RegisterWorker(options.WorkerId, options.Host, listener.Port, metrics?.Port ?? -1, Environment.ProcessId,
                 Guid.NewGuid().ToString("N")));
             var hooks = new WorkerSessionHooks(session.RunAsync, () => session.HeldStep, session.Control.Leave, session.Control.RequestStop);
@@ -113,6 +118,9 @@ public static class WorkerProcess
         {
             // The generation's task outlives nodes, not the process.
             memory?.GenerationCancel.Cancel();
+            // The timeline is complete before the cluster leave below, which may take 10 s: `pretrain local`
+            // kills a worker that has not exited 5 s after the job ended.
+            trace?.Dispose();
             // A finished worker leaves the cluster politely (the coordinator sees an exit, not a
             // failure). After a failure the job is over and its final report journaled: stop at once,
             // so survivors of a lost peer are gone within seconds. Both bounded.

@@ -7,6 +7,7 @@ using Pretrain.Shared.Recipes;
 using Pretrain.Shared.Telemetry;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods;
+using Pretrain.Worker.Telemetry;
 using Pretrain.Worker.Training.Checkpoints;
 using Pretrain.Worker.Training.Optimizers;
 using Pretrain.Worker.Training.Reproducible;
@@ -45,7 +46,8 @@ public sealed class Trainer : IDisposable
     private readonly LrSchedule _schedule;
     private readonly CheckpointStore _checkpoints;
     private readonly CheckpointWriter _writer;
-    private readonly StepPhases _phases = new();
+    private readonly StepPhases _phases;
+    private readonly TraceRecorder? _trace;           // --trace: the step timeline, or null
     private readonly ICommunicator? _single;           // the one generation of the single-generation constructor
     private string? _lastCheckpoint;
     private bool _started;
@@ -53,9 +55,11 @@ public sealed class Trainer : IDisposable
     private long _stepsRun;
 
     /// <summary>Builds a replica from the recipe's seed. Nothing here knows a rank or a world size.</summary>
-    public Trainer(Recipe recipe, string runDirectory, Action<string> log, TimeSpan? collectiveTimeout = null)
+    /// <param name="trace">Where the step phases, adoptions, checkpoints and evaluations are timed (<c>--trace</c>); null: nowhere.</param>
+    public Trainer(Recipe recipe, string runDirectory, Action<string> log, TimeSpan? collectiveTimeout = null, TraceRecorder? trace = null)
     {
-        (_recipe, _log) = (recipe, log);
+        (_recipe, _log, _trace) = (recipe, log, trace);
+        _phases = new StepPhases(trace);
         _method = MethodFactory.Create(new MethodContext(recipe, collectiveTimeout ?? TimeSpan.FromSeconds(60), _phases, log));
         _parameters = [.. _method.Parameters];
         _parameterList = _parameters.Select(p => p.Parameter).ToArray();
@@ -136,6 +140,7 @@ public sealed class Trainer : IDisposable
             _started = true;
             if (plan.Resume) ResumeFromDisk();
         }
+        _trace?.GenerationStarted(group.Generation, group.Rank, group.WorldSize);
         await AdoptAsync(group, plan.SourceRank, ct);
         PretrainMetrics.Workers.Set(group.WorldSize);
         PretrainMetrics.WorldSize.Set(group.WorldSize);
@@ -176,6 +181,7 @@ public sealed class Trainer : IDisposable
         var started = Stopwatch.GetTimestamp();
         var (header, transferred) = await ReplicaSync.AdoptAsync(group, source, mine, HoldsState, _state, () => HoldsState = false, ct);
         (Step, _optimizer.Step, _loss, SampleDigest, HoldsState) = (header.Step, header.OptimizerStep, header.Loss, header.SampleDigest, true);
+        _trace?.Complete(TraceKind.Adopt, started, Stopwatch.GetTimestamp(), Step);
         if (transferred)
             _log($"generation {group.Generation}: adopted the replica of rank {source} at step {Step} ({header.Bytes / 1e6:0.0} MB in {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms, checksum {header.Checksum:x16})");
     }
@@ -198,8 +204,8 @@ public sealed class Trainer : IDisposable
     /// </summary>
     private async Task<(double Loss, double Lr, double Norm, int StopVotes, int LeaveVotes)> StepAsync(ICommunicator group, StepControl control, CancellationToken ct)
     {
-        _phases.Start();
         var step = Step;
+        _phases.Start(step + 1);   // numbered as the progress line and the checkpoints count steps: 1 is the first
         var microSteps = _recipe.Batch.Accumulation;
         SnapshotForwardState();
         try
@@ -305,6 +311,7 @@ public sealed class Trainer : IDisposable
     {
         var started = Stopwatch.GetTimestamp();
         var eval = await _method.EvaluateAsync(group, ct);
+        _trace?.Complete(TraceKind.Eval, started, Stopwatch.GetTimestamp(), Step);
         foreach (var (name, value) in eval)
             PretrainMetrics.Eval.WithLabels(name).Set(value);
         if (group.Rank == 0)
@@ -320,6 +327,7 @@ public sealed class Trainer : IDisposable
 
     private void SaveCheckpoint(double lr, int worldSize)
     {
+        var started = Stopwatch.GetTimestamp();
         var state = new TrainingState(Step, _sampler.EpochOf(Step), _optimizer.Step, lr, _recipe.Seed, _loss,
             SampleDigest.ToString("x16", CultureInfo.InvariantCulture),
             double.IsNaN(_firstLoss) ? null : _firstLoss, Throughput > 0 ? Throughput : null);
@@ -329,6 +337,7 @@ public sealed class Trainer : IDisposable
             _lastCheckpoint = directory;
             CheckpointWritten?.Invoke(step, directory);
         });
+        _trace?.Complete(TraceKind.Checkpoint, started, Stopwatch.GetTimestamp(), Step);   // the training thread's share: the snapshot copy
     }
 
     /// <summary>Loads the newest verified checkpoint of the shared run directory.</summary>
