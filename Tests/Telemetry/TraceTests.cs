@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Pretrain.Tests.Cluster;
+using Pretrain.Tests.Infrastructure;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Telemetry;
 using Pretrain.Worker.Training;
@@ -216,6 +217,16 @@ public sealed class TraceTests : IDisposable
         for (int i = 0; i < Math.Min(ends[0].Count, ends[1].Count); i++)
             Assert.True(Math.Abs(ends[0][i] - ends[1][i]) < 1e6, $"allreduce {i} ended at {ends[0][i]} µs on worker-0 and {ends[1][i]} µs on worker-1");
         Assert.Empty(Directory.EnumerateFiles(Path.Combine(directory, "logs"), "*.trace.json"));   // merged, then removed
+    }
+
+    [Fact]
+    public async Task A_trace_file_in_a_folder_that_does_not_exist_is_refused_naming_the_option()
+    {
+        var (code, output) = await CliProcess.RunAsync(TimeSpan.FromSeconds(60),
+            "worker", "--coordinator", "127.0.0.1:4053", "--trace", PathOf(Path.Combine("missing", "trace.json")));
+
+        Assert.True(code == 2, output);
+        Assert.Contains("--trace: the folder", output);
     }
 
     static TraceRecorder Open(string path, string workerId, int capacity = TraceRecorder.DefaultCapacity) =>
