@@ -74,7 +74,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         _ = system.WhenTerminated.ContinueWith(_ => observer.Outcome.TrySetException(
             new InvalidOperationException("The coordinator stopped before the job completed or failed.")), TaskScheduler.Default);
         var job = system.ActorOf(JobActor.Props(options.JobId, observer, options.Secret, options.SnapshotEvery), ClusterHocon.JobActorName);
-        system.ActorOf(AdmissionActor.Props(options.AdmissionGrace ?? Max(options.Timeout, TimeSpan.FromSeconds(10))), "admission");
+        system.ActorOf(AdmissionActor.Props(options.AdmissionGrace ?? Max(options.Timeout, TimeSpan.FromSeconds(5))), "admission");
         return new CoordinatorHost(system, job, observer, options.PublicHostname ?? options.Hostname, port, options.Timeout, options.Tls is not null);
     }
 

@@ -33,7 +33,7 @@ public sealed record CoordinatorOptions
     /// </summary>
     public JobSecret Secret { get; init; } = JobSecret.Random();
 
-    /// <summary>How long a cluster member may stay without proving the secret before it is downed; null = max(10 s, <see cref="Timeout"/>).</summary>
+    /// <summary>How long a cluster member may stay without proving the secret before it is downed; null = max(5 s, <see cref="Timeout"/>) (a worker proves the secret milliseconds after its node is Up).</summary>
     public TimeSpan? AdmissionGrace { get; init; }
 
     /// <summary>Akka.Remote over mutually authenticated TLS with these certificates; null = plain TCP.</summary>

@@ -71,7 +71,17 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         _memory.Attach(Self);    // after the timers: an outcome that waited for this actor is handled like any other
     }
 
-    protected override void PostStop() => _memory.Detach(Self);
+    protected override void PostStop()
+    {
+        _memory.Detach(Self);
+        // Still refused (its id held by a live process) when its node went away — the coordinator is gone: it never took
+        // part, so there is nothing to wait for a next coordinator with.
+        if (_memory.Job is null && _refusal is { } refusal && !_exit.Task.IsCompleted)
+        {
+            _log.Error("{0} stops: the coordinator refused it ({1}) and is gone", _options.WorkerId, refusal);
+            _exit.TrySetResult(WorkerExitCodes.Stopped);
+        }
+    }
 
     JoinClient _join = null!;
     string? _refusal;
@@ -108,7 +118,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         }
         if (_refusal is null && _memory.Job is null)
             // The id's holder may be a process that just died (a replaced pod): give the failure detector (~5 s) twice the time to say so.
-            Timers.StartSingleTimer("registration", new WaitDeadline("", WorkerExitCodes.Refused),
+            Timers.StartSingleTimer("registration", new WaitDeadline("", WorkerExitCodes.Stopped),
                 TimeSpan.FromSeconds(Math.Max(_options.Timeout.TotalSeconds, 10)));
         if (_refusal != r.Reason) _log.Warning("the coordinator refused the registration for now, asking again every second: {0}", why);
         _refusal = r.Reason;
@@ -135,7 +145,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         Receive<WaitDeadline>(d =>
         {
             if (_join.UnprovenCoordinator is { } impostor) Exit(WorkerExitCodes.Refused, impostor);
-            else if (_refusal is { } refusal) Exit(WorkerExitCodes.Refused, $"the coordinator still refuses this worker: {refusal}");
+            // Exit 4, not 2: on Kubernetes a replacement pod refused while its predecessor still looks alive is replaced
+            // again (podFailurePolicy ignores 4), where 2 would fail the whole Job.
+            else if (_refusal is { } refusal) Exit(WorkerExitCodes.Stopped, $"the coordinator still refuses this worker: {refusal}");
             else Exit(d.Code, d.What);
         });
         Receive<WorkerRegistered>(OnRegistered);

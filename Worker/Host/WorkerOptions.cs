@@ -73,7 +73,7 @@ public static class WorkerExitCodes
 {
     public const int Finished = 0;
     public const int Failed = 1;
-    /// <summary>The coordinator refused the registration: no or a wrong job secret, or the worker id is held by a live process.</summary>
+    /// <summary>The coordinator refused the registration: no or a wrong job secret (a worker whose id stays held by a live process exits <see cref="Stopped"/>).</summary>
     public const int Refused = 2;
     public const int PeerLost = 3;
     public const int Stopped = 4;
