@@ -83,8 +83,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         }
     }
 
-    JoinClient _join = null!;
-    string? _refusal;
+    readonly JoinClient _join;
+    string? _refusal;       // why the coordinator refuses this worker for now (its id is held), while it asks again
 
     /// <summary>
     /// Asks the coordinator for a registration challenge (Shared/Security/JoinProof.cs). A worker without a secret
@@ -141,7 +141,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         Receive<RetryRegistration>(_ => AskToRegister());
         Receive<JoinChallenge>(OnChallenge);
         Receive<RegistrationRefused>(OnRefused);
-        // A worker still refused when its registration time is up says why it was refused, and exits 2: its id is taken.
+        // A worker still refused when its registration time is up says why: an impostor coordinator (exit 2), or its id
+        // held by a live process (exit 4).
         Receive<WaitDeadline>(d =>
         {
             if (_join.UnprovenCoordinator is { } impostor) Exit(WorkerExitCodes.Refused, impostor);
