@@ -221,15 +221,9 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
         Sender.Tell(new RegistrationRefused(workerId, refusal.Why, mayRetry));
     }
 
-    /// <summary>A tracked worker actor whose node the cluster holds as an Up member it can reach (or one in this process).</summary>
-    private bool IsLive(IActorRef worker)
-    {
-        var address = worker.Path.Address;
-        if (address.HasLocalScope) return true;
-        var state = Akka.Cluster.Cluster.Get(Context.System).State;
-        return state.Members.Any(m => m.Address.Equals(address) && m.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.WeaklyUp)
-               && !state.Unreachable.Any(m => m.Address.Equals(address));
-    }
+    /// <summary>A tracked worker actor whose node is an Up member (<see cref="FromMember"/>) that the cluster can reach now.</summary>
+    private bool IsLive(IActorRef worker) =>
+        FromMember(worker) && !Akka.Cluster.Cluster.Get(Context.System).State.Unreachable.Any(m => m.Address.Equals(worker.Path.Address));
 
     /// <summary>
     /// Only a worker whose node is an Up member of this coordinator's cluster is tracked. A restarted

@@ -42,17 +42,10 @@ internal sealed class RingLink : IDisposable
         }
     }
 
+    // Stream's own exact-length read: fewer bytes than asked means the peer closed the connection. Pooled, as SocketIo's.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<bool> ReadExactlyAsync(SslStream stream, Memory<byte> buffer, CancellationToken ct)
-    {
-        while (buffer.Length > 0)
-        {
-            var n = await stream.ReadAsync(buffer, ct);
-            if (n == 0) return false;
-            buffer = buffer[n..];
-        }
-        return true;
-    }
+    private static async ValueTask<bool> ReadExactlyAsync(SslStream stream, Memory<byte> buffer, CancellationToken ct) =>
+        await stream.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct) == buffer.Length;
 
     public void Dispose()
     {
