@@ -61,7 +61,7 @@ public sealed partial class ChaosRun : IDisposable
         }
     }
 
-    static IEnumerable<long> Published(string checkpoints) =>
+    internal static IEnumerable<long> Published(string checkpoints) =>
         System.IO.Directory.Exists(checkpoints)
             ? System.IO.Directory.EnumerateDirectories(checkpoints, "step-*").Select(d => long.TryParse(Path.GetFileName(d)[5..], out var s) ? s : -1)
             : [];

@@ -16,6 +16,7 @@ namespace Pretrain.Tests.Elastic;
 public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutputHelper output) : IClassFixture<PostgresServer>, IDisposable
 {
     static readonly TimeSpan Bound = TimeSpan.FromMinutes(3);
+    const long Steps = 300;
     readonly string _root = Directory.CreateTempSubdirectory("pretrain-restart-").FullName;
 
     public void Dispose()
@@ -37,7 +38,8 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
 
     async Task KillAndRestartCoordinator(string[] journal)
     {
-        string recipe = ChaosRun.TinyRecipe(_root, 60);
+        // 300 steps: a quiet run did 60 in 5.8 s, so a 60-step job could end before the kill that must come while it trains.
+        string recipe = ChaosRun.TinyRecipe(_root, Steps);
         using var run = SeparateRun.Start(Path.Combine(_root, "run"), recipe, 2, ["--timeout", "5", .. journal]);
         await run.WaitForCheckpointAsync(10);
         run.Coordinator.Kill();
@@ -57,8 +59,8 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
 
         var s = run.Summary;
         Assert.Equal("completed", s.Status);
-        Assert.Equal(60, s.Steps);
-        Assert.Equal(ChaosRun.TinyDigest(60), s.SampleDigest);
+        Assert.Equal(Steps, s.Steps);
+        Assert.Equal(ChaosRun.TinyDigest(Steps), s.SampleDigest);
         Assert.Single(s.ReplicaChecksums.Values.Distinct());
         Assert.Equal(["start"], s.Generations.Select(g => g.Cause));   // the generation was intact: it went on
         // Both told the new coordinator a step past the one it died at.

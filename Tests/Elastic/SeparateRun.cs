@@ -66,13 +66,16 @@ public sealed class SeparateRun : IDisposable
         return process;
     }
 
-    /// <summary>Waits until rank 0 has published the checkpoint of <paramref name="step"/>.</summary>
+    /// <summary>
+    /// Waits until rank 0 has published the checkpoint of <paramref name="step"/> or a later one (retention may prune
+    /// step's own before a poll sees it). The coordinator may be down meanwhile: workers checkpoint without it.
+    /// </summary>
     public async Task WaitForCheckpointAsync(long step, TimeSpan? timeout = null)
     {
         var limit = timeout ?? TimeSpan.FromMinutes(2);
         var deadline = DateTime.UtcNow + limit;
-        string path = Path.Combine(Directory, "checkpoints", $"step-{step:D8}");
-        while (!System.IO.Directory.Exists(path))
+        string checkpoints = Path.Combine(Directory, "checkpoints");
+        while (!ChaosRun.Published(checkpoints).Any(s => s >= step))
         {
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"no checkpoint {step} within {limit}:\n{Output}");
             await Task.Delay(20);
