@@ -54,6 +54,16 @@ if [ -n "$trx" ]; then
   get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
   total=$(get total); passed=$(get passed); failed=$(get failed)
   skipped=$(( ${total:-0} - ${passed:-0} - ${failed:-0} ))
+  # CI shows only the tail of the output: name each failed test and the start of its message here.
+  perl -0ne '
+    while (/<UnitTestResult\s[^>]*?testName="([^"]*)"[^>]*?outcome="Failed"[^>]*>(.*?)<\/UnitTestResult>/gs) {
+      my ($name, $body) = ($1, $2);
+      my ($msg) = $body =~ /<Message>(.*?)<\/Message>/s;
+      $msg = defined $msg ? substr($msg, 0, 1500) : "(no message)";
+      $msg =~ s/&quot;/"/g; $msg =~ s/&apos;/\x27/g; $msg =~ s/&lt;/</g; $msg =~ s/&gt;/>/g; $msg =~ s/&amp;/&/g;
+      $msg =~ s/\n/\n    /g;
+      print "FAILED $name\n    $msg\n";
+    }' "$trx"
   echo "${passed:-0} passed, ${failed:-0} failed, ${skipped} skipped"
 else
   echo "0 passed, 1 failed"
