@@ -4,8 +4,8 @@
 # --long, after the longer ones; GPT validation loss, bits per byte and MFU; BERT masked-token accuracy.
 #
 # Usage: scripts/results.sh [--long] [--only NAME[,NAME...]]
-#   (the demo-length runs take about 15 minutes on 2 cores; --long adds about 50)
-#   --only runs just the named rows (simclr-demo moco gpt-demo gpt-bpe bert simclr-long moco-long gpt) and keeps
+#   (the demo-length runs take about 15 minutes on 2 cores; --long adds about 85)
+#   --only runs just the named rows (simclr-demo moco gpt-demo gpt-bpe bert simclr-long moco-long simclr-best gpt) and keeps
 #   every other row, and the Notes section, as docs/RESULTS.md has them: each row's command names the
 #   dated run directory it came from.
 set -euo pipefail
@@ -57,7 +57,7 @@ text() { # name recipe
 }
 
 vision_rows=(simclr-demo moco); text_rows=(gpt-demo gpt-bpe bert)
-if [ $long = 1 ] || [ -n "$only" ]; then vision_rows+=(simclr-long moco-long); text_rows+=(gpt); fi
+if [ $long = 1 ] || [ -n "$only" ]; then vision_rows+=(simclr-long moco-long simclr-best); text_rows+=(gpt); fi
 for name in "${vision_rows[@]}" "${text_rows[@]}"; do row[$name]=$(previous "$name"); done
 notes=$( [ -f "$doc" ] && sed -n '/^## Notes$/,$p' "$doc" || true)
 failed=()
@@ -106,6 +106,7 @@ text bert recipes/bert-kjv.yaml
 if [ $long = 1 ] || [ -n "$only" ]; then
   vision simclr-long recipes/simclr-fashion-mnist-long.yaml
   vision moco-long recipes/moco-fashion-mnist-long.yaml
+  vision simclr-best recipes/simclr-fashion-mnist-best.yaml
   text gpt recipes/gpt-kjv.yaml
 fi
 echo "wrote $doc (runs in $runs)" >&2

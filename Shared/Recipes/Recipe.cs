@@ -141,7 +141,9 @@ public sealed record TransformerModel(
 public sealed record VisionModel(
     string Encoder,        // small-cnn or resnet18 (small-image stem)
     int ProjectionHidden,  // hidden width of the projection MLP
-    int ProjectionDim)     // output width of the projection MLP (the contrastive embedding)
+    int ProjectionDim,     // output width of the projection MLP (the contrastive embedding)
+    int Channels = 32,     // small-cnn: channels of its first stage (the next two have 2x and 4x)
+    int FeatureGrid = 2)   // small-cnn: the last stage is average-pooled to this grid; features = 4 x channels x grid²
     : ModelRecipe;
 
 /// <summary>The method's own settings.</summary>

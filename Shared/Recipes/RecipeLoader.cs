@@ -63,7 +63,16 @@ public static class RecipeLoader
         ModelRecipe model;
         if (vision)
         {
-            model = new VisionModel(m.Choice("encoder", Encoders), m.Int("projection_hidden", 1, 1 << 16, 512), m.Int("projection_dim", 1, 1 << 16, 128));
+            var encoder = m.Choice("encoder", Encoders);
+            var shape = new VisionModel(encoder, m.Int("projection_hidden", 1, 1 << 16, 512), m.Int("projection_dim", 1, 1 << 16, 128));
+            if (encoder == "small-cnn")
+                shape = shape with { Channels = m.Int("channels", 1, 1024, 32), FeatureGrid = m.Int("feature_grid", 1, 7, 2) };
+            else
+            {
+                m.Forbid("channels", $"only small-cnn takes channels; {encoder} has a fixed width");
+                m.Forbid("feature_grid", $"only small-cnn takes feature_grid; {encoder} pools globally");
+            }
+            model = shape;
         }
         else
         {

@@ -1,4 +1,5 @@
 using Pretrain.Worker.Models.Vision;
+using Pretrain.Worker.Training;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -35,7 +36,22 @@ public class VisionModelTests
         using var model = new SmallCnn(inputChannels: 3);
         using var images = randn(4, 3, 32, 32);
         using var features = model.forward(images);
-        Assert.Equal(new long[] { 4, SmallCnn.FeatureSize }, features.shape);
+        Assert.Equal(new long[] { 4, 512 }, features.shape);
+        Assert.Equal(512, SmallCnn.FeatureSize(channels: 32, grid: 2));
         Assert.InRange(Parameters(model), 90_000, 110_000);
+    }
+
+    [Fact]
+    public void SmallCnn_with_twice_the_channels_has_4_times_the_weights_and_a_4x4_grid_gives_16_cells_of_features()
+    {
+        using var model = new SmallCnn(inputChannels: 1, channels: 64, grid: 4);
+        using var images = randn(3, 1, 28, 28);
+        using var features = model.forward(images);
+        Assert.Equal(new long[] { 3, SmallCnn.FeatureSize(channels: 64, grid: 4) }, features.shape);
+        Assert.Equal(4 * 64 * 16, features.shape[1]);
+        using var narrow = new SmallCnn(inputChannels: 1);
+        // Convolution weights grow with in × out channels, so doubling every stage's width about quadruples them.
+        Assert.InRange(Parameters(model) / (double)Parameters(narrow), 3.8, 4.1);
+        Assert.Equal(4 * SmallCnn.ForwardFlops(1, 28, 28) - 2 * ModelFlops.Conv2d(1, 32, 3, 28, 28), SmallCnn.ForwardFlops(1, 28, 28, channels: 64), 6);
     }
 }

@@ -22,11 +22,12 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     private sealed record EncoderKind(
         Func<int, Func<long, Module<Tensor, Tensor>>?, Module<Tensor, Tensor>> Create, int FeatureSize, Func<int, long, long, double> ForwardFlops);
 
-    private static EncoderKind Kind(string encoder) => encoder switch
+    private static EncoderKind Kind(VisionModel shape) => shape.Encoder switch
     {
-        "small-cnn" => new((channels, norm) => new SmallCnn(channels, norm), SmallCnn.FeatureSize, SmallCnn.ForwardFlops),
-        "resnet18" => new((channels, norm) => new ResNet18(channels, norm), ResNet18.FeatureSize, ResNet18.ForwardFlops),
-        _ => throw new ArgumentException($"unknown encoder '{encoder}'"),
+        "small-cnn" => new((input, norm) => new SmallCnn(input, norm, shape.Channels, shape.FeatureGrid),
+            SmallCnn.FeatureSize(shape.Channels, shape.FeatureGrid), (input, h, w) => SmallCnn.ForwardFlops(input, h, w, shape.Channels)),
+        "resnet18" => new((input, norm) => new ResNet18(input, norm), ResNet18.FeatureSize, ResNet18.ForwardFlops),
+        var other => throw new ArgumentException($"unknown encoder '{other}'"),
     };
 
     /// <summary>Width of the representation (the encoder's output).</summary>
@@ -36,7 +37,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     public ContrastiveNetwork(VisionModel shape, int inputChannels, bool headBatchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
         : base(nameof(ContrastiveNetwork))
     {
-        var kind = Kind(shape.Encoder);
+        var kind = Kind(shape);
         (encoder, FeatureSize) = (kind.Create(inputChannels, norm), kind.FeatureSize);
         var layers = new List<Module<Tensor, Tensor>> { Linear(FeatureSize, shape.ProjectionHidden, hasBias: !headBatchNorm) };
         if (headBatchNorm)
@@ -50,7 +51,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     /// <summary>Forward FLOPs of encoder and head for one image of <paramref name="height"/> × <paramref name="width"/> (convolutions and dense layers).</summary>
     public static double ForwardFlops(VisionModel shape, int inputChannels, long height, long width)
     {
-        var kind = Kind(shape.Encoder);
+        var kind = Kind(shape);
         return kind.ForwardFlops(inputChannels, height, width)
                + ModelFlops.Linear(kind.FeatureSize, shape.ProjectionHidden) + ModelFlops.Linear(shape.ProjectionHidden, shape.ProjectionDim);
     }
