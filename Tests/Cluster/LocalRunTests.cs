@@ -27,10 +27,15 @@ public sealed class LocalRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
         Assert.Single(summary.ReplicaChecksums.Values.Distinct());
         Assert.InRange(summary.FirstLoss, 5.0, 6.0);                                      // ln 256 = 5.55: bytes, uniform at the start
         Assert.True(summary.FinalLoss < summary.FirstLoss - 1.0, $"loss went from {summary.FirstLoss} to {summary.FinalLoss}");  // ~3.2 after 30 steps
-        Assert.True(summary.SamplesPerSecond > 0);
+        // Rank 0's figure is its samples over its steps' summed time, and every step lies within the job's wall time (whose
+        // clock starts before any worker does; rounded to 10 ms): at least steps x batch / wall, on any load.
+        double global = Pretrain.Tests.Training.TestRecipes.Tiny().Batch.Global;
+        Assert.True(summary.SamplesPerSecond >= summary.Steps * global / (summary.WallSeconds + 0.005),
+            $"{summary.SamplesPerSecond} samples/s, but {summary.Steps} steps of {global} took {summary.WallSeconds} s in all");
         Assert.InRange(summary.Mfu, 1e-4, 0.5);   // measured 0.12 on 2 cores; a tiny model on a CPU never reaches half the matmul peak
         Assert.Equal(Math.Exp(summary.Eval["val_loss"]), summary.Eval["perplexity"], 6);
-        Assert.True(summary.Eval["val_loss"] > 0 && summary.Eval["bits_per_byte"] > 0);
+        Assert.Equal(summary.Eval["val_loss"] / Math.Log(2), summary.Eval["bits_per_byte"], 9);
+        Assert.True(summary.Eval["val_loss"] < summary.FirstLoss - 1.0, $"val_loss {summary.Eval["val_loss"]} after a first loss of {summary.FirstLoss}");
         Assert.True(File.Exists(Path.Combine(run.Directory, "journal.db")));
         Assert.True(File.Exists(Path.Combine(run.Checkpoint(30), "manifest.json")));
     }
