@@ -118,7 +118,6 @@ public sealed class FailurePathTests : IDisposable
         using (Mount.Tmpfs(checkpoints, size * 3 / 2 + 64 * 1024))
         {
             CopyDirectory(saved, Path.Combine(checkpoints, "step-00000010"));
-            var clock = Stopwatch.StartNew();
             var (code, output) = await Local(full, recipe, "--resume");
             Assert.True(code == 1, output);
             Assert.Contains("no space left on device", output);
@@ -190,19 +189,28 @@ public sealed class FailurePathTests : IDisposable
     }
 
     [Fact]
-    public async Task A_failing_worker_shows_its_cause_once_without_a_stack_trace_and_the_launcher_exits_within_2_s()
+    public async Task A_failing_worker_shows_its_cause_once_without_a_stack_trace_and_the_launcher_exits_without_waiting_out_a_shutdown()
     {
         // An absurd learning rate: the loss turns non-finite at once and on_nonfinite_loss: stop fails the job.
         string recipe = Recipe(200);
         File.WriteAllText(recipe, Regex.Replace(File.ReadAllText(recipe), @"(?m)^(\s+lr: )\S+", "${1}1.0e+30"));
         string dir = Path.Combine(_root, "diverged");
+        var launched = Stopwatch.StartNew();
         using var cli = CliProcess.Start("local", "--recipe", recipe, "--workers", "2", "--run-dir", dir, "--metrics-port", "-1", "--worker-metrics-port", "-1");
+        // The time this machine, loaded as it is now, takes to start the launcher until its first line: the yardstick
+        // for the CPU work of its exit.
+        await cli.WaitForOutputAsync(o => o.Contains(" worker(s), ", StringComparison.Ordinal), Bound);
+        var startUp = launched.Elapsed;
         await cli.WaitForOutputAsync(o => o.Contains("the job failed", StringComparison.Ordinal), Bound);
         var clock = Stopwatch.StartNew();
         int code = await cli.WaitAsync(Bound);
         var exited = clock.Elapsed;
         Assert.True(code == 1, cli.Output);
-        Assert.True(exited < TimeSpan.FromSeconds(2), $"the launcher took {exited.TotalSeconds:0.0} s to exit after the failure:\n{cli.Output}");
+        // After the failure line the launcher waits at most 1 s for its workers and 0.5 s for its cluster node (a polite
+        // cluster leave would add 3 s or more); the rest is CPU work, allowed twice what its start-up took.
+        var allowed = TimeSpan.FromSeconds(1.5) + 2 * startUp;
+        Assert.True(exited < allowed, $"the launcher took {exited.TotalSeconds:0.0} s to exit after the failure, more than its 1.5 s of " +
+            $"bounded waits plus twice its {startUp.TotalSeconds:0.0} s start-up:\n{cli.Output}");
         NoStackTrace(cli.Output);
         // The cause once, in the job's failure line; the workers' own error lines stay in their logs.
         Assert.Single(Regex.Matches(cli.Output, "training diverged at step"));
@@ -235,8 +243,11 @@ public sealed class FailurePathTests : IDisposable
         Assert.Equal("completed", third.Status);
         Assert.Equal(30, third.Steps);
         Assert.Equal(first.FirstLoss, third.FirstLoss);
-        Assert.True(third.SamplesPerSecond > 0, "samples_per_second was wiped");
-        Assert.True(third.Mfu > 0, "mfu was wiped");
+        // The resume that runs no step carries the last segment's throughput from its checkpoint, exactly; its MFU is that
+        // throughput over the matmul peak measured again by this process, so it differs from the second's by the peaks' ratio.
+        Assert.Equal(second.SamplesPerSecond, third.SamplesPerSecond);
+        Assert.True(second.SamplesPerSecond > 0, "the second segment reported no throughput");
+        Assert.InRange(third.Mfu / second.Mfu, 0.25, 4.0);
         Assert.EndsWith("step-00000030", third.LastCheckpoint);
     }
 
@@ -269,7 +280,8 @@ public sealed class FailurePathTests : IDisposable
         string checkpoint = Path.Combine(dir, "checkpoints", $"step-{step:D8}");
         var deadline = DateTime.UtcNow + Bound;
         while (!Directory.Exists(checkpoint) && DateTime.UtcNow < deadline && !cli.HasExited) await Task.Delay(20);
-        Assert.True(Directory.Exists(checkpoint), cli.Output);
+        Assert.True(Directory.Exists(checkpoint), $"no checkpoint of step {step} ({checkpoint}) within {Bound}" +
+            (cli.HasExited ? " before the run exited" : "") + $":\n{cli.Output}");
         return checkpoint;
     }
 

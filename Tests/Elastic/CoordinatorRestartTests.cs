@@ -48,7 +48,10 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
         await run.WaitForCheckpointAsync(20, TimeSpan.FromSeconds(60));
         Assert.False(run.Worker("w0").HasExited, run.Output);
         Assert.False(run.Worker("w1").HasExited, run.Output);
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        // The restart comes once both workers know the coordinator is gone: their cluster nodes downed (~5 s after the
+        // kill), they train on and join again with new nodes.
+        foreach (var id in new[] { "w0", "w1" })
+            await run.Worker(id).WaitForOutputAsync(o => o.Contains("cluster node was removed", StringComparison.Ordinal), TimeSpan.FromMinutes(1));
 
         var restarted = run.StartCoordinator();
         int code = await restarted.WaitAsync(Bound);
@@ -77,7 +80,9 @@ public sealed class CoordinatorRestartTests(PostgresServer postgres, ITestOutput
         await run.WaitForCheckpointAsync(10);
         run.Coordinator.Kill();
         run.Worker("w2").Kill();
-        await Task.Delay(TimeSpan.FromSeconds(3));   // the survivors' ring breaks; they hold their step and wait
+        // The survivors' ring breaks; each says it holds its step for the next generation, and waits.
+        foreach (var id in new[] { "w0", "w1" })
+            await run.Worker(id).WaitForOutputAsync(o => o.Contains("for the next generation", StringComparison.Ordinal), TimeSpan.FromMinutes(1));
 
         var restarted = run.StartCoordinator();
         Assert.True(await restarted.WaitAsync(Bound) == 0, run.Output);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.RegularExpressions;
 using Pretrain.Coordinator.Summary;
 using Pretrain.Shared.Messages;
 using Xunit;
@@ -183,8 +184,11 @@ public sealed class FrozenWorkerTests(CleanRuns clean, ITestOutputHelper output)
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (!run.Output.Contains("generation 2:", StringComparison.Ordinal) && DateTime.UtcNow < deadline) await Task.Delay(50);
         var excluded = clock.Elapsed;
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        run.Signal("worker-1", ChaosRun.SigCont);                     // wakes into a generation that is gone
+        var generation2 = Regex.Match(run.Output, @"generation 2: \d+ worker\(s\) \([^)]*\) from step (\d+)");
+        Assert.True(generation2.Success, $"no generation 2 within 30 s of the SIGSTOP (--timeout 5):\n{run.Output}");
+        // Frozen until the others have trained and checkpointed without it: it wakes into a generation that is gone.
+        await run.WaitForCheckpointAsync(long.Parse(generation2.Groups[1].Value) / 10 * 10 + 10);
+        run.Signal("worker-1", ChaosRun.SigCont);
         Assert.Equal(0, await run.WaitAsync());
         output.WriteLine($"generation 2 started {excluded.TotalSeconds:0.0} s after SIGSTOP (--timeout 5)");
 
@@ -277,8 +281,10 @@ public sealed class CompoundFailureTests(CleanRuns clean, ITestOutputHelper outp
         using var run = ChaosRun.Start(slow, dir, ChaosRun.TinyRecipe(clean.Root, 60, checkpointEvery: 20), 3, "--max-restarts", "0", "--verbose");
         var checkpoints = Path.Combine(dir, "checkpoints");
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-        while (!(Directory.Exists(checkpoints) && Directory.EnumerateDirectories(checkpoints, ".tmp-step-00000020-*").Any()) && DateTime.UtcNow < deadline)
+        bool Writing() => Directory.Exists(checkpoints) && Directory.EnumerateDirectories(checkpoints, ".tmp-step-00000020-*").Any();
+        while (!Writing() && DateTime.UtcNow < deadline)
             await Task.Delay(10);
+        Assert.True(Writing(), $"rank 0's write of step 20 (.tmp-step-00000020-*, slowed to 1.5 s) was never seen in flight:\n{run.Output}");
         string rankZero = run.RankZeroOfFirstGeneration(3);
         run.Signal(rankZero, ChaosRun.SigKill);               // its write of step 20 is in flight
         Assert.True(await run.WaitAsync() == 0, run.Output);

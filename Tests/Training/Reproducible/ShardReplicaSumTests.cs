@@ -47,14 +47,26 @@ public sealed class ShardReplicaSumTests
     [Fact]
     public void A_shard_that_never_comes_fails_the_sum_after_the_timeout_naming_it()
     {
-        var sum = new ShardReplicaSum(new HostCommunicator(new SingleRank()), ThreeShards, TimeSpan.FromMilliseconds(300));
+        var sum = new ShardReplicaSum(new HostCommunicator(new SingleRank()), ThreeShards, TimeSpan.FromSeconds(1));
+        using var together = new Barrier(2);          // shards 0 and 1 start their wait together: only shard 2 is missing when it ends
+        using var gaveUp = new CountdownEvent(2);
         var error = Assert.Throws<CollectiveException>(() => sum.Run(i =>
         {
-            if (i == 2) { Thread.Sleep(1_000); return 0; }                         // computes, but never reaches the sum
-            using var partial = tensor(new float[] { 1 });
-            sum.SumInPlace(partial);
-            return 0;
+            if (i == 2)
+            {
+                // Computes, but never reaches the sum: busy until the other two have given up on it.
+                if (!gaveUp.Wait(TimeSpan.FromMinutes(1))) throw new TimeoutException("shards 0 and 1 did not give up on shard 2 within a minute");
+                return 0;
+            }
+            try
+            {
+                using var partial = tensor(new float[] { 1 });
+                together.SignalAndWait(TimeSpan.FromMinutes(1));
+                sum.SumInPlace(partial);
+                return 0;
+            }
+            finally { gaveUp.Signal(); }
         }));
-        Assert.Contains("micro-shard(s) 2 did not reach a global batch-norm sum within 0.3 s", error.Message);
+        Assert.Contains("micro-shard(s) 2 did not reach a global batch-norm sum within 1 s", error.Message);
     }
 }
