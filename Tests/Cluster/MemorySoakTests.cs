@@ -23,9 +23,11 @@ public sealed class MemorySoakTests(Xunit.Abstractions.ITestOutputHelper output)
         await cli.WaitForOutputAsync(o => LongRecipe.LastStep(o) >= 1000, TimeSpan.FromMinutes(5));   // warmed up
         int pid = LongRecipe.WorkerPid(cli.Output, "worker-0");
         long baseline = ResidentKilobytes(pid), peak = baseline;
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(15);
         while (LongRecipe.LastStep(cli.Output) < 9500 && !cli.HasExited)
         {
-            await Task.Delay(2000);
+            Assert.True(DateTime.UtcNow < deadline, $"the run did not reach step 9500 within 15 min of step 1000 (at step {LongRecipe.LastStep(cli.Output)})");
+            await Task.Delay(2000);   // a sample of the resident memory every 2 s
             if (File.Exists($"/proc/{pid}/status")) peak = Math.Max(peak, ResidentKilobytes(pid));
         }
         Assert.Equal(0, await cli.WaitAsync(TimeSpan.FromMinutes(10)));

@@ -51,12 +51,13 @@ public sealed partial class ChaosRun : IDisposable
     /// </summary>
     public async Task WaitForCheckpointAsync(long step, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromMinutes(2));
+        var limit = timeout ?? TimeSpan.FromMinutes(2);
+        var deadline = DateTime.UtcNow + limit;
         string checkpoints = Path.Combine(Directory, "checkpoints");
         while (!Published(checkpoints).Any(s => s >= step))
         {
             if (_cli.HasExited) throw new InvalidOperationException($"the run exited before checkpoint {step}:\n{Output}");
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"no checkpoint {step} within {timeout}:\n{Output}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"no checkpoint of step {step} or later within {limit}:\n{Output}");
             await Task.Delay(20);
         }
     }

@@ -77,7 +77,7 @@ public sealed class SeparateRun : IDisposable
         string checkpoints = Path.Combine(Directory, "checkpoints");
         while (!ChaosRun.Published(checkpoints).Any(s => s >= step))
         {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"no checkpoint {step} within {limit}:\n{Output}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"no checkpoint of step {step} or later within {limit}:\n{Output}");
             await Task.Delay(20);
         }
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Pretrain.Tests.Infrastructure;
@@ -122,17 +123,20 @@ public sealed class CliProcess : IDisposable
         return _process.ExitCode;
     }
 
-    /// <summary>Waits until a line of output satisfies <paramref name="match"/>, or fails after the timeout.</summary>
-    public async Task WaitForOutputAsync(Func<string, bool> match, TimeSpan timeout)
+    /// <summary>
+    /// Waits until the output so far satisfies <paramref name="match"/>, or fails after the timeout; the failure quotes
+    /// <paramref name="match"/>'s source (<paramref name="what"/>) so it says what was awaited.
+    /// </summary>
+    public async Task WaitForOutputAsync(Func<string, bool> match, TimeSpan timeout, [CallerArgumentExpression(nameof(match))] string what = "")
     {
         var deadline = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < deadline)
         {
             if (match(Output)) return;
-            if (_process.HasExited) throw new InvalidOperationException("pretrain exited with code " + _process.ExitCode + " before the expected output. Output:\n" + Output);
+            if (_process.HasExited) throw new InvalidOperationException($"pretrain exited with code {_process.ExitCode} before output matching `{what}`. Output:\n{Output}");
             await Task.Delay(100);
         }
-        throw new TimeoutException("expected output did not appear within " + timeout + ". Output:\n" + Output);
+        throw new TimeoutException($"no output matching `{what}` within {timeout}. Output:\n{Output}");
     }
 
     void Append(string? line)

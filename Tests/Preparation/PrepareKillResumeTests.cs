@@ -72,9 +72,9 @@ public sealed class PrepareKillResumeTests : IDisposable
             var deadline = DateTime.UtcNow + Timeout;
             while ((done = Completed()) < (tasks ?? 4) / 3 && !run.HasExited && DateTime.UtcNow < deadline) await Task.Delay(100);
             Assert.False(run.HasExited, "prepare finished before it could be killed:\n" + run.Output);
+            Assert.True(done > 0, $"no preparation task was journaled complete within {Timeout}:\n{run.Output}");
             run.Kill();
         }
-        Assert.True(done > 0);
 
         using (var run = fast())
         {
