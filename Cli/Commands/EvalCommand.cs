@@ -14,7 +14,7 @@ static class EvalCommand
         var data = new Option<DirectoryInfo?>("--data") { Description = "Prepared image folder with train and test splits (default: the recipe's data.images)." };
         var epochs = new Option<int>("--epochs") { Description = "Linear-probe training epochs.", DefaultValueFactory = _ => 10 }.Positive();
         var verbose = CommonOptions.Verbose();
-        var command = new Command("eval", "Linear evaluation of a SimCLR/MoCo checkpoint: a linear classifier on frozen features (test split), beside the same probe on raw pixels and the kNN monitor.")
+        var command = new Command("eval", "Linear evaluation of a SimCLR/MoCo/BYOL checkpoint: a linear classifier on frozen features (test split), beside the same probe on raw pixels and the kNN monitor.")
         {
             runDir, checkpoint, data, epochs, verbose,
         };

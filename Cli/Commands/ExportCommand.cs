@@ -18,7 +18,7 @@ static class ExportCommand
         };
         var what = new Option<string?>("--what")
         {
-            Description = "encoder: the encoder alone, its parameters and batch-norm statistics, named without 'encoder.' (default for simclr and moco); " +
+            Description = "encoder: the encoder alone, its parameters and batch-norm statistics, named without 'encoder.' (default for simclr, moco and byol); " +
                           "model: every tensor of the checkpoint's model.tensors, named as there (default for gpt and bert). Optimizer state is never exported.",
         };
         what.AcceptOnlyFromAmong("encoder", "model");

@@ -4,11 +4,11 @@ namespace Pretrain.Shared.Recipes;
 // snake_case of the property names (`validation_fraction` ↔ ValidationFraction). Sections that depend on
 // the method are small unions: a text method has TextData and a TransformerModel, a vision method
 // ImageData, a VisionModel and an Augment section; the method's own knobs live in a section named after
-// it (`simclr:`, `moco:`, `bert:`; GPT has none).
+// it (`simclr:`, `moco:`, `byol:`, `bert:`; GPT has none).
 
 /// <summary>A validated job description, as loaded by <see cref="RecipeLoader"/>.</summary>
 public sealed record Recipe(
-    string Method,                 // pretraining method: gpt, bert, simclr or moco (RecipeLoader.Methods)
+    string Method,                 // pretraining method: gpt, bert, simclr, moco or byol (RecipeLoader.Methods)
     long Seed,                     // seeds init, sample order, augmentations, masking and dropout; same seed ⇒ same run
     long Steps,                    // total optimizer steps; the LR schedule spans these (--max-steps only stops early)
     DataRecipe Data,               // where the samples come from
@@ -37,7 +37,7 @@ public sealed record Recipe(
     /// <summary>The elastic bounds, with their defaults when the recipe has no <c>elastic:</c> section.</summary>
     public ElasticRecipe ElasticOrDefault => Elastic ?? ElasticRecipe.Default;
 
-    /// <summary>GPT and BERT read text; SimCLR and MoCo read images.</summary>
+    /// <summary>GPT and BERT read text; SimCLR, MoCo and BYOL read images.</summary>
     public bool IsVision => Data is ImageData;
 
     /// <summary>The transformer shape of a text method.</summary>
@@ -137,7 +137,7 @@ public sealed record TransformerModel(
     double Dropout)  // dropout probability in [0, 1); 0 turns dropout off
     : ModelRecipe;
 
-/// <summary>An image encoder and the MLP projection head of SimCLR / MoCo v2.</summary>
+/// <summary>An image encoder and the MLP projection head of SimCLR / MoCo v2 / BYOL.</summary>
 public sealed record VisionModel(
     string Encoder,        // small-cnn or resnet18 (small-image stem)
     int ProjectionHidden,  // hidden width of the projection MLP
@@ -168,6 +168,16 @@ public sealed record ContrastiveOptions(
     bool GlobalBatchNorm,   // SimCLR: batch-norm statistics over the global batch (all workers)
     int QueueSize,          // MoCo: keys in the queue (K); 0 for SimCLR
     double Momentum)        // MoCo: EMA coefficient of the key encoder (0.99–0.999); 0 for SimCLR
+    : MethodRecipe;
+
+/// <summary>
+/// BYOL (section `byol:`; Grill et al. 2020): an online network (encoder, projector, predictor) regresses the
+/// projection of the other view by a target network, an average of the online one that no gradient trains.
+/// </summary>
+public sealed record ByolOptions(
+    double MomentumBase,  // τ_base: the target's EMA coefficient at step 0, rising on a cosine to 1 at `steps` (BYOL: 0.996)
+    int PredictorHidden,  // hidden width of the predictor Linear(d, h)-BN-ReLU-Linear(h, d); default model.projection_hidden, as BYOL
+    bool GlobalBatchNorm) // batch-norm statistics over the global batch (all workers), as SimCLR's; false = per worker
     : MethodRecipe;
 
 /// <summary>How an image becomes a view (SimCLR appendix A, sized for small images).</summary>

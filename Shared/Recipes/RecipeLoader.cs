@@ -4,9 +4,9 @@ namespace Pretrain.Shared.Recipes;
 public static class RecipeLoader
 {
     /// <summary>The methods the loop knows (brief, principle 7).</summary>
-    public static readonly IReadOnlyList<string> Methods = ["gpt", "bert", "simclr", "moco"];
+    public static readonly IReadOnlyList<string> Methods = ["gpt", "bert", "simclr", "moco", "byol"];
 
-    public static readonly IReadOnlyList<string> VisionMethods = ["simclr", "moco"];
+    public static readonly IReadOnlyList<string> VisionMethods = ["simclr", "moco", "byol"];
     public static readonly IReadOnlyList<string> Encoders = ["small-cnn", "resnet18"];
     public static readonly IReadOnlyList<string> Optimizers = ["adamw", "lars", "lamb", "sgd"];
 
@@ -84,7 +84,7 @@ public static class RecipeLoader
         }
         m.RejectUnknown();
 
-        var options = ReadMethodOptions(root, method);
+        var options = ReadMethodOptions(root, method, model);
 
         AugmentRecipe? augment = null;
         if (vision)
@@ -98,7 +98,7 @@ public static class RecipeLoader
             a.RejectUnknown();
         }
         else
-            root.Forbid("augment", $"{method} trains on text; augment is for simclr and moco");
+            root.Forbid("augment", $"{method} trains on text; augment is for {string.Join(", ", VisionMethods)}");
 
         var o = root.Section("optimizer");
         var name = o.Choice("name", Optimizers);
@@ -199,7 +199,7 @@ public static class RecipeLoader
     }
 
     /// <summary>The section named after the method, with the reference defaults; other methods' sections are refused.</summary>
-    private static MethodRecipe ReadMethodOptions(YamlSection root, string method)
+    private static MethodRecipe ReadMethodOptions(YamlSection root, string method, ModelRecipe model)
     {
         foreach (var other in Methods.Where(x => x != method && x != "gpt"))
             root.Forbid(other, $"this recipe's method is {method}; the {other} section belongs to method {other}");
@@ -213,8 +213,12 @@ public static class RecipeLoader
             "bert" => ReadMaskedLm(section),
             "simclr" => new ContrastiveOptions(ContrastiveKind.SimClr, section.Double("temperature", 0, 100, 0.1, minExclusive: true),
                 section.Bool("global_batch_norm", true), 0, 0),
-            _ => new ContrastiveOptions(ContrastiveKind.MoCo, section.Double("temperature", 0, 100, 0.2, minExclusive: true), false,
+            "moco" => new ContrastiveOptions(ContrastiveKind.MoCo, section.Double("temperature", 0, 100, 0.2, minExclusive: true), false,
                 section.Int("queue_size", 1, 1 << 24, 65536), section.Double("momentum", 0, 1, 0.999)),
+            // BYOL's predictor is as wide as its projector (4096 both): the default follows model.projection_hidden.
+            "byol" => new ByolOptions(section.Double("momentum_base", 0, 1, 0.99),
+                section.Int("predictor_hidden", 1, 1 << 16, ((VisionModel)model).ProjectionHidden), section.Bool("global_batch_norm", true)),
+            _ => throw new InvalidOperationException($"method {method} has no section reader"),
         };
         section.RejectUnknown();
         return options;

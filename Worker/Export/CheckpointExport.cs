@@ -10,7 +10,7 @@ namespace Pretrain.Worker.Export;
 /// <summary>What an export takes from a checkpoint's <c>model.tensors</c>; optimizer state is never exported.</summary>
 public enum ExportPart
 {
-    Encoder, // the encoder whose features evaluation probes, names without its prefix (simclr, moco)
+    Encoder, // the encoder whose features evaluation probes, names without its prefix (simclr, moco, byol)
     Model,   // every tensor of model.tensors, names as they are (gpt, bert; or a contrastive method's whole state)
 }
 
@@ -41,14 +41,14 @@ public static class CheckpointExport
 
     /// <summary>
     /// The prefix of the encoder's tensors in a method's checkpoint, or null when the method has no encoder apart from
-    /// its model. SimCLR's network and MoCo's query network are a <c>ContrastiveNetwork</c>: <c>encoder.*</c> then
-    /// <c>head.*</c>. MoCo's key network (<c>key.encoder.*</c>) is a lagging momentum copy of the query network and
-    /// is not the one evaluation probes, so it stays out. GPT and BERT are whole models: export them with
-    /// <see cref="ExportPart.Model"/>.
+    /// its model. SimCLR's network, MoCo's query network and BYOL's online network are a <c>ContrastiveNetwork</c>:
+    /// <c>encoder.*</c> then <c>head.*</c>. MoCo's key network (<c>key.encoder.*</c>) and BYOL's target network
+    /// (<c>target.encoder.*</c>) are lagging momentum copies and not the ones evaluation probes, so they stay out, as
+    /// does BYOL's <c>predictor.*</c>. GPT and BERT are whole models: export them with <see cref="ExportPart.Model"/>.
     /// </summary>
     public static string? EncoderPrefix(string method) => method switch
     {
-        "simclr" or "moco" => "encoder.",
+        "simclr" or "moco" or "byol" => "encoder.",
         _ => null,
     };
 

@@ -42,6 +42,14 @@ public interface IPretrainingMethod : IDisposable
     IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
 
     /// <summary>
+    /// The part of <see cref="State"/> that every rank holds bit for bit alike after every step because each rank
+    /// derives it the same way from the parameters (BYOL's target network, which every rank averages from its own
+    /// identical replica): the replica checksum covers it beside the parameters, so a copy that drifted shows.
+    /// Batch-norm statistics stay out: with per-worker batch norm they differ by rank.
+    /// </summary>
+    IReadOnlyList<(string Name, Tensor Tensor)> ReplicatedState => [];
+
+    /// <summary>
     /// The part of <see cref="State"/> that a forward pass changes before the step is committed (batch-norm
     /// running statistics, of the key network too). The loop copies it before every step and puts it back
     /// when a step fails part-way, so an abandoned step leaves no trace and is redone whole.
@@ -83,7 +91,7 @@ public interface IPretrainingMethod : IDisposable
 
     /// <summary>
     /// After the optimizer applied step <paramref name="step"/> (not called for a skipped step): MoCo's
-    /// momentum update of the key encoder and its enqueue.
+    /// momentum update of the key encoder and its enqueue, BYOL's of its target network.
     /// </summary>
     void AfterUpdate(long step);
 
@@ -151,7 +159,7 @@ public sealed record MethodContext(
     public int MaxMicroBatch => Recipe.Batch.Global / Recipe.Batch.Accumulation;
 }
 
-/// <summary>A method whose encoder gives frozen features to evaluate (<c>pretrain eval</c>): SimCLR and MoCo.</summary>
+/// <summary>A method whose encoder gives frozen features to evaluate (<c>pretrain eval</c>): SimCLR, MoCo and BYOL.</summary>
 public interface IRepresentationMethod : IPretrainingMethod
 {
     /// <summary>Features of <paramref name="images"/> (B, C, H, W) float in [0, 1] by the encoder in eval mode, without the projection head: (B, d).</summary>

@@ -1,3 +1,4 @@
+using Pretrain.Worker.Methods.Bootstrap;
 using Pretrain.Worker.Methods.Contrastive;
 using Pretrain.Worker.Methods.Language;
 
@@ -27,6 +28,7 @@ public static class MethodFactory
         "bert" => new MaskedLmMethod(context),
         "simclr" => new SimClrMethod(context),
         "moco" => new MoCoMethod(context),
+        "byol" => new ByolMethod(context),
         var other => throw new NotSupportedException($"method '{other}' is not built into this worker yet"),
     };
 }

@@ -109,8 +109,9 @@ public sealed class Trainer : IDisposable
     /// <summary>Rank 0's blocking time of its last checkpoint save (benchmarks).</summary>
     public TimeSpan LastCheckpointBlocking => _writer.LastBlocking;
 
-    /// <summary>Checksum of this replica's parameters now.</summary>
-    public string ReplicaChecksumNow() => ReplicaChecksum.Of(_parameters.Select(p => (p.Name, (Tensor)p.Parameter)));
+    /// <summary>Checksum of this replica's parameters and of the method state derived from them alike on every rank (BYOL's target network) now.</summary>
+    public string ReplicaChecksumNow() =>
+        ReplicaChecksum.Of(_parameters.Select(p => (p.Name, Tensor: (Tensor)p.Parameter)).Concat(_method.ReplicatedState));
 
     /// <summary>
     /// The single-generation run: trains up to step min(recipe.steps, <paramref name="maxSteps"/>) — from the

@@ -13,7 +13,7 @@ public sealed record TrainingResult(
     long Step,                                // steps completed
     double FinalLoss,                         // global mean loss of the last step
     double SamplesPerSecond,                  // global samples / wall time, over the steps this run executed
-    string ReplicaChecksum,                   // xxHash64 of all parameters (see ReplicaChecksum); equal on all ranks
+    string ReplicaChecksum,                   // xxHash64 of all parameters and replicated method state (see ReplicaChecksum); equal on all ranks
     IReadOnlyDictionary<string, double> Eval, // the method's evaluation: GPT "val_loss", "bits_per_byte", "perplexity"; …
     double Mfu,                               // model FLOPs utilization over the steps this run executed (0 if none)
     double FirstLoss,                         // global mean loss of the first step this run executed (NaN if none)

@@ -8,10 +8,10 @@ using static TorchSharp.torch.nn;
 namespace Pretrain.Worker.Models.Vision;
 
 /// <summary>
-/// The network of SimCLR and MoCo v2: an image encoder (whose pooled output is the representation that
-/// evaluation uses) followed by an MLP projection head (whose output the contrastive loss sees).
-/// SimCLR's head is Linear–BN–ReLU–Linear; MoCo v2's Linear–ReLU–Linear. Parameter names:
-/// <c>encoder.*</c> and <c>head.*</c>.
+/// The network of SimCLR, MoCo v2 and BYOL: an image encoder (whose pooled output is the representation that
+/// evaluation uses) followed by an MLP projection head (whose output the loss sees). SimCLR's and BYOL's
+/// head is Linear–BN–ReLU–Linear; MoCo v2's Linear–ReLU–Linear. Parameter names: <c>encoder.*</c> and
+/// <c>head.*</c>.
 /// </summary>
 public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
 {
@@ -39,13 +39,24 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     {
         var kind = Kind(shape);
         (encoder, FeatureSize) = (kind.Create(inputChannels, norm), kind.FeatureSize);
-        var layers = new List<Module<Tensor, Tensor>> { Linear(FeatureSize, shape.ProjectionHidden, hasBias: !headBatchNorm) };
-        if (headBatchNorm)
-            layers.Add(new FlatNorm(norm?.Invoke(shape.ProjectionHidden) ?? BatchNorm2d(shape.ProjectionHidden)));
-        layers.Add(ReLU());
-        layers.Add(Linear(shape.ProjectionHidden, shape.ProjectionDim));
-        head = Sequential(layers);
+        head = Mlp(FeatureSize, shape.ProjectionHidden, shape.ProjectionDim, headBatchNorm, norm);
         RegisterComponents();
+    }
+
+    /// <summary>
+    /// An MLP on (B, C) features, Linear–BN–ReLU–Linear or, without <paramref name="batchNorm"/>, Linear–ReLU–Linear:
+    /// the projection head above, and BYOL's predictor, which has the same shape. With BN the first Linear has no
+    /// bias (BN's shift takes its place). Layers are made in order, so a seeded build draws the same weights.
+    /// </summary>
+    /// <param name="norm">Makes the batch-norm layer, as (B, C, 1, 1); null = BatchNorm2d.</param>
+    public static Sequential Mlp(long input, long hidden, long output, bool batchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
+    {
+        var layers = new List<Module<Tensor, Tensor>> { Linear(input, hidden, hasBias: !batchNorm) };
+        if (batchNorm)
+            layers.Add(new FlatNorm(norm?.Invoke(hidden) ?? BatchNorm2d(hidden)));
+        layers.Add(ReLU());
+        layers.Add(Linear(hidden, output));
+        return Sequential(layers);
     }
 
     /// <summary>Forward FLOPs of encoder and head for one image of <paramref name="height"/> × <paramref name="width"/> (convolutions and dense layers).</summary>
