@@ -5,8 +5,9 @@ using Xunit.Abstractions;
 namespace Pretrain.Tests.Elastic;
 
 /// <summary>
-/// SimCLR (global batch norm, negatives from every worker) and MoCo (queue, key network, shuffle BN) survive
-/// a SIGKILL: their method state crosses to the survivors' generation intact and the replicas agree. Three
+/// SimCLR (global batch norm, negatives from every worker), MoCo (queue, key network, shuffle BN) and BYOL (target
+/// network averaged on every rank, global batch norm) survive a SIGKILL: their method state crosses to the survivors'
+/// generation intact and the replicas agree (for BYOL the replica checksum covers the target network). Three
 /// workers share the batch of 64 unevenly (21, 21, 22), two evenly afterwards.
 /// </summary>
 public sealed class ElasticVisionTests(ITestOutputHelper output)
@@ -14,6 +15,7 @@ public sealed class ElasticVisionTests(ITestOutputHelper output)
     [Theory]
     [InlineData("simclr")]
     [InlineData("moco")]
+    [InlineData("byol")]
     public async Task A_vision_method_survives_a_killed_worker_with_its_state_and_equal_replicas(string method)
     {
         var root = Directory.CreateTempSubdirectory($"pretrain-elastic-{method}-").FullName;

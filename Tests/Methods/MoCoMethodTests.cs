@@ -131,7 +131,7 @@ public class MoCoMethodTests
 
 /// <summary>
 /// 2,000 train and 500 test images of Fashion-MNIST (the first of each split of Debian's
-/// dataset-fashion-mnist), prepared once per test process, and a small MoCo recipe over them.
+/// dataset-fashion-mnist), prepared once per test process, and a small MoCo (or SimCLR, or BYOL) recipe over them.
 /// </summary>
 internal static class SmallFashionMnist
 {
@@ -144,9 +144,12 @@ internal static class SmallFashionMnist
     public static Recipe Recipe(long steps, long checkpointEvery = 1000, string method = "moco")
     {
         TorchThreads.Configure(workersOnThisMachine: Environment.ProcessorCount);
-        var methodSection = method == "moco"
-            ? "moco:\n  temperature: 0.2\n  queue_size: 512\n  momentum: 0.99"
-            : "simclr:\n  temperature: 0.2";
+        var methodSection = method switch
+        {
+            "moco" => "moco:\n  temperature: 0.2\n  queue_size: 512\n  momentum: 0.99",
+            "byol" => "byol:\n  momentum_base: 0.99\n  predictor_hidden: 128",
+            _ => "simclr:\n  temperature: 0.2",
+        };
         var optimizer = method == "moco"
             ? "optimizer:\n  name: adamw\n  lr: 0.002\n  min_lr: 0.0002\n  weight_decay: 0.0001"
             : "optimizer:\n  name: lars\n  lr: 0.6\n  min_lr: 0.0\n  weight_decay: 1.0e-6";

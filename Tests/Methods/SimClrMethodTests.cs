@@ -45,7 +45,8 @@ public class SimClrMethodTests
         Assert.True(Math.Abs(one[0].Loss - perWorker[0].Loss) > 1e-3, $"per-worker BN loss {perWorker[0].Loss:F6} vs global {one[0].Loss:F6}");
     }
 
-    static async Task<List<StepReport>> TrainOne(Recipe recipe)
+    /// <summary>Trains <paramref name="recipe"/> on one rank; returns its step reports.</summary>
+    internal static async Task<List<StepReport>> TrainOne(Recipe recipe)
     {
         var steps = new List<StepReport>();
         using var trainer = new Trainer(recipe, 0, 1, new SingleRank(), TestRecipes.TemporaryDirectory(), _ => { });
@@ -53,7 +54,8 @@ public class SimClrMethodTests
         return steps;
     }
 
-    static async Task<(TrainingResult[] Results, List<StepReport> Steps)> SteppedRing(Recipe recipe)
+    /// <summary>Trains <paramref name="recipe"/> on 2 ranks of a loopback ring; returns their results and rank 0's step reports.</summary>
+    internal static async Task<(TrainingResult[] Results, List<StepReport> Steps)> SteppedRing(Recipe recipe)
     {
         await using var harness = new RingHarness(2);
         var ring = await harness.ConnectAsync(1);

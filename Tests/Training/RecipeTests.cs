@@ -54,7 +54,7 @@ public class RecipeTests
     [InlineData("heads", "3", "model.heads: width 64 is not divisible by heads 3")]  // impossible combination
     [InlineData("min_lr", "0.1", "optimizer.min_lr: 0.1 is out of range")]           // above lr
     [InlineData("warmup_steps", "31", "schedule.warmup_steps: 31 is out of range")]  // beyond steps
-    [InlineData("method", "dino", "method: unknown method 'dino'; supported: gpt, bert, simclr, moco")]
+    [InlineData("method", "dino", "method: unknown method 'dino'; supported: gpt, bert, simclr, moco, byol")]
     public void Bad_value_is_rejected_naming_the_field(string key, string value, string expected) =>
         Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
 
@@ -62,6 +62,8 @@ public class RecipeTests
     [InlineData("method", "simclr", "data.text: simclr trains on images")]                       // SimCLR on text
     [InlineData("name", "lars", "optimizer.betas: lars takes momentum")]                         // knob of another optimizer
     [InlineData("seed", "1\nmoco:\n  queue_size: 10", "moco: this recipe's method is gpt")]    // another method's section
+    [InlineData("seed", "1\nbyol:\n  momentum_base: 0.9", "byol: this recipe's method is gpt")]
+    [InlineData("method", "byol", "data.text: byol trains on images")]                           // BYOL on text
     [InlineData("global", "12\n  accumulation: 5", "batch.accumulation: 5 micro-steps cannot split batch.global 12")]
     [InlineData("seed", "1\non_nonfinite_loss: ignore", "on_nonfinite_loss: 'ignore' is not one of: stop, skip")]
     [InlineData("text", "../data/kjv.txt\n  tokens: ../data/kjv-cl100k", "data.text: give data.text (a UTF-8 file, bytes as tokens) or data.tokens")]
@@ -88,6 +90,27 @@ public class RecipeTests
         foreach (var file in recipes)
             foreach (var w in new[] { 1, 2, 4 })
                 RecipeLoader.Load(file).ValidateForWorldSize(w);
+    }
+
+    [Fact]
+    public void The_byol_section_takes_BYOLs_defaults_with_a_predictor_as_wide_as_the_projector_and_names_a_bad_value()
+    {
+        var shipped = RecipeLoader.Load(Path.Combine(TestRecipes.RepositoryRoot, "recipes", "byol-fashion-mnist.yaml"));
+        Assert.Equal(new ByolOptions(MomentumBase: 0.99, PredictorHidden: 512, GlobalBatchNorm: true), shipped.Options);
+        Assert.True(shipped.IsVision);
+
+        // The shipped recipe spells out the defaults: without its byol section it is the same recipe, hash and all.
+        var text = shipped.Source.Text;
+        var bare = RecipeLoader.Parse(System.Text.RegularExpressions.Regex.Replace(text, "(?m)^byol:\n(?:^ .*\n)+", ""), shipped.Source.Path);
+        Assert.Equal(shipped.Options, bare.Options);
+        Assert.Equal(shipped.Source.Hash, bare.Source.Hash);
+        var narrow = RecipeLoader.Parse(text.Replace("projection_hidden: 512", "projection_hidden: 256").Replace("  predictor_hidden: 512", ""), shipped.Source.Path);
+        Assert.Equal(256, ((ByolOptions)narrow.Options).PredictorHidden);          // the default follows model.projection_hidden
+
+        var e = Assert.Throws<RecipeException>(() => RecipeLoader.Parse(text.Replace("momentum_base: 0.99", "momentum_base: 1.5"), shipped.Source.Path));
+        Assert.Contains("byol.momentum_base: 1.5 is out of range", e.Message);
+        e = Assert.Throws<RecipeException>(() => RecipeLoader.Parse(text.Replace("byol:\n", "byol:\n  temperature: 0.2\n"), shipped.Source.Path));
+        Assert.Contains("byol.temperature: unknown field", e.Message);
     }
 
     [Fact]

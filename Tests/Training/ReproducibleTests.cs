@@ -15,7 +15,7 @@ namespace Pretrain.Tests.Training;
 /// </summary>
 public class ReproducibleTests(ITestOutputHelper output)
 {
-    public static TheoryData<string> Methods => ["gpt", "bert", "simclr", "simclr-shard-bn", "moco"];
+    public static TheoryData<string> Methods => ["gpt", "bert", "simclr", "simclr-shard-bn", "moco", "byol", "byol-shard-bn"];
 
     [Theory]
     [MemberData(nameof(Methods))]
@@ -55,9 +55,10 @@ internal static class ReproducibleRecipes
         var section = reproducible ? $"reproducible:\n  enabled: true\n  shards: {Shards}\n" : "";
         if (method is "gpt" or "bert")
             return TestRecipes.Tiny(text => TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(text, "steps", steps.ToString()), "warmup_steps", "1"), "method", method) + section);
-        var vision = SmallFashionMnist.Recipe(steps, method: method == "moco" ? "moco" : "simclr");
+        var vision = SmallFashionMnist.Recipe(steps, method: method.Replace("-shard-bn", ""));
         var text = vision.Source.Text.Replace("global: 64", "global: 24").Replace("queue_size: 512", "queue_size: 96") + "\n" + section;
         if (method == "simclr-shard-bn") text = text.Replace("simclr:\n", "simclr:\n  global_batch_norm: false\n");  // batch norm per micro-shard
+        if (method == "byol-shard-bn") text = text.Replace("byol:\n", "byol:\n  global_batch_norm: false\n");
         return RecipeLoader.Parse(text, vision.Source.Path);
     }
 
