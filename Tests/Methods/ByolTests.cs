@@ -61,7 +61,7 @@ public class ByolTests
     public void The_symmetric_loss_predicts_each_view_from_the_other_and_does_not_depend_on_which_view_is_first()
     {
         using var scope = NewDisposeScope();
-        using var generator = new Generator(11);
+        using var generator = new Generator(11UL);
         const long n = 5, d = 8;
         var p = randn(2 * n, d, generator: generator);                        // rows [0, n) view 1, [n, 2n) view 2
         var z = randn(2 * n, d, generator: generator);
