@@ -50,7 +50,7 @@ public class ByolMethodTests
         // Features come from the online encoder, before the projector.
         using var images = zeros(2, 1, 28, 28);
         using var features = method.Features(images);
-        Assert.Equal(new long[] { 2, SmallCnn.FeatureSize }, features.shape);
+        Assert.Equal(new long[] { 2, SmallCnn.FeatureSize(channels: 32, grid: 2) }, features.shape);
     }
 
     [Fact]
