@@ -18,7 +18,7 @@ static class ExportCommand
         };
         var what = new Option<string?>("--what")
         {
-            Description = "encoder: the encoder alone, its parameters and batch-norm statistics, named without 'encoder.' (default for simclr, moco and byol); " +
+            Description = "encoder: the encoder alone, its parameters and batch-norm statistics, named without 'encoder.' (default for the image methods: simclr, moco, byol, mae; MAE's decoder stays out); " +
                           "model: every tensor of the checkpoint's model.tensors, named as there (default for gpt and bert). Optimizer state is never exported.",
         };
         what.AcceptOnlyFromAmong("encoder", "model");

@@ -36,7 +36,7 @@ public static class EvalRun
         var anchor = summary?.Recipe is { } original && File.Exists(original) ? original : null;
         var recipe = await CheckpointLocation.SavedRecipeAsync(checkpoint, anchor, ct);
         if (recipe.Data is not ImageData images)
-            throw new UserError($"eval: {checkpoint.Directory} is a {recipe.Method} checkpoint; the linear probe is for simclr, moco and byol " +
+            throw new UserError($"eval: {checkpoint.Directory} is a {recipe.Method} checkpoint; the linear probe is for the image methods ({string.Join(", ", RecipeLoader.VisionMethods)}) " +
                                 "(text methods are evaluated at the end of training: see summary.json's eval)");
         if (options.Data is { } data)
             recipe = recipe with { Data = new ImageData(data, Path.GetFullPath(data)) };

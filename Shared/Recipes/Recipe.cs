@@ -3,12 +3,12 @@ namespace Pretrain.Shared.Recipes;
 // One recipe file describes a job (brief, principle 8). The records mirror the YAML: keys are the
 // snake_case of the property names (`validation_fraction` ↔ ValidationFraction). Sections that depend on
 // the method are small unions: a text method has TextData and a TransformerModel, a vision method
-// ImageData, a VisionModel and an Augment section; the method's own knobs live in a section named after
-// it (`simclr:`, `moco:`, `byol:`, `bert:`; GPT has none).
+// ImageData, a VisionModel (MAE: a VisionTransformerModel) and an Augment section; the method's own knobs
+// live in a section named after it (`simclr:`, `moco:`, `byol:`, `bert:`, `mae:`; GPT has none).
 
 /// <summary>A validated job description, as loaded by <see cref="RecipeLoader"/>.</summary>
 public sealed record Recipe(
-    string Method,                 // pretraining method: gpt, bert, simclr, moco or byol (RecipeLoader.Methods)
+    string Method,                 // pretraining method: gpt, bert, simclr, moco, byol or mae (RecipeLoader.Methods)
     long Seed,                     // seeds init, sample order, augmentations, masking and dropout; same seed ⇒ same run
     long Steps,                    // total optimizer steps; the LR schedule spans these (--max-steps only stops early)
     DataRecipe Data,               // where the samples come from
@@ -37,7 +37,7 @@ public sealed record Recipe(
     /// <summary>The elastic bounds, with their defaults when the recipe has no <c>elastic:</c> section.</summary>
     public ElasticRecipe ElasticOrDefault => Elastic ?? ElasticRecipe.Default;
 
-    /// <summary>GPT and BERT read text; SimCLR, MoCo and BYOL read images.</summary>
+    /// <summary>GPT and BERT read text; SimCLR, MoCo, BYOL and MAE read images.</summary>
     public bool IsVision => Data is ImageData;
 
     /// <summary>The transformer shape of a text method.</summary>
@@ -146,6 +146,17 @@ public sealed record VisionModel(
     int FeatureGrid = 2)   // small-cnn: the last stage is average-pooled to this grid; features = 4 x channels x grid²
     : ModelRecipe;
 
+/// <summary>
+/// MAE's encoder, a Vision Transformer (Dosovitskiy et al. 2021) without a class token: square patches, a linear
+/// patch embedding, fixed 2-D sin-cos positions, pre-LayerNorm blocks. GPT's names for the transformer's shape.
+/// </summary>
+public sealed record VisionTransformerModel(
+    int PatchSize, // side of a square patch in pixels; must divide the image side (4 or 7 for 28-px images)
+    int Layers,    // transformer blocks
+    int Heads,     // attention heads; must divide width
+    int Width)     // token width; a multiple of 4, as the 2-D sin-cos positions give a quarter each to sin/cos of row/column
+    : ModelRecipe;
+
 /// <summary>The method's own settings.</summary>
 public abstract record MethodRecipe;
 
@@ -157,6 +168,15 @@ public sealed record MaskedLmOptions(
     double MaskProbability,     // share of tokens chosen for prediction (BERT: 0.15)
     double MaskTokenFraction,   // of those, replaced by [MASK] (0.8)
     double RandomTokenFraction) // of those, replaced by a random token (0.1); the rest stay unchanged
+    : MethodRecipe;
+
+/// <summary>Masked autoencoder (He et al. 2022), section `mae:`.</summary>
+public sealed record MaeOptions(
+    double MaskRatio,  // share of each image's patches hidden from the encoder, in (0, 1) (MAE: 0.75)
+    int DecoderWidth,  // token width of the light decoder; a multiple of 4 (MAE: 512 beside a ViT-L of 1024)
+    int DecoderLayers, // decoder blocks (MAE: 8; its ablation finds 1 block enough for features that are probed)
+    int DecoderHeads,  // decoder attention heads; must divide decoder_width
+    bool NormPixLoss)  // targets are each patch's pixels standardised by its own mean and deviation (MAE's default: better features)
     : MethodRecipe;
 
 public enum ContrastiveKind { SimClr, MoCo }

@@ -4,9 +4,9 @@ namespace Pretrain.Shared.Recipes;
 public static class RecipeLoader
 {
     /// <summary>The methods the loop knows (brief, principle 7).</summary>
-    public static readonly IReadOnlyList<string> Methods = ["gpt", "bert", "simclr", "moco", "byol"];
+    public static readonly IReadOnlyList<string> Methods = ["gpt", "bert", "simclr", "moco", "byol", "mae"];
 
-    public static readonly IReadOnlyList<string> VisionMethods = ["simclr", "moco", "byol"];
+    public static readonly IReadOnlyList<string> VisionMethods = ["simclr", "moco", "byol", "mae"];
     public static readonly IReadOnlyList<string> Encoders = ["small-cnn", "resnet18"];
     public static readonly IReadOnlyList<string> Optimizers = ["adamw", "lars", "lamb", "sgd"];
 
@@ -61,7 +61,9 @@ public static class RecipeLoader
 
         var m = root.Section("model");
         ModelRecipe model;
-        if (vision)
+        if (method == "mae")
+            model = ReadVisionTransformer(m);
+        else if (vision)
         {
             var encoder = m.Choice("encoder", Encoders);
             var shape = new VisionModel(encoder, m.Int("projection_hidden", 1, 1 << 16, 512), m.Int("projection_dim", 1, 1 << 16, 128));
@@ -211,6 +213,7 @@ public static class RecipeLoader
         MethodRecipe options = method switch
         {
             "bert" => ReadMaskedLm(section),
+            "mae" => ReadMae(section),
             "simclr" => new ContrastiveOptions(ContrastiveKind.SimClr, section.Double("temperature", 0, 100, 0.1, minExclusive: true),
                 section.Bool("global_batch_norm", true), 0, 0),
             "moco" => new ContrastiveOptions(ContrastiveKind.MoCo, section.Double("temperature", 0, 100, 0.2, minExclusive: true), false,
@@ -221,6 +224,30 @@ public static class RecipeLoader
             _ => throw new InvalidOperationException($"method {method} has no section reader"),
         };
         section.RejectUnknown();
+        return options;
+    }
+
+    /// <summary>MAE's ViT encoder (<c>model:</c>); whether the patch size divides the images is checked by the worker, which sees them.</summary>
+    private static VisionTransformerModel ReadVisionTransformer(YamlSection m)
+    {
+        var shape = new VisionTransformerModel(m.Int("patch_size", 1, 1024), m.Int("layers", 1, 1024), m.Int("heads", 1, 1024), m.Int("width", 4, 1 << 16));
+        if (shape.Width % 4 != 0)
+            throw m.Fail("width", $"{shape.Width} is not a multiple of 4: the 2-D sin-cos positions give a quarter of it to each of sin/cos of row/column");
+        if (shape.Width % shape.Heads != 0)
+            throw m.Fail("heads", $"width {shape.Width} is not divisible by heads {shape.Heads}");
+        return shape;
+    }
+
+    private static MaeOptions ReadMae(YamlSection section)
+    {
+        var options = new MaeOptions(section.Double("mask_ratio", 0, 1, 0.75, minExclusive: true), section.Int("decoder_width", 4, 1 << 16, 128),
+            section.Int("decoder_layers", 1, 1024, 1), section.Int("decoder_heads", 1, 1024, 4), section.Bool("norm_pix_loss", true));
+        if (options.MaskRatio >= 1)
+            throw section.Fail("mask_ratio", $"{options.MaskRatio} hides every patch; the encoder must see some (MAE: 0.75)");
+        if (options.DecoderWidth % 4 != 0)
+            throw section.Fail("decoder_width", $"{options.DecoderWidth} is not a multiple of 4: the 2-D sin-cos positions give a quarter of it to each of sin/cos of row/column");
+        if (options.DecoderWidth % options.DecoderHeads != 0)
+            throw section.Fail("decoder_heads", $"decoder_width {options.DecoderWidth} is not divisible by decoder_heads {options.DecoderHeads}");
         return options;
     }
 

@@ -45,7 +45,7 @@ public sealed class VisionRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
         Assert.True(run.ExitCode == 0, run.Output);
         var (code, output) = await CliProcess.RunAsync(LocalRuns.RunTimeout, "eval", "--run-dir", run.Directory);
         Assert.Equal(2, code);
-        Assert.Contains("is a gpt checkpoint; the linear probe is for simclr, moco and byol", output);
+        Assert.Contains("is a gpt checkpoint; the linear probe is for the image methods (simclr, moco, byol, mae)", output);
     }
 
     static string TestRecipesFolder()

@@ -10,7 +10,7 @@ namespace Pretrain.Worker.Export;
 /// <summary>What an export takes from a checkpoint's <c>model.tensors</c>; optimizer state is never exported.</summary>
 public enum ExportPart
 {
-    Encoder, // the encoder whose features evaluation probes, names without its prefix (simclr, moco, byol)
+    Encoder, // the encoder whose features evaluation probes, names without its prefix (simclr, moco, byol, mae)
     Model,   // every tensor of model.tensors, names as they are (gpt, bert; or a contrastive method's whole state)
 }
 
@@ -44,11 +44,13 @@ public static class CheckpointExport
     /// its model. SimCLR's network, MoCo's query network and BYOL's online network are a <c>ContrastiveNetwork</c>:
     /// <c>encoder.*</c> then <c>head.*</c>. MoCo's key network (<c>key.encoder.*</c>) and BYOL's target network
     /// (<c>target.encoder.*</c>) are lagging momentum copies and not the ones evaluation probes, so they stay out, as
-    /// does BYOL's <c>predictor.*</c>. GPT and BERT are whole models: export them with <see cref="ExportPart.Model"/>.
+    /// does BYOL's <c>predictor.*</c>. MAE's ViT is <c>encoder.*</c> beside its <c>decoder.*</c>, which only
+    /// pretraining needs, so it stays out too. GPT and BERT are whole models: export them with
+    /// <see cref="ExportPart.Model"/>.
     /// </summary>
     public static string? EncoderPrefix(string method) => method switch
     {
-        "simclr" or "moco" or "byol" => "encoder.",
+        "simclr" or "moco" or "byol" or "mae" => "encoder.",
         _ => null,
     };
 
@@ -118,9 +120,14 @@ public static class CheckpointExport
     {
         VisionModel vision when part == ExportPart.Encoder => vision.Encoder,
         VisionModel vision => $"{vision.Encoder} + projection head {vision.ProjectionHidden}-{vision.ProjectionDim}",
+        VisionTransformerModel vit when part == ExportPart.Encoder => Vit(vit),
+        VisionTransformerModel vit => $"{Vit(vit)} + mae decoder",
         TransformerModel t => $"{recipe.Method} transformer: {t.Layers} layers, {t.Heads} heads, width {t.Width}, context {t.Context}",
         _ => recipe.Model.GetType().Name,
     };
+
+    private static string Vit(VisionTransformerModel vit) =>
+        $"vit: {vit.PatchSize}-px patches, {vit.Layers} layers, {vit.Heads} heads, width {vit.Width}";
 
     /// <summary>Writes through <paramref name="write"/> into a temporary file beside <paramref name="path"/>, then renames it into place.</summary>
     private static long WriteAtomically(string path, bool replace, Func<Stream, long> write)

@@ -1,6 +1,7 @@
 using Pretrain.Worker.Methods.Bootstrap;
 using Pretrain.Worker.Methods.Contrastive;
 using Pretrain.Worker.Methods.Language;
+using Pretrain.Worker.Methods.Reconstruction;
 
 namespace Pretrain.Worker.Methods;
 
@@ -29,6 +30,7 @@ public static class MethodFactory
         "simclr" => new SimClrMethod(context),
         "moco" => new MoCoMethod(context),
         "byol" => new ByolMethod(context),
+        "mae" => new MaeMethod(context),
         var other => throw new NotSupportedException($"method '{other}' is not built into this worker yet"),
     };
 }

@@ -29,6 +29,13 @@ public static class ModelFlops
     /// <summary>Forward FLOPs of a dense layer on one sample.</summary>
     public static double Linear(long inFeatures, long outFeatures) => 2.0 * inFeatures * outFeatures;
 
+    /// <summary>
+    /// Forward FLOPs per token of one transformer block (GPT's shape: qkv, output projection, a 4× MLP) over a sequence of
+    /// <paramref name="tokens"/>: 2·(3d² + d² + 8d²) = 24d² in the dense layers, and 2·2·T·d for the attention scores and
+    /// the weighted sum of the values.
+    /// </summary>
+    public static double TransformerBlockPerToken(long width, long tokens) => 24.0 * width * width + 4.0 * tokens * width;
+
     /// <summary>Output side of a convolution padded by (k − 1) / 2 (odd k): "same" at stride 1, halved (rounding up) at stride 2.</summary>
     public static long Strided(long size, int stride) => (size - 1) / stride + 1;
 

@@ -14,11 +14,11 @@ public sealed class RepresentationEvaluation(MethodContext context, ImageData da
 {
     private ImageBatch? _train, _test;
 
-    /// <param name="statistics">The float running statistics of the encoder's BN layers, averaged in place.</param>
+    /// <param name="statistics">The float running statistics of the encoder's BN layers, averaged in place; none for an encoder without BN (MAE's ViT).</param>
     public async Task<IReadOnlyDictionary<string, double>> KnnAsync(ICommunicator collectives, Func<Tensor, Tensor> features, int featureSize,
         IReadOnlyList<Tensor> statistics, CancellationToken ct)
     {
-        if (collectives.WorldSize > 1)
+        if (collectives.WorldSize > 1 && statistics.Count > 0)
             await AverageAsync(collectives, statistics, ct);
         _train ??= new ImageBatch(data.ImagesPath, "train", FrozenFeatures.ChunkSize);
         _test ??= new ImageBatch(data.ImagesPath, "test", FrozenFeatures.ChunkSize);
