@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the method recipes end to end on this machine and writes docs/RESULTS.md from their summary.json
-# files: SimCLR, MoCo and BYOL (linear probe beside raw pixels, kNN) after the demo-length recipes and, with
+# files: SimCLR, MoCo, BYOL and MAE (linear probe beside raw pixels, kNN) after the demo-length recipes and, with
 # --long, after the longer ones; GPT validation loss, bits per byte and MFU; BERT masked-token accuracy.
 #
 # Usage: scripts/results.sh [--long] [--only NAME[,NAME...]]
-#   (the demo-length runs take about 20 minutes on 2 cores; --long adds about 85)
-#   --only runs just the named rows (simclr-demo moco byol gpt-demo gpt-bpe bert simclr-long moco-long simclr-best gpt) and keeps
+#   (the demo-length runs take about 25 minutes on 2 cores; --long adds about 85)
+#   --only runs just the named rows (simclr-demo moco byol mae gpt-demo gpt-bpe bert simclr-long moco-long simclr-best gpt) and keeps
 #   every other row, and the Notes section, as docs/RESULTS.md has them: each row's command names the
 #   dated run directory it came from.
 set -euo pipefail
@@ -56,7 +56,7 @@ text() { # name recipe
   write_doc
 }
 
-vision_rows=(simclr-demo moco byol); text_rows=(gpt-demo gpt-bpe bert)
+vision_rows=(simclr-demo moco byol mae); text_rows=(gpt-demo gpt-bpe bert)
 if [ $long = 1 ] || [ -n "$only" ]; then vision_rows+=(simclr-long moco-long simclr-best); text_rows+=(gpt); fi
 for name in "${vision_rows[@]}" "${text_rows[@]}"; do row[$name]=$(previous "$name"); done
 notes=$( [ -f "$doc" ] && sed -n '/^## Notes$/,$p' "$doc" || true)
@@ -101,6 +101,7 @@ mkdir -p "$runs"
 vision simclr-demo recipes/simclr-fashion-mnist.yaml
 vision moco recipes/moco-fashion-mnist.yaml
 vision byol recipes/byol-fashion-mnist.yaml
+vision mae recipes/mae-fashion-mnist.yaml
 text gpt-demo recipes/gpt-kjv-demo.yaml
 text gpt-bpe recipes/gpt-kjv-bpe.yaml
 text bert recipes/bert-kjv.yaml

@@ -5,9 +5,10 @@ using Xunit.Abstractions;
 namespace Pretrain.Tests.Elastic;
 
 /// <summary>
-/// SimCLR (global batch norm, negatives from every worker), MoCo (queue, key network, shuffle BN) and BYOL (target
-/// network averaged on every rank, global batch norm) survive a SIGKILL: their method state crosses to the survivors'
-/// generation intact and the replicas agree (for BYOL the replica checksum covers the target network). Three
+/// SimCLR (global batch norm, negatives from every worker), MoCo (queue, key network, shuffle BN), BYOL (target
+/// network averaged on every rank, global batch norm) and MAE (masks keyed by sample, so the survivors redo the lost
+/// step with the same ones) survive a SIGKILL: their method state crosses to the survivors' generation intact and the
+/// replicas agree (for BYOL the replica checksum covers the target network). Three
 /// workers share the batch of 64 unevenly (21, 21, 22), two evenly afterwards.
 /// </summary>
 public sealed class ElasticVisionTests(ITestOutputHelper output)
@@ -16,6 +17,7 @@ public sealed class ElasticVisionTests(ITestOutputHelper output)
     [InlineData("simclr")]
     [InlineData("moco")]
     [InlineData("byol")]
+    [InlineData("mae")]
     public async Task A_vision_method_survives_a_killed_worker_with_its_state_and_equal_replicas(string method)
     {
         var root = Directory.CreateTempSubdirectory($"pretrain-elastic-{method}-").FullName;

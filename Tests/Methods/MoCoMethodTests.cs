@@ -143,6 +143,8 @@ internal static class SmallFashionMnist
 
     public static Recipe Recipe(long steps, long checkpointEvery = 1000, string method = "moco")
     {
+        if (method == "mae")
+            return SmallMae.Recipe(steps, checkpointEvery);
         TorchThreads.Configure(workersOnThisMachine: Environment.ProcessorCount);
         var methodSection = method switch
         {

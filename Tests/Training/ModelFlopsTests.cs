@@ -38,6 +38,19 @@ public class ModelFlopsTests
     }
 
     [Fact]
+    public void MAE_FLOPs_are_the_encoder_on_the_visible_patches_and_the_decoder_on_all_of_them_written_out()
+    {
+        // The shipped recipe: 49 patches of 4x4x1 = 16 values, 12 visible; a block's forward per token is 24·d² in its dense
+        // layers (qkv 3d², projection d², MLP 8d², 2 FLOPs per multiply-add) and 4·T·d in attention (scores, weighted values).
+        var shape = new VisionTransformerModel(PatchSize: 4, Layers: 4, Heads: 4, Width: 128);
+        var options = new MaeOptions(MaskRatio: 0.75, DecoderWidth: 64, DecoderLayers: 1, DecoderHeads: 4, NormPixLoss: true);
+        double encoder = 12 * (2.0 * 16 * 128 + 4 * (24.0 * 128 * 128 + 4.0 * 12 * 128));
+        double decoder = 12 * (2.0 * 128 * 64) + 49 * (24.0 * 64 * 64 + 4.0 * 49 * 64 + 2.0 * 64 * 16);
+        Assert.Equal(encoder + decoder, MaskedAutoencoder.ForwardFlops(shape, options, channels: 1, imageSize: 28));
+        Assert.InRange(encoder + decoder, 2.4e7, 2.6e7);   // ~25 MFLOP forward, ~75 MFLOP per image trained: 12 of 49 patches encoded
+    }
+
+    [Fact]
     public void The_measured_matmul_peak_is_the_best_of_its_runs_and_within_what_the_cores_can_do()
     {
         // One 512x512 product timed here independently: the peak (the best of ten) is not much below it.

@@ -54,7 +54,7 @@ public class RecipeTests
     [InlineData("heads", "3", "model.heads: width 64 is not divisible by heads 3")]  // impossible combination
     [InlineData("min_lr", "0.1", "optimizer.min_lr: 0.1 is out of range")]           // above lr
     [InlineData("warmup_steps", "31", "schedule.warmup_steps: 31 is out of range")]  // beyond steps
-    [InlineData("method", "dino", "method: unknown method 'dino'; supported: gpt, bert, simclr, moco, byol")]
+    [InlineData("method", "dino", "method: unknown method 'dino'; supported: gpt, bert, simclr, moco, byol, mae")]
     public void Bad_value_is_rejected_naming_the_field(string key, string value, string expected) =>
         Assert.Contains(expected, Rejected(TestRecipes.Set(Tiny, key, value)).Message);
 

@@ -15,7 +15,7 @@ namespace Pretrain.Tests.Training;
 /// </summary>
 public class ReproducibleTests(ITestOutputHelper output)
 {
-    public static TheoryData<string> Methods => ["gpt", "bert", "simclr", "simclr-shard-bn", "moco", "byol", "byol-shard-bn"];
+    public static TheoryData<string> Methods => ["gpt", "bert", "simclr", "simclr-shard-bn", "moco", "byol", "byol-shard-bn", "mae"];
 
     [Theory]
     [MemberData(nameof(Methods))]
