@@ -70,9 +70,23 @@ public sealed class PatchMasking
     /// </summary>
     public (Tensor Visible, Tensor Masked, Tensor Restore) Collate(ReadOnlySpan<long> sampleIds, long step)
     {
-        int b = sampleIds.Length, n = Patches, k = Visible;
-        var (visible, masked, restore) = (new long[b * k], new long[b * (n - k)], new long[b * n]);
-        var (shown, hidden) = (new int[k], new int[n - k]);
+        int b = sampleIds.Length;
+        var (visible, masked, restore) = (new long[b * Visible], new long[b * Masked], new long[b * Patches]);
+        Fill(sampleIds, step, visible, masked, restore);
+        return (tensor(visible, new long[] { b, Visible }), tensor(masked, new long[] { b, Masked }), tensor(restore, new long[] { b, Patches }));
+    }
+
+    /// <summary>
+    /// <see cref="Collate"/> into buffers the caller keeps (row-major, exactly B·Visible, B·Masked and B·Patches places), so a
+    /// training step allocates nothing for its masks.
+    /// </summary>
+    public void Fill(ReadOnlySpan<long> sampleIds, long step, Span<long> visible, Span<long> masked, Span<long> restore)
+    {
+        int b = sampleIds.Length, n = Patches, k = Visible, m = Masked;
+        if (visible.Length != b * k || masked.Length != b * m || restore.Length != b * n)
+            throw new ArgumentException($"{b} samples need {b * k}, {b * m} and {b * n} places, got {visible.Length}, {masked.Length} and {restore.Length}");
+        Span<int> shown = n <= 1024 ? stackalloc int[k] : new int[k];
+        Span<int> hidden = n <= 1024 ? stackalloc int[m] : new int[m];
         for (var i = 0; i < b; i++)
         {
             Draw(step, sampleIds[i], shown, hidden);
@@ -81,12 +95,11 @@ public sealed class PatchMasking
                 visible[i * k + j] = shown[j];
                 restore[i * n + shown[j]] = j;
             }
-            for (var j = 0; j < n - k; j++)
+            for (var j = 0; j < m; j++)
             {
-                masked[i * (n - k) + j] = hidden[j];
+                masked[i * m + j] = hidden[j];
                 restore[i * n + hidden[j]] = k + j;
             }
         }
-        return (tensor(visible, new long[] { b, k }), tensor(masked, new long[] { b, n - k }), tensor(restore, new long[] { b, n }));
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Pretrain.Data.Augmentations;
 using Pretrain.Data.Collators;
 using Pretrain.Data.Sampling;
@@ -36,6 +37,7 @@ public sealed class MaeMethod : IRepresentationMethod
     private readonly ViewAugmenter _augmenter;
     private readonly PatchMasking _masking;
     private readonly MaskedAutoencoder _model;
+    private readonly Tensor _visible, _masked, _restore; // (b, K), (b, M), (b, N) int64: the micro-batch's masks, filled in place
     private readonly (string Name, Tensor Tensor)[] _buffers;
     private readonly RepresentationEvaluation _evaluation;
     private ImageBatch? _validation;
@@ -59,6 +61,10 @@ public sealed class MaeMethod : IRepresentationMethod
             throw new RecipeException(recipe.Source.Path, "mae.mask_ratio",
                 $"{options.MaskRatio} leaves {visible} of {patches} patches visible; at least one must be visible and one hidden");
         _masking = new PatchMasking(patches, options.MaskRatio, recipe.Seed);
+        var micro = context.MaxMicroBatch;
+        _visible = zeros(micro, _masking.Visible, dtype: int64).DetachFromDisposeScope();
+        _masked = zeros(micro, _masking.Masked, dtype: int64).DetachFromDisposeScope();
+        _restore = zeros(micro, patches, dtype: int64).DetachFromDisposeScope();
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
         _model = MethodFactory.Seeded(recipe.Seed, () => new MaskedAutoencoder(shape, options, _train.Channels, _train.Height, recipe.Seed));
         Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
@@ -90,7 +96,7 @@ public sealed class MaeMethod : IRepresentationMethod
         var ids = batch.SampleIds.Span;
         using var images = _train.Load(ids);                                         // (n, C, H, W) uint8
         var views = _augmenter.Augment(images, ids, batch.Step, view: 0);            // (n, C, H, W) float in [0, 1]
-        var (visible, masked, restore) = _masking.Collate(ids, batch.Step);          // (n, K), (n, M), (n, N)
+        var (visible, masked, restore) = Masks(ids, batch.Step);                     // (n, K), (n, M), (n, N)
         _context.Phases.Lap(StepPhase.Data);
         var loss = _model.Losses(views, visible, masked, restore).sum().div(batch.GlobalCount); // this rank's share of the step's mean
         _context.Phases.Lap(StepPhase.Forward);
@@ -98,6 +104,16 @@ public sealed class MaeMethod : IRepresentationMethod
         _context.Phases.Lap(StepPhase.Backward);
         return Task.FromResult((double)loss.item<float>());
     }
+
+    /// <summary>The masks of <paramref name="ids"/> at <paramref name="step"/> in the buffers made once: views of their first rows.</summary>
+    private (Tensor Visible, Tensor Masked, Tensor Restore) Masks(ReadOnlySpan<long> ids, long step)
+    {
+        int n = ids.Length;
+        _masking.Fill(ids, step, Longs(_visible, n * _masking.Visible), Longs(_masked, n * _masking.Masked), Longs(_restore, n * _masking.Patches));
+        return (_visible.narrow(0, 0, n), _masked.narrow(0, 0, n), _restore.narrow(0, 0, n));
+    }
+
+    private static Span<long> Longs(Tensor buffer, int count) => MemoryMarshal.Cast<byte, long>(buffer.bytes)[..count];
 
     public void AfterUpdate(long step) { }
 
@@ -153,6 +169,9 @@ public sealed class MaeMethod : IRepresentationMethod
         _evaluation.Dispose();
         _validation?.Dispose();
         _train.Dispose();
+        _visible.Dispose();
+        _masked.Dispose();
+        _restore.Dispose();
         _model.Dispose();
     }
 }
