@@ -159,7 +159,7 @@ public sealed record MethodContext(
     public int MaxMicroBatch => Recipe.Batch.Global / Recipe.Batch.Accumulation;
 }
 
-/// <summary>A method whose encoder gives frozen features to evaluate (<c>pretrain eval</c>): SimCLR, MoCo and BYOL.</summary>
+/// <summary>A method whose encoder gives frozen features to evaluate (<c>pretrain eval</c>): SimCLR, MoCo, BYOL and MAE.</summary>
 public interface IRepresentationMethod : IPretrainingMethod
 {
     /// <summary>Features of <paramref name="images"/> (B, C, H, W) float in [0, 1] by the encoder in eval mode, without the projection head: (B, d).</summary>

@@ -15,6 +15,8 @@ namespace Pretrain.Worker.Models.Vision;
 /// </summary>
 public sealed class VisionTransformer : Module<Tensor, Tensor>
 {
+    private const int FeatureGrid = 2;             // features pool the tokens over FeatureGrid × FeatureGrid image regions
+
     private readonly Linear patchEmbedding;        // (p·p·C → d)
     private readonly Tensor positions;             // (N, d): fixed sin-cos, registered as a buffer
     private readonly ModuleList<GptBlock> blocks;
@@ -28,8 +30,8 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
     /// <summary>Values per patch: p·p·C.</summary>
     public int PatchValues { get; }
 
-    /// <summary>Width of <see cref="Features"/>: the tokens averaged over a 2×2 grid of image regions.</summary>
-    public int FeatureSize => 4 * Shape.Width;
+    /// <summary>Width of <see cref="Features"/>: the tokens averaged over a 2×2 grid of image regions, 4d.</summary>
+    public int FeatureSize => FeatureGrid * FeatureGrid * Shape.Width;
 
     public VisionTransformer(VisionTransformerModel shape, int channels, int imageSize, long seed) : base(nameof(VisionTransformer))
     {
@@ -73,7 +75,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var tokens = Blocks(Patches.Patchify(images, Shape.PatchSize), null);              // (B, N, d)
         var grid = tokens.transpose(1, 2).reshape(tokens.shape[0], Shape.Width, Grid, Grid); // (B, d, g, g)
-        return functional.adaptive_avg_pool2d(grid, [2L, 2L]).flatten(1).MoveToOuterDisposeScope(); // (B, d·2·2)
+        return functional.adaptive_avg_pool2d(grid, [FeatureGrid, FeatureGrid]).flatten(1).MoveToOuterDisposeScope(); // (B, d·2·2)
     }
 
     /// <summary>
