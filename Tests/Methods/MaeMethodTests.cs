@@ -65,12 +65,13 @@ public class MaeMethodTests
     [Fact]
     public async Task Two_workers_lower_the_reconstruction_loss_with_identical_replicas()
     {
-        var recipe = SmallMae.Recipe(steps: 30);
+        var recipe = SmallMae.Recipe(steps: 60);
         var (results, losses) = await SmallFashionMnist.TrainRing(recipe, TestRecipes.TemporaryDirectory(), long.MaxValue, resume: false);
 
         Assert.Equal(results[0].ReplicaChecksum, results[1].ReplicaChecksum);
-        var first = losses.Take(3).Average();
-        var last = losses.TakeLast(3).Average();
+        // Means of 5 steps: with 75% of 64 images' patches hidden a single step's loss wanders by ±0.03.
+        var first = losses.Take(5).Average();
+        var last = losses.TakeLast(5).Average();
         Assert.True(last < 0.9 * first, $"the loss went from {first:F3} to {last:F3}; losses: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
         Assert.Equal(results[0].Eval["val_loss"], results[1].Eval["val_loss"]);
         Assert.Equal(results[0].Eval["knn_accuracy"], results[1].Eval["knn_accuracy"]);
