@@ -69,10 +69,13 @@ public class MaeMethodTests
         var (results, losses) = await SmallFashionMnist.TrainRing(recipe, TestRecipes.TemporaryDirectory(), long.MaxValue, resume: false);
 
         Assert.Equal(results[0].ReplicaChecksum, results[1].ReplicaChecksum);
-        // Means of 5 steps: with 75% of 64 images' patches hidden a single step's loss wanders by ±0.03.
+        // A step's loss wanders by ±0.03 (75% of 64 images' patches hidden), so the learning shows in the validation
+        // loss, the same 1,000 test images under one fixed masking, before and after training.
+        using var untrained = NewMethod(recipe);
+        var before = (await untrained.EvaluateAsync(new HostCommunicator(new SingleRank()), CancellationToken.None))["val_loss"];
+        var after = results[0].Eval["val_loss"];
         var first = losses.Take(5).Average();
-        var last = losses.TakeLast(5).Average();
-        Assert.True(last < 0.9 * first, $"the loss went from {first:F3} to {last:F3}; losses: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
+        Assert.True(after < 0.95 * before, $"validation loss {before:F4} untrained, {after:F4} after 60 steps; step losses: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
         Assert.Equal(results[0].Eval["val_loss"], results[1].Eval["val_loss"]);
         Assert.Equal(results[0].Eval["knn_accuracy"], results[1].Eval["knn_accuracy"]);
         Assert.InRange(results[0].Eval["val_loss"], 0, first);

@@ -38,12 +38,12 @@ internal static class SmallMae
               blur_probability: 0
             optimizer:
               name: adamw
-              lr: 0.005
-              min_lr: 0.0005
+              lr: 0.002
+              min_lr: 0.0002
               betas: [0.9, 0.95]
               weight_decay: 0.05
             schedule:
-              warmup_steps: 5
+              warmup_steps: 1
             batch:
               global: 64
             checkpoint:
