@@ -28,12 +28,17 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
     private readonly long _channels;
     private readonly long[] _perChannel;   // (1, C, 1, 1): how the statistics broadcast over a batch
     private readonly double _eps, _momentum;
+    // Scalars made once and held by the module: an implicit double→Scalar is a native object that only the finalizer
+    // frees, and TorchSharp 0.107 does not keep it alive across the native call, so a GC at the wrong moment hands
+    // libtorch a freed Scalar ("Unknown scalar type", seen once in 2,337 steps of SimCLR).
+    private readonly Scalar _keep, _momentumScalar, _one;
 
     public GlobalBatchNorm2d(long channels, IReplicaSum replicas, double eps = 1e-5, double momentum = 0.1)
         : base(nameof(GlobalBatchNorm2d))
     {
         (_channels, _replicas, _eps, _momentum) = (channels, replicas, eps, momentum);
         _perChannel = [1, channels, 1, 1];
+        (_keep, _momentumScalar, _one) = ((1 - momentum).ToScalar(), momentum.ToScalar(), 1.ToScalar());
         _weight = new Parameter(ones(channels));
         _bias = new Parameter(zeros(channels));
         _runningMean = zeros(channels);
@@ -67,10 +72,22 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         {
             using var noGrad = no_grad();
             var n = count.item<float>();
-            _runningMean.mul_(1 - _momentum).add_(mean.detach(), alpha: _momentum);
-            _runningVar.mul_(1 - _momentum).add_(variance.detach() * (n / Math.Max(n - 1, 1)), alpha: _momentum);
-            _batchesTracked.add_(1);
+            using var unbias = (n / Math.Max(n - 1, 1)).ToScalar();
+            _runningMean.mul_(_keep).add_(mean.detach(), alpha: _momentumScalar);
+            _runningVar.mul_(_keep).add_(variance.detach().mul(unbias), alpha: _momentumScalar);
+            _batchesTracked.add_(_one);
         }
         return y.MoveToOuterDisposeScope();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _keep.Dispose();
+            _momentumScalar.Dispose();
+            _one.Dispose();
+        }
+        base.Dispose(disposing);
     }
 }

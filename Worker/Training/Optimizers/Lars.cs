@@ -40,14 +40,19 @@ public sealed class Lars : IOptimizer
     {
         Step++;
         using var noGrad = no_grad();
+        // Explicit scalars, disposed here: an implicit double→Scalar is only freed by the finalizer, which can run
+        // during the native call that uses it (TorchSharp 0.107 keeps no reference), see GlobalBatchNorm2d.
+        using var lrScalar = lr.ToScalar();
+        using var momentum = _momentum.ToScalar();
+        using var decay = _weightDecay.ToScalar();
         foreach (var s in _slots)
         {
             using var grad = s.Parameter.grad;
             if (grad is null) continue;
             using var scope = NewDisposeScope();
-            var g = s.Decays && _weightDecay != 0 ? grad.add(s.Parameter, _weightDecay) : grad;
-            var scaled = s.Adapts ? g.mul(TrustRatio.Of(s.Parameter, g, _eta)).mul_(lr) : g.mul(lr);
-            s.Velocity.mul_(_momentum).add_(scaled);
+            var g = s.Decays && _weightDecay != 0 ? grad.add(s.Parameter, decay) : grad;
+            var scaled = s.Adapts ? g.mul(TrustRatio.Of(s.Parameter, g, _eta)).mul_(lrScalar) : g.mul(lrScalar);
+            s.Velocity.mul_(momentum).add_(scaled);
             s.Parameter.sub_(s.Velocity);
         }
     }
