@@ -46,7 +46,10 @@ public static class MomentumUpdate
         if (keyParameters.Count != queryParameters.Count)
             throw new ArgumentException($"key encoder has {keyParameters.Count} tensors, query encoder {queryParameters.Count}");
         using var noGrad = no_grad();
+        // Explicit scalars, disposed here: an implicit double→Scalar may be finalized during the native call (see GlobalBatchNorm2d).
+        using var keep = momentum.ToScalar();
+        using var take = (1 - momentum).ToScalar();
         for (var i = 0; i < keyParameters.Count; i++)
-            keyParameters[i].mul_(momentum).add_(queryParameters[i], 1 - momentum);
+            keyParameters[i].mul_(keep).add_(queryParameters[i], take);
     }
 }
