@@ -28,6 +28,14 @@ public sealed class ViewAugmenter
         return parameters;
     }
 
+    /// <summary>Views 0 and 1 of <paramref name="images"/> stacked, (2B, C, S, S): the pair SimCLR and BYOL compare.</summary>
+    public Tensor BothViews(Tensor images, ReadOnlySpan<long> sampleIds, long step)
+    {
+        using var first = Augment(images, sampleIds, step, view: 0);
+        using var second = Augment(images, sampleIds, step, view: 1);
+        return cat([first, second], 0);
+    }
+
     /// <summary>
     /// View <paramref name="view"/> of <paramref name="images"/> (B, C, H, W), uint8 or float in [0, 1],
     /// whose samples are <paramref name="sampleIds"/> at <paramref name="step"/>. Returns float32

@@ -26,7 +26,7 @@ public sealed partial class ByolMethod
         {
             var ids = batch.IdsOf(plan.First + i).Span;
             using var images = _train.Load(ids);
-            views[i] = cat([_augmenter.Augment(images, ids, batch.Step, view: 0), _augmenter.Augment(images, ids, batch.Step, view: 1)], 0); // (2b, C, H, W)
+            views[i] = _augmenter.BothViews(images, ids, batch.Step); // (2b, C, H, W)
         }
         _context.Phases.Lap(StepPhase.Data);
         if (_options.GlobalBatchNorm)

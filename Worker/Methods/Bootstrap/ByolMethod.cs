@@ -149,8 +149,7 @@ public sealed partial class ByolMethod : IRepresentationMethod
         using var replicas = _replicas.Use(group);
         var ids = batch.SampleIds.Span;
         using var images = _train.Load(ids);                                       // (n, C, H, W) uint8
-        var views = cat([_augmenter.Augment(images, ids, batch.Step, view: 0),
-                         _augmenter.Augment(images, ids, batch.Step, view: 1)], 0); // (2n, C, H, W)
+        var views = _augmenter.BothViews(images, ids, batch.Step); // (2n, C, H, W)
         _context.Phases.Lap(StepPhase.Data);
         var targets = TargetProjections(views);                                    // (2n, d), no graph
         var loss = ByolLoss.Symmetric(Predictions(views), targets).sum().div((double)batch.GlobalCount); // this rank's share of the step's mean

@@ -85,8 +85,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         var ids = batch.SampleIds.Span;
         long n = ids.Length;
         using var images = _train.Load(ids);                                       // (n, C, H, W) uint8
-        var views = cat([_augmenter.Augment(images, ids, batch.Step, view: 0),
-                         _augmenter.Augment(images, ids, batch.Step, view: 1)], 0); // (2n, C, H, W)
+        var views = _augmenter.BothViews(images, ids, batch.Step); // (2n, C, H, W)
         _context.Phases.Lap(StepPhase.Data);
         var z = _network.forward(views);                                           // (2n, d): both views through one BN
         _context.Phases.Lap(StepPhase.Forward);
@@ -115,7 +114,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         {
             var ids = batch.IdsOf(plan.First + i).Span;
             using var images = _train.Load(ids);
-            views[i] = cat([_augmenter.Augment(images, ids, batch.Step, view: 0), _augmenter.Augment(images, ids, batch.Step, view: 1)], 0);
+            views[i] = _augmenter.BothViews(images, ids, batch.Step);
         }
         _context.Phases.Lap(StepPhase.Data);
 
