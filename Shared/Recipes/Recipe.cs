@@ -154,7 +154,8 @@ public sealed record VisionTransformerModel(
     int PatchSize, // side of a square patch in pixels; must divide the image side (4 or 7 for 28-px images)
     int Layers,    // transformer blocks
     int Heads,     // attention heads; must divide width
-    int Width)     // token width; a multiple of 4, as the 2-D sin-cos positions give a quarter each to sin/cos of row/column
+    int Width,     // token width; a multiple of 4, as the 2-D sin-cos positions give a quarter each to sin/cos of row/column
+    int FeatureGrid = 2) // the probe's features: the last block's tokens average-pooled to this grid of image regions; width x grid²
     : ModelRecipe;
 
 /// <summary>The method's own settings.</summary>

@@ -230,7 +230,8 @@ public static class RecipeLoader
     /// <summary>MAE's ViT encoder (<c>model:</c>); whether the patch size divides the images is checked by the worker, which sees them.</summary>
     private static VisionTransformerModel ReadVisionTransformer(YamlSection m)
     {
-        var shape = new VisionTransformerModel(m.Int("patch_size", 1, 1024), m.Int("layers", 1, 1024), m.Int("heads", 1, 1024), m.Int("width", 4, 1 << 16));
+        var shape = new VisionTransformerModel(m.Int("patch_size", 1, 1024), m.Int("layers", 1, 1024), m.Int("heads", 1, 1024), m.Int("width", 4, 1 << 16),
+            m.Int("feature_grid", 1, 1024, 2));
         if (shape.Width % 4 != 0)
             throw m.Fail("width", $"{shape.Width} is not a multiple of 4: the 2-D sin-cos positions give a quarter of it to each of sin/cos of row/column");
         if (shape.Width % shape.Heads != 0)

@@ -55,6 +55,9 @@ public sealed class MaeMethod : IRepresentationMethod
         if (_train.Height % shape.PatchSize != 0)
             throw new RecipeException(recipe.Source.Path, "model.patch_size",
                 $"{shape.PatchSize} does not divide the {_train.Height}-px images of {_data.Images}; use a divisor of {_train.Height} (4 or 7 for 28 px)");
+        if (shape.FeatureGrid > _train.Height / shape.PatchSize)
+            throw new RecipeException(recipe.Source.Path, "model.feature_grid",
+                $"{shape.FeatureGrid} is finer than the {_train.Height / shape.PatchSize}x{_train.Height / shape.PatchSize} patch grid; use at most {_train.Height / shape.PatchSize}");
         var patches = (_train.Height / shape.PatchSize) * (_train.Height / shape.PatchSize);
         var visible = PatchMasking.VisibleCount(patches, options.MaskRatio);
         if (visible < 1 || visible >= patches)

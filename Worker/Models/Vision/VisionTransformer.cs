@@ -15,8 +15,6 @@ namespace Pretrain.Worker.Models.Vision;
 /// </summary>
 public sealed class VisionTransformer : Module<Tensor, Tensor>
 {
-    private const int FeatureGrid = 2;             // features pool the tokens over FeatureGrid × FeatureGrid image regions
-
     private readonly Linear patchEmbedding;        // (p·p·C → d)
     private readonly Tensor positions;             // (N, d): fixed sin-cos, registered as a buffer
     private readonly ModuleList<GptBlock> blocks;
@@ -30,8 +28,8 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
     /// <summary>Values per patch: p·p·C.</summary>
     public int PatchValues { get; }
 
-    /// <summary>Width of <see cref="Features"/>: the tokens averaged over a 2×2 grid of image regions, 4d.</summary>
-    public int FeatureSize => FeatureGrid * FeatureGrid * Shape.Width;
+    /// <summary>Width of <see cref="Features"/>: the tokens averaged over a g×g grid of image regions (<c>model.feature_grid</c>), g²d.</summary>
+    public int FeatureSize => Shape.FeatureGrid * Shape.FeatureGrid * Shape.Width;
 
     public VisionTransformer(VisionTransformerModel shape, int channels, int imageSize, long seed) : base(nameof(VisionTransformer))
     {
@@ -50,7 +48,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         InitializePatchEmbedding(seed);
     }
 
-    /// <summary>Images (B, C, H, W) → <see cref="Features"/> (B, 4d): what the bare encoder gives a probe.</summary>
+    /// <summary>Images (B, C, H, W) → <see cref="Features"/> (B, g²d): what the bare encoder gives a probe.</summary>
     public override Tensor forward(Tensor images) => Features(images);
 
     /// <summary>
@@ -64,8 +62,8 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// The representation a probe sees, (B, 4d): every patch encoded (no masking), the last block's tokens averaged over
-    /// a 2×2 grid of image regions and concatenated. Not one global mean: on 28-px images the coarse layout (top/bottom,
+    /// The representation a probe sees, (B, g²d): every patch encoded (no masking), the last block's tokens averaged over
+    /// a g×g grid of image regions (<c>model.feature_grid</c>) and concatenated. Not one global mean: on 28-px images the coarse layout (top/bottom,
     /// left/right) is much of what tells a shirt from a bag (a globally pooled CNN trailed raw pixels where its 2×2 grid did
     /// not; see <see cref="SmallCnn"/>). Before the final norm, as MAE's global-pool probe (which then normalises the
     /// pooled vector — the linear probe standardises features anyway).
@@ -75,7 +73,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var tokens = Blocks(Patches.Patchify(images, Shape.PatchSize), null);              // (B, N, d)
         var grid = tokens.transpose(1, 2).reshape(tokens.shape[0], Shape.Width, Grid, Grid); // (B, d, g, g)
-        return functional.adaptive_avg_pool2d(grid, [FeatureGrid, FeatureGrid]).flatten(1).MoveToOuterDisposeScope(); // (B, d·2·2)
+        return functional.adaptive_avg_pool2d(grid, [Shape.FeatureGrid, Shape.FeatureGrid]).flatten(1).MoveToOuterDisposeScope(); // (B, d·g·g)
     }
 
     /// <summary>
