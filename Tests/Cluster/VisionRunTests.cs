@@ -40,17 +40,15 @@ public sealed class VisionRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
     }
 
     /// <summary>
-    /// MAE with the shipped recipe's encoder (4-px patches, 4 blocks of width 128) for 100 steps of 64 images: the
-    /// reconstruction loss falls, the replicas agree, and `pretrain eval` probes the frozen encoder. Its probe does not
-    /// beat raw pixels yet (66.4% against 81.8% here): a ViT learns slowly from 6,400 masked images, and MAE's
-    /// features are known to probe linearly worse than contrastive ones. So this asserts far above chance (10%), not
-    /// above raw pixels; issue 16 keeps that goal open.
+    /// MAE with the shipped recipe's encoder (4-px patches, 4 blocks of width 128, every patch's token probed) for 100
+    /// steps of 64 images: the reconstruction loss falls, the replicas agree, and the frozen encoder's linear probe beats
+    /// raw pixels (83.6% against 81.8% on these 500 test images; the same encoder untrained probes at 81.0%).
     /// </summary>
     [Fact]
     public async Task MAE_on_two_workers_lowers_its_loss_and_eval_probes_its_encoder()
     {
         var recipe = Path.Combine(TestRecipesFolder(), "mae-tiny.yaml");
-        var text = SmallMae.Recipe(steps: 100, checkpointEvery: 50, width: 128, layers: 4).Source.Text;
+        var text = SmallMae.Recipe(steps: 100, checkpointEvery: 50, width: 128, layers: 4, featureGrid: 7).Source.Text;
         await File.WriteAllTextAsync(recipe, text);
         var run = await LocalRuns.Start(runs.NewDirectory("mae"), "--recipe", recipe, "--workers", "2");
 
@@ -65,7 +63,7 @@ public sealed class VisionRunTests(LocalRuns runs) : IClassFixture<LocalRuns>
         var (code, output) = await CliProcess.RunAsync(LocalRuns.RunTimeout, "eval", "--run-dir", run.Directory, "--epochs", "10");
         Assert.True(code == 0, output);
         var evaluated = run.Summary.Eval;
-        Assert.True(evaluated["linear_probe_accuracy"] > 0.5,
+        Assert.True(evaluated["linear_probe_accuracy"] > evaluated["raw_pixel_probe_accuracy"],
             $"linear probe {evaluated["linear_probe_accuracy"]:P1} on MAE features, {evaluated["raw_pixel_probe_accuracy"]:P1} on raw pixels");
         Assert.Equal(100, evaluated["eval_step"]);
     }

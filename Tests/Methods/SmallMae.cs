@@ -11,7 +11,7 @@ namespace Pretrain.Tests.Methods;
 /// </summary>
 internal static class SmallMae
 {
-    public static Recipe Recipe(long steps, long checkpointEvery = 1000, int width = 64, int layers = 2)
+    public static Recipe Recipe(long steps, long checkpointEvery = 1000, int width = 64, int layers = 2, int featureGrid = 2)
     {
         TorchThreads.Configure(workersOnThisMachine: Environment.ProcessorCount);
         var text = $"""
@@ -25,6 +25,7 @@ internal static class SmallMae
               layers: {layers}
               heads: 4
               width: {width}
+              feature_grid: {featureGrid}
             mae:
               mask_ratio: 0.75
               decoder_width: 32
