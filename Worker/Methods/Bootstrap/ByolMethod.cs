@@ -66,7 +66,7 @@ public sealed partial class ByolMethod : IRepresentationMethod
         _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
         Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
-            : null;                                                                 // BatchNorm2d: the same names, so checkpoints interchange
+            : null;                                                                 // LocalBatchNorm2d: the same names, so checkpoints interchange
         (_online, _predictor) = MethodFactory.Seeded(recipe.Seed, () =>
         {
             var online = new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: true, norm);
