@@ -6,7 +6,7 @@ namespace Pretrain.Worker.Training.Optimizers;
 /// A scratch tensor shaped like each parameter, made once: every one is a view of the same flat buffer, as large as
 /// the largest parameter (one buffer per dtype and device). An optimizer computes one parameter's step after another
 /// in these views instead of allocating a temporary per parameter per step, and the memory this costs is one
-/// parameter's, not the model's (a per-parameter <c>empty_like</c> would double AdamW's state).
+/// parameter's, not the model's (a per-parameter <c>empty_like</c> would add half again to AdamW's m and v).
 /// </summary>
 sealed class SharedScratch : IDisposable
 {
