@@ -68,7 +68,8 @@ public sealed class Bert : Module<Tensor, Tensor>
         var flat = labels.reshape(-1);
         var loss = functional.cross_entropy(logits, flat, ignore_index: -100);
         using var noGrad = no_grad();
-        var masked = flat.ne(-100);
+        using var ignored = (-100).ToScalar();   // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+        var masked = flat.ne(ignored);
         var correct = logits.argmax(1).eq(flat).logical_and(masked).sum().item<long>();
         return (loss.MoveToOuterDisposeScope(), correct, masked.sum().item<long>());
     }

@@ -23,8 +23,8 @@ namespace Pretrain.Worker.Methods.Contrastive;
 /// BN: every BN layer of the encoder and the head normalises with the statistics of all workers' views
 /// (<see cref="GlobalBatchNorm2d"/>), so the run computes what one worker with the whole global batch
 /// would, and a worker's statistics cannot leak which of the global batch's samples are its own (a shortcut
-/// the loss could otherwise use to pick out positives, as the SimCLR paper notes). It costs two small
-/// all-reduces per BN layer in the forward and two in the backward. With <c>false</c>, BN is per worker.
+/// the loss could otherwise use to pick out positives, as the SimCLR paper notes). It costs one small
+/// all-reduce (2C + 1 floats) per BN layer in the forward and one in the backward. With <c>false</c>, BN is per worker.
 /// </para>
 /// </summary>
 public sealed class SimClrMethod : IRepresentationMethod
@@ -51,7 +51,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
         Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
-            : null;                                                                 // BatchNorm2d: the same names, so checkpoints interchange
+            : null;                                                                 // LocalBatchNorm2d: the same names, so checkpoints interchange
         _network = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork((VisionModel)recipe.Model, _train.Channels, headBatchNorm: true, norm));
         FlopsPerSample = 2 * 3 * ContrastiveNetwork.ForwardFlops((VisionModel)recipe.Model, _train.Channels, _train.Height, _train.Width);
         Parameters = _network.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();

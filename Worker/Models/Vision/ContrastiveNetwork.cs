@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -33,7 +34,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     /// <summary>Width of the representation (the encoder's output).</summary>
     public int FeatureSize { get; }
 
-    /// <param name="norm">Makes the encoder's batch-norm layers (and the head's, as (B, C, 1, 1)); null = BatchNorm2d.</param>
+    /// <param name="norm">Makes the encoder's batch-norm layers (and the head's, as (B, C, 1, 1)); null = <see cref="LocalBatchNorm2d"/>.</param>
     public ContrastiveNetwork(VisionModel shape, int inputChannels, bool headBatchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
         : base(nameof(ContrastiveNetwork))
     {
@@ -48,12 +49,12 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     /// the projection head above, and BYOL's predictor, which has the same shape. With BN the first Linear has no
     /// bias (BN's shift takes its place). Layers are made in order, so a seeded build draws the same weights.
     /// </summary>
-    /// <param name="norm">Makes the batch-norm layer, as (B, C, 1, 1); null = BatchNorm2d.</param>
+    /// <param name="norm">Makes the batch-norm layer, as (B, C, 1, 1); null = <see cref="LocalBatchNorm2d"/>.</param>
     public static Sequential Mlp(long input, long hidden, long output, bool batchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
     {
         var layers = new List<Module<Tensor, Tensor>> { Linear(input, hidden, hasBias: !batchNorm) };
         if (batchNorm)
-            layers.Add(new FlatNorm(norm?.Invoke(hidden) ?? BatchNorm2d(hidden)));
+            layers.Add(new FlatNorm(norm?.Invoke(hidden) ?? new LocalBatchNorm2d(hidden)));
         layers.Add(ReLU());
         layers.Add(Linear(hidden, output));
         return Sequential(layers);

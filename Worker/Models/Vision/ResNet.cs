@@ -1,3 +1,4 @@
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -23,10 +24,10 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
     private static readonly (int Channels, int Stride)[] Blocks =
         [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)];
 
-    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="BatchNorm2d"/>.</param>
+    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="LocalBatchNorm2d"/> (BatchNorm2d's arithmetic and names).</param>
     public ResNet18(int inputChannels, Func<long, Module<Tensor, Tensor>>? norm = null) : base(nameof(ResNet18))
     {
-        norm ??= channels => BatchNorm2d(channels);
+        norm ??= channels => new LocalBatchNorm2d(channels);
         stem = Conv2d(inputChannels, 64, kernel_size: 3, stride: 1, padding: 1, bias: false);
         stemNorm = norm(64);
         var inChannels = 64;
