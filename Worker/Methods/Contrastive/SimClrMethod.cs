@@ -23,8 +23,8 @@ namespace Pretrain.Worker.Methods.Contrastive;
 /// BN: every BN layer of the encoder and the head normalises with the statistics of all workers' views
 /// (<see cref="GlobalBatchNorm2d"/>), so the run computes what one worker with the whole global batch
 /// would, and a worker's statistics cannot leak which of the global batch's samples are its own (a shortcut
-/// the loss could otherwise use to pick out positives, as the SimCLR paper notes). It costs one small
-/// all-reduce (2C + 1 floats) per BN layer in the forward and one in the backward. With <c>false</c>, BN is per worker.
+/// the loss could otherwise use to pick out positives, as the SimCLR paper notes). It costs two small
+/// all-reduces per BN layer in the forward and two in the backward. With <c>false</c>, BN is per worker.
 /// </para>
 /// </summary>
 public sealed class SimClrMethod : IRepresentationMethod
