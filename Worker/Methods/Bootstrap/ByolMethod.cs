@@ -117,6 +117,9 @@ public sealed partial class ByolMethod : IRepresentationMethod
     /// <summary>The online network (<c>encoder.…</c>, <c>head.…</c>, the names of SimCLR's network) and the predictor (<c>predictor.…</c>).</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
 
+    /// <summary>The online network's marks with per-worker batch norm (the predictor is not covered); none with global batch norm, whose backward all-reduces would queue behind buckets.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => _options.GlobalBatchNorm ? [] : _online.GradientMarks;
+
     /// <summary>BN buffers of the online network and predictor, then the target network's parameters and buffers (<c>target.…</c>).</summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
 

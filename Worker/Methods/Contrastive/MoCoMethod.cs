@@ -3,6 +3,7 @@ using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods.Vision;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
 using Pretrain.Worker.Training.Reproducible;
@@ -104,6 +105,10 @@ public sealed class MoCoMethod : IRepresentationMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+
+    /// <summary>The query network's marks (its batch norm is per worker, shuffled: no collective in backward); the key network is never trained.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => _query.GradientMarks;
+
     public IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
 
     /// <summary>The BN buffers of the query and the key network: both move in the forward pass (the key network in train mode).</summary>

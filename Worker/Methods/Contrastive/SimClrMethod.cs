@@ -65,6 +65,9 @@ public sealed class SimClrMethod : IRepresentationMethod
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
 
+    /// <summary>The network's marks with per-worker batch norm; none with global batch norm, whose backward all-reduces would queue behind buckets.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => _options.GlobalBatchNorm ? [] : _network.GradientMarks;
+
     /// <summary>The BN running statistics: part of the replica and of every checkpoint.</summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> State => _buffers;
 

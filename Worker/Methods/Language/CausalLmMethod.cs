@@ -3,6 +3,7 @@ using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Models;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -38,6 +39,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<GradientMark> GradientMarks => _model.GradientMarks;
     public IReadOnlyList<(string Name, Tensor Tensor)> State => [];
     public IReadOnlyList<Tensor> ForwardState => [];
     public long TrainSamples => _corpus.TrainSamples;

@@ -5,6 +5,7 @@ using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods.Vision;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
 using TorchSharp;
@@ -79,6 +80,7 @@ public sealed class MaeMethod : IRepresentationMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<GradientMark> GradientMarks => _model.GradientMarks;
 
     /// <summary>The fixed sin-cos positions of encoder and decoder: not trained, but part of the encoder a checkpoint and an export hold.</summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> State => _buffers;

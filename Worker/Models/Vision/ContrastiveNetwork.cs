@@ -18,6 +18,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
 {
     private readonly Module<Tensor, Tensor> encoder;
     private readonly Sequential head;
+    private readonly GradientMark headMark;      // the head's input: backward is done with the head there
 
     /// <summary>What each recipe encoder is: how to build it, its feature width, its forward FLOPs per image.</summary>
     private sealed record EncoderKind(
@@ -42,7 +43,14 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
         (encoder, FeatureSize) = (kind.Create(inputChannels, norm), kind.FeatureSize);
         head = Mlp(FeatureSize, shape.ProjectionHidden, shape.ProjectionDim, headBatchNorm, norm);
         RegisterComponents();
+        headMark = new GradientMark(head.parameters());
     }
+
+    /// <summary>
+    /// Where backward completes groups of parameters (<see cref="GradientMark"/>), in forward order: ResNet-18's blocks, then
+    /// the head. The small CNN's few parameters fit one bucket, so its stages carry none.
+    /// </summary>
+    public IReadOnlyList<GradientMark> GradientMarks => encoder is ResNet18 resnet ? resnet.GradientMarks.Append(headMark).ToArray() : new[] { headMark };
 
     /// <summary>
     /// An MLP on (B, C) features, Linear–BN–ReLU–Linear or, without <paramref name="batchNorm"/>, Linear–ReLU–Linear:
@@ -72,7 +80,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     public override Tensor forward(Tensor images)
     {
         using var scope = NewDisposeScope();
-        return head.forward(encoder.forward(images)).MoveToOuterDisposeScope();
+        return head.forward(headMark.Pass(encoder.forward(images))).MoveToOuterDisposeScope();
     }
 
     /// <summary>(B, C, H, W) → representation (B, FeatureSize), the encoder's output.</summary>

@@ -1,5 +1,6 @@
 using Pretrain.Data.Collators;
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -27,6 +28,9 @@ public sealed class MaskedAutoencoder : Module
         decoder = new MaeDecoder(shape.Width, options, encoder.Grid, encoder.PatchValues, seed + 1);
         RegisterComponents();
     }
+
+    /// <summary>The encoder's marks, then the decoder's (<see cref="GradientMark"/>): forward order.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. encoder.GradientMarks, .. decoder.GradientMarks];
 
     /// <summary>Patches per image.</summary>
     public int PatchCount => encoder.Grid * encoder.Grid;

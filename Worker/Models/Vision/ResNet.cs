@@ -41,6 +41,9 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The blocks' marks (<see cref="GradientMark"/>), in forward order; the stem is not covered.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. blocks.Select(b => b.Mark)];
+
     /// <summary>(B, C, H, W) → (B, 512).</summary>
     public override Tensor forward(Tensor x)
     {
@@ -82,10 +85,15 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
             if (stride != 1 || inChannels != outChannels)
                 shortcut = Sequential(Conv2d(inChannels, outChannels, kernel_size: 1, stride: stride, bias: false), norm(outChannels));
             RegisterComponents();
+            Mark = new GradientMark(parameters());
         }
+
+        /// <summary>The block's input: once backward is back there, the block's parameters have their whole gradient.</summary>
+        public GradientMark Mark { get; }
 
         public override Tensor forward(Tensor x)
         {
+            x = Mark.Pass(x);
             var h = functional.relu(norm1.forward(conv1.forward(x)));
             h = norm2.forward(conv2.forward(h));
             return functional.relu(h + (shortcut is null ? x : shortcut.forward(x)));
