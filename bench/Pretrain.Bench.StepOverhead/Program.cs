@@ -71,7 +71,7 @@ public static class Program
                 var user = Median(runs.Select(w => w.CpuShare(o.ClockTicks).User));
                 var system = Median(runs.Select(w => w.CpuShare(o.ClockTicks).System));
                 var faults = Median(runs.Select(w => (double)w.Cpu.MinorFaults / w.StepMs.Length));
-                string Phase(int i) => bare && i is 0 or 3 ? "—" : Ms(phases[i]);   // the bare loop has no data or allreduce phase
+                string Phase(int i) => bare && (i is 0 or 3) ? "—" : Ms(phases[i]);   // the bare loop has no data or allreduce phase
                 Console.WriteLine($"| {Name(recipe)} | {Loop(bare)} | {Ms(step)} | {(bare ? "1.00x" : (step / bareStep).ToString("F2", CultureInfo.InvariantCulture) + "x")} | " +
                     $"{Phase(0)} | {Phase(1)} | {Phase(2)} | {Phase(3)} | {Phase(4)} | {Ms(other)} | {Pct(user)} | {Pct(system)} | {faults.ToString("F0", CultureInfo.InvariantCulture)} |");
                 if (bare) continue;
