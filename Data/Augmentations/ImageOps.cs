@@ -8,7 +8,9 @@ namespace Pretrain.Data.Augmentations;
 /// parameters. Every operation is elementwise or a per-sample reduction, never a matmul or a
 /// convolution whose kernel choice depends on B, so a sample's result does not depend on the rest of
 /// its batch (the multi-rank acceptance test relies on that). Each call owns a dispose scope and
-/// returns one new tensor.
+/// returns one new tensor. Every number passed to a tensor op is an explicit Scalar disposed by the call: an
+/// implicit one is freed only by the finalizer, which can run during the native call that uses it (TorchSharp
+/// 0.107 keeps no reference), and libtorch then reads a freed Scalar ("Unknown scalar type").
 /// </summary>
 public static class ImageOps
 {
@@ -19,7 +21,8 @@ public static class ImageOps
     public static Tensor ToUnitFloat(Tensor images)
     {
         using var scope = NewDisposeScope();
-        var x = images.dtype == ScalarType.Byte ? images.to_type(ScalarType.Float32).div(255f) : images.to_type(ScalarType.Float32).clone();
+        using var maxByte = 255f.ToScalar();
+        var x = images.dtype == ScalarType.Byte ? images.to_type(ScalarType.Float32).div(maxByte) : images.to_type(ScalarType.Float32).clone();
         return x.MoveToOuterDisposeScope();
     }
 
@@ -62,16 +65,20 @@ public static class ImageOps
     public static Tensor AdjustBrightness(Tensor images, float[] factors)
     {
         using var scope = NewDisposeScope();
-        return (images * Column(images, factors)).clamp(0f, 1f).MoveToOuterDisposeScope();
+        using var zero = 0f.ToScalar();
+        using var one = 1f.ToScalar();
+        return (images * Column(images, factors)).clamp(zero, one).MoveToOuterDisposeScope();
     }
 
     /// <summary>Blends with the sample's mean grey level: f·x + (1 − f)·mean, clamped (torchvision's adjust_contrast).</summary>
     public static Tensor AdjustContrast(Tensor images, float[] factors)
     {
         using var scope = NewDisposeScope();
+        using var zero = 0f.ToScalar();
+        using var one = 1f.ToScalar();
         var mean = Luma(images).mean([1, 2, 3], keepdim: true); // (B, 1, 1, 1)
         var f = Column(images, factors);
-        return (f * images + (1f - f) * mean).clamp(0f, 1f).MoveToOuterDisposeScope();
+        return (f * images + f.negative().add_(one) * mean).clamp(zero, one).MoveToOuterDisposeScope(); // 1 − f as −f + 1, what the operator computed
     }
 
     /// <summary>Replaces the flagged samples by their luma in all three channels; other channel counts pass through.</summary>
@@ -117,8 +124,10 @@ public static class ImageOps
     public static Tensor SolarizeWhere(Tensor images, bool[] solarize, float threshold)
     {
         using var scope = NewDisposeScope();
-        var invert = Mask(images, solarize).logical_and(images.ge(threshold));
-        return where(invert, 1f - images, images).MoveToOuterDisposeScope();
+        using var at = threshold.ToScalar();
+        using var one = 1f.ToScalar();
+        var invert = Mask(images, solarize).logical_and(images.ge(at));
+        return where(invert, images.negative().add_(one), images).MoveToOuterDisposeScope(); // 1 − x as −x + 1, what the operator computed
     }
 
     /// <summary>Normalised 1-D Gaussian kernels, row b for sigma b; sigma 0 gives the identity kernel (a centred 1).</summary>
@@ -144,9 +153,15 @@ public static class ImageOps
     }
 
     /// <summary>(B, 1, H, W) luma for 3 channels, the image itself for 1.</summary>
-    private static Tensor Luma(Tensor images) => images.shape[1] == 3
-        ? LumaR * images.narrow(1, 0, 1) + LumaG * images.narrow(1, 1, 1) + LumaB * images.narrow(1, 2, 1)
-        : images.mean([1], keepdim: true);
+    private static Tensor Luma(Tensor images)
+    {
+        if (images.shape[1] != 3)
+            return images.mean([1], keepdim: true);
+        using var r = LumaR.ToScalar();
+        using var g = LumaG.ToScalar();
+        using var b = LumaB.ToScalar();
+        return images.narrow(1, 0, 1).mul(r) + images.narrow(1, 1, 1).mul(g) + images.narrow(1, 2, 1).mul(b);
+    }
 
     private static Tensor Column(Tensor images, float[] values)
     {

@@ -27,6 +27,16 @@ public static class PretrainMetrics
             Buckets = Histogram.ExponentialBuckets(0.0001, 2, 20),
         });
 
+    public static readonly Histogram GradientAllReduceSeconds = Metrics.CreateHistogram(
+        "pretrain_gradient_allreduce_seconds",
+        "Time per step the gradient buckets were being reduced: part=\"total\", and part=\"hidden\", the share of it that ran while backward went on. " +
+        "The step waited for the rest: pretrain_step_phase_seconds{phase=\"allreduce\"}.",
+        new HistogramConfiguration
+        {
+            LabelNames = ["part"],
+            Buckets = Histogram.ExponentialBuckets(0.0001, 2, 20),
+        });
+
     public static readonly Counter AllReduceBytesTotal = Metrics.CreateCounter(
         "pretrain_allreduce_bytes_total", "Bytes of gradient reduced by allreduce (payload size, per call).");
 
@@ -89,5 +99,12 @@ public static class PretrainMetrics
         public const string Backward = "backward";
         public const string AllReduce = "allreduce";
         public const string Optimizer = "optimizer";
+    }
+
+    /// <summary>Part label values of <see cref="GradientAllReduceSeconds"/>.</summary>
+    public static class AllReducePart
+    {
+        public const string Total = "total";
+        public const string Hidden = "hidden";
     }
 }

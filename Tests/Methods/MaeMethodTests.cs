@@ -62,6 +62,24 @@ public class MaeMethodTests
         Assert.True(method.FlopsPerSample > 0);
     }
 
+    [Theory]
+    [InlineData(4, 16 * 64)]    // 7x7 patch tokens pooled to 4x4 regions
+    [InlineData(7, 49 * 64)]    // every patch's token
+    public void The_feature_grid_sets_how_many_regions_the_probe_sees(int grid, long width)
+    {
+        using var method = NewMethod(SmallMae.Recipe(steps: 1, featureGrid: grid));
+        using var images = rand(3, 1, 28, 28);
+        using var features = method.Features(images);
+        Assert.Equal(new[] { 3, width }, features.shape);
+    }
+
+    [Fact]
+    public void A_feature_grid_finer_than_the_patch_grid_is_refused_naming_the_field()
+    {
+        var e = Assert.Throws<RecipeException>(() => NewMethod(SmallMae.Recipe(steps: 1, featureGrid: 8)));
+        Assert.Contains("model.feature_grid: 8 is finer than the 7x7 patch grid", e.Message);
+    }
+
     [Fact]
     public async Task Two_workers_lower_the_reconstruction_loss_with_identical_replicas()
     {

@@ -105,6 +105,35 @@ public sealed class TraceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_step_s_gradient_allreduce_is_a_span_of_the_gradients_track_and_its_hidden_share_a_metric()
+    {
+        string path = PathOf("gradients.json");
+        var hiddenBefore = Pretrain.Shared.Telemetry.PretrainMetrics.GradientAllReduceSeconds.WithLabels("hidden").Count;
+        using (var trace = Open(path, "worker-0"))
+        {
+            using var scope = NewDisposeScope();
+            using var chain = new Pretrain.Tests.Training.Chain();
+            using var buckets = chain.Buckets(chain.M1, chain.M2, chain.M3);
+            var phases = new StepPhases(trace);
+            phases.Start(7);
+            buckets.Arm(new Pretrain.Tests.Training.RecordingCommunicator(), CancellationToken.None);
+            chain.Loss(full(2, 0.5f)).backward();
+            buckets.Launch(1.0, stopVote: false);
+            await buckets.ReduceAsync();
+            phases.Reduced(buckets.LastReduction);
+            phases.Reduced(default);                                   // nothing crossed the network: nothing recorded
+        }
+
+        Assert.True(Pretrain.Shared.Telemetry.PretrainMetrics.GradientAllReduceSeconds.WithLabels("hidden").Count > hiddenBefore);   // other tests may observe too
+        using var document = JsonDocument.Parse(File.ReadAllBytes(path));
+        var events = Events(document);
+        var span = Assert.Single(events, e => Name(e) == "gradient_allreduce");
+        Assert.Equal(2, span.GetProperty("tid").GetInt32());
+        Assert.Equal(7L, Arg(span, "step"));
+        Assert.Contains(events, e => Ph(e) == "M" && Name(e) == "thread_name" && e.GetProperty("tid").GetInt32() == 2);
+    }
+
+    [Fact]
     public async Task Every_collective_through_the_communicator_is_timed_with_its_kind_and_bytes()
     {
         string path = PathOf("collectives.json");

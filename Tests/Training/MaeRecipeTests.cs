@@ -14,7 +14,7 @@ public class MaeRecipeTests
         var r = RecipeLoader.Load(File_);
         Assert.Equal("mae", r.Method);
         Assert.True(r.IsVision);
-        Assert.Equal(new VisionTransformerModel(PatchSize: 4, Layers: 4, Heads: 4, Width: 128), r.Model);
+        Assert.Equal(new VisionTransformerModel(PatchSize: 4, Layers: 4, Heads: 4, Width: 128, FeatureGrid: 7), r.Model);
         Assert.Equal(new MaeOptions(MaskRatio: 0.75, DecoderWidth: 64, DecoderLayers: 1, DecoderHeads: 4, NormPixLoss: true), r.Options);
         Assert.Equal([0.9, 0.95], r.Optimizer.Betas);
         Assert.Equal(0.0, r.Augment!.JitterProbability);
@@ -36,6 +36,7 @@ public class MaeRecipeTests
     [InlineData("decoder_width", "66", "mae.decoder_width: 66 is not a multiple of 4")]
     [InlineData("decoder_heads", "3", "mae.decoder_heads: decoder_width 64 is not divisible by decoder_heads 3")]
     [InlineData("patch_size", "0", "model.patch_size: 0 is out of range")]
+    [InlineData("feature_grid", "0", "model.feature_grid: 0 is out of range")]
     [InlineData("decoder_layers", "two", "mae.decoder_layers: expected an integer")]
     public void A_bad_MAE_value_is_rejected_naming_the_field(string key, string value, string expected) =>
         Assert.Contains(expected, Assert.Throws<RecipeException>(() => RecipeLoader.Parse(TestRecipes.Set(Mae, key, value), File_)).Message);

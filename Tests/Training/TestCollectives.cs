@@ -58,3 +58,36 @@ public sealed class InProcessGroup(int worldSize)
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }
+
+/// <summary>
+/// Rank 0 of two whose allreduce leaves the data as it is and records, in start order, the size of every tensor
+/// started (gradient buckets tell apart by size): what the gradient buckets start, and when.
+/// </summary>
+public sealed class RecordingCommunicator : ICommunicator
+{
+    private readonly List<long> _started = [];
+
+    public long Generation => 1;
+    public int Rank => 0;
+    public int WorldSize => 2;
+
+    /// <summary>Elements of each allreduce started so far, in order.</summary>
+    public IReadOnlyList<long> Started
+    {
+        get { lock (_started) return [.. _started]; }
+    }
+
+    public CollectiveHandle AllReduceSum(TorchSharp.torch.Tensor data, CancellationToken ct = default)
+    {
+        lock (_started) _started.Add(data.numel());
+        return CollectiveHandle.Done;
+    }
+
+    public CollectiveHandle AllGather(TorchSharp.torch.Tensor local, TorchSharp.torch.Tensor result, CancellationToken ct = default) =>
+        throw new NotSupportedException();
+
+    public CollectiveHandle Broadcast(TorchSharp.torch.Tensor data, int root, CancellationToken ct = default) =>
+        throw new NotSupportedException();
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

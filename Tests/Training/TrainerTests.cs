@@ -152,6 +152,17 @@ public class TrainerTests
         Assert.Equal(single.Result.FinalLoss, results[0].FinalLoss, 3);            // same global batch ⇒ same training
         Assert.Equal(single.Result.Eval["val_loss"], results[0].Eval["val_loss"], 3);
     }
+
+    [Fact]
+    public async Task Two_workers_that_reduce_a_bucket_while_backward_goes_on_match_one_worker()
+    {
+        // Width 256: ~1.6 M parameters; the last block's 1 MiB MLP projection is the first bucket, started from its mark.
+        var recipe = TestRecipes.Tiny(t => TestRecipes.Set(TestRecipes.Set(TestRecipes.Set(t, "steps", "3"), "warmup_steps", "1"), "width", "256"));
+        var single = await Train(recipe, TestRecipes.TemporaryDirectory());
+        var results = await TrainRing(recipe, 2);
+        Assert.Equal(results[0].ReplicaChecksum, results[1].ReplicaChecksum);
+        Assert.Equal(single.Result.FinalLoss, results[0].FinalLoss, 3);
+    }
 }
 
 public class GradientAccumulationTests

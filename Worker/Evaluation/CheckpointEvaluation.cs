@@ -5,6 +5,7 @@ using Pretrain.Worker.Methods;
 using Pretrain.Worker.Methods.Vision;
 using Pretrain.Worker.Training;
 using Pretrain.Worker.Training.Checkpoints;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Evaluation;
@@ -43,8 +44,9 @@ public static class CheckpointEvaluation
         using var test = new ImageBatch(images.ImagesPath, "test", FrozenFeatures.ChunkSize);
         int featureSize;
         using (no_grad())
+        using (var maxByte = 255.ToScalar())   // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
         using (var one = test.Load([0L]))
-        using (var x = one.to_type(float32).div_(255))
+        using (var x = one.to_type(float32).div_(maxByte))
         using (var f = method.Features(x))
             featureSize = (int)f.shape[1];
 

@@ -24,6 +24,7 @@ public static class KnnMonitor
         var train = nn.functional.normalize(trainFeatures, p: 2, dim: 1);                  // (N, d)
         var test = nn.functional.normalize(testFeatures, p: 2, dim: 1);                    // (M, d)
         int neighbours = (int)Math.Min(k, train.shape[0]);
+        using var tau = temperature.ToScalar();   // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
         long correct = 0;
         for (long start = 0; start < test.shape[0]; start += chunk)
         {
@@ -31,7 +32,7 @@ public static class KnnMonitor
             long rows = Math.Min(chunk, test.shape[0] - start);
             var similarity = test.narrow(0, start, rows).matmul(train.t());                  // (c, N)
             var (values, indices) = similarity.topk(neighbours, dim: 1);                     // (c, k) each
-            var weights = values.div(temperature).exp_();                                     // (c, k)
+            var weights = values.div(tau).exp_();                                             // (c, k)
             var labels = trainLabels.index_select(0, indices.reshape(-1)).view(rows, neighbours);   // (c, k)
             var votes = zeros(rows, classes, dtype: weights.dtype).scatter_add_(1, labels, weights); // (c, C)
             var predicted = votes.argmax(1);                                                  // (c)

@@ -16,7 +16,8 @@ public sealed record LinearProbe(int Epochs = 10, int BatchSize = 256, double Le
     {
         using var scope = NewDisposeScope();
         var mean = trainFeatures.mean([0L], keepdim: true);                                  // (1, d)
-        var std = trainFeatures.std(0, keepdim: true).clamp_min(1e-6);                        // (1, d)
+        using var floor = 1e-6.ToScalar();   // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+        var std = trainFeatures.std(0, keepdim: true).clamp_min(floor);                       // (1, d)
         var train = (trainFeatures - mean) / std;                                             // (N, d)
         var test = (testFeatures - mean) / std;                                               // (M, d)
         using var generator = new Generator((ulong)Seed);

@@ -1,5 +1,6 @@
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using Pretrain.Worker.Training.Reproducible;
 using TorchSharp.Modules;
@@ -55,6 +56,17 @@ public interface IPretrainingMethod : IDisposable
     /// when a step fails part-way, so an abandoned step leaves no trace and is redone whole.
     /// </summary>
     IReadOnlyList<Tensor> ForwardState { get; }
+
+    /// <summary>
+    /// Where the backward pass completes groups of <see cref="Parameters"/> (<see cref="GradientMark"/>: a block's input),
+    /// in forward order. The loop reduces a bucket of gradients as soon as backward has passed the marks of all its
+    /// parameters, while backward goes on (DDP's overlap); parameters no mark covers are reduced after backward. Every
+    /// rank returns the same marks in the same order (the bucket plan follows them), and in the last micro-step of a
+    /// step a covered parameter gets its whole gradient from one backward pass through its mark. A method whose
+    /// backward runs collectives (global batch norm) returns none: its small all-reduces would wait behind whole
+    /// buckets on the one ring while backward stands still. Empty: every bucket is reduced after backward.
+    /// </summary>
+    IReadOnlyList<GradientMark> GradientMarks => [];
 
     /// <summary>Training samples the global sampler draws from (ids 0 … TrainSamples − 1).</summary>
     long TrainSamples { get; }

@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -45,6 +46,9 @@ public sealed class Bert : Module<Tensor, Tensor>
         Gpt.InitializeTransformer(named_parameters(), shape.Layers, seed);
     }
 
+    /// <summary>The blocks' marks (<see cref="GradientMark"/>), in forward order; the embeddings and norms around them are not covered.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. blocks.Select(b => b.Mark)];
+
     /// <summary>Token ids (B, T) → logits (B, T, V).</summary>
     public override Tensor forward(Tensor idx)
     {
@@ -68,7 +72,8 @@ public sealed class Bert : Module<Tensor, Tensor>
         var flat = labels.reshape(-1);
         var loss = functional.cross_entropy(logits, flat, ignore_index: -100);
         using var noGrad = no_grad();
-        var masked = flat.ne(-100);
+        using var ignored = (-100).ToScalar();   // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+        var masked = flat.ne(ignored);
         var correct = logits.argmax(1).eq(flat).logical_and(masked).sum().item<long>();
         return (loss.MoveToOuterDisposeScope(), correct, masked.sum().item<long>());
     }

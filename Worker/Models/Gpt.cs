@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -37,6 +38,9 @@ public sealed class Gpt : Module<Tensor, Tensor>
         RegisterComponents();
         Initialize(seed);
     }
+
+    /// <summary>The blocks' marks (<see cref="GradientMark"/>), in forward order; the embeddings and norms around them are not covered.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. blocks.Select(b => b.Mark)];
 
     /// <summary>Token ids (B, T) → logits (B, T, V).</summary>
     public override Tensor forward(Tensor idx)

@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -34,11 +35,16 @@ public sealed class GptBlock : Module<Tensor, Tensor>
         mlpExpand = Linear(shape.Width, 4 * shape.Width);
         mlpProjection = Linear(4 * shape.Width, shape.Width);
         RegisterComponents();
+        Mark = new GradientMark(parameters());
     }
+
+    /// <summary>The block's input: once backward is back there, the block's parameters have their whole gradient.</summary>
+    public GradientMark Mark { get; }
 
     /// <summary>(B, T, C) → (B, T, C).</summary>
     public override Tensor forward(Tensor x)
     {
+        x = Mark.Pass(x);
         x = x + Gpt.Dropout(attentionProjection.forward(SelfAttention(attentionNorm.forward(x))), dropout, training);
         var hidden = functional.gelu(mlpExpand.forward(mlpNorm.forward(x)));  // (B, T, 4C)
         return x + Gpt.Dropout(mlpProjection.forward(hidden), dropout, training);

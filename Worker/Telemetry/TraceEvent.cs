@@ -5,7 +5,8 @@ namespace Pretrain.Worker.Telemetry;
 /// <summary>
 /// What a timeline event is. The kind decides the event's name, its category and its track: the training
 /// thread's work on track 0, the collectives on track 1 (they run on pool threads, one at a time per
-/// communicator, so they never overlap on their track).
+/// communicator, so they never overlap on their track), and each step's gradient allreduce as a whole on
+/// track 2 (from its first bucket's start to its last one's end, beside the backward phase it overlaps).
 /// </summary>
 public enum TraceKind : byte
 {
@@ -15,6 +16,8 @@ public enum TraceKind : byte
     Adopt, Checkpoint, Eval,
     // Collectives through the communicator, with their payload in bytes.
     AllReduceCall, AllGatherCall, BroadcastCall,
+    // A step's gradient buckets, from the first one's start to the last one's end, with the step.
+    GradientAllReduce,
     // An instant: this worker took a rank in a new generation.
     Generation,
     // A counter written by the recorder: events dropped because the buffer was full.
@@ -32,8 +35,13 @@ public enum TraceKind : byte
 /// <param name="Failed">A collective that ended with an error (a lost peer, a timeout).</param>
 public readonly record struct TraceEvent(TraceKind Kind, long Start, long End, long Value, long Generation = -1, int Rank = -1, bool Failed = false)
 {
-    /// <summary>The track (Chrome trace "tid") of a kind: 1 for collectives, 0 for the training thread.</summary>
-    public static int TrackOf(TraceKind kind) => kind is TraceKind.AllReduceCall or TraceKind.AllGatherCall or TraceKind.BroadcastCall ? 1 : 0;
+    /// <summary>The track (Chrome trace "tid") of a kind: 1 for collectives, 2 for a step's gradient allreduce, 0 for the training thread.</summary>
+    public static int TrackOf(TraceKind kind) => kind switch
+    {
+        TraceKind.AllReduceCall or TraceKind.AllGatherCall or TraceKind.BroadcastCall => 1,
+        TraceKind.GradientAllReduce => 2,
+        _ => 0,
+    };
 }
 
 /// <summary>

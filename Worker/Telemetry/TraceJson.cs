@@ -13,7 +13,7 @@ namespace Pretrain.Worker.Telemetry;
 /// <remarks>
 /// Events: complete events (<c>"ph":"X"</c>, <c>ts</c> and <c>dur</c>) for phases and collectives, an instant
 /// (<c>"ph":"i"</c>) when the worker takes a rank, a counter (<c>"ph":"C"</c>) of dropped events, and metadata
-/// (<c>"ph":"M"</c>) naming the process (the worker id) and its two tracks. Only this writer's thread uses it.
+/// (<c>"ph":"M"</c>) naming the process (the worker id) and its three tracks. Only this writer's thread uses it.
 /// </remarks>
 internal sealed class TraceJson : IDisposable
 {
@@ -59,6 +59,7 @@ internal sealed class TraceJson : IDisposable
         End();
         Metadata("thread_name", 0, "name", "training");
         Metadata("thread_name", 1, "name", "collectives");
+        Metadata("thread_name", 2, "name", "gradients");
     }
 
     public void Event(in TraceEvent e)
@@ -125,6 +126,7 @@ internal sealed class TraceJson : IDisposable
         TraceKind.AllReduceCall => "allreduce",
         TraceKind.AllGatherCall => "allgather",
         TraceKind.BroadcastCall => "broadcast",
+        TraceKind.GradientAllReduce => "gradient_allreduce",
         TraceKind.Generation => "generation",
         TraceKind.Dropped => "trace_dropped_events",
         _ => kind.ToString(),
@@ -133,7 +135,7 @@ internal sealed class TraceJson : IDisposable
     /// <summary>"step" for the phases of a step, "trainer" for the loop's other work, "collective", "generation", "trace".</summary>
     public static string CategoryOf(TraceKind kind) => kind switch
     {
-        TraceKind.Data or TraceKind.Forward or TraceKind.Backward or TraceKind.AllReduce or TraceKind.Optimizer => "step",
+        TraceKind.Data or TraceKind.Forward or TraceKind.Backward or TraceKind.AllReduce or TraceKind.Optimizer or TraceKind.GradientAllReduce => "step",
         TraceKind.Adopt or TraceKind.Checkpoint or TraceKind.Eval => "trainer",
         TraceKind.AllReduceCall or TraceKind.AllGatherCall or TraceKind.BroadcastCall => "collective",
         TraceKind.Generation => "generation",

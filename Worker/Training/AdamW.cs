@@ -20,8 +20,10 @@ public sealed class AdamW : Optimizers.IOptimizer
     private sealed record Slot(string Name, Parameter Parameter, Tensor M, Tensor V, Tensor Scratch, bool Decays);
 
     private readonly Slot[] _slots;
+    private readonly Optimizers.SharedScratch _scratch;   // each slot's Scratch is its view: the denominator, computed in place
     private readonly double _beta1, _beta2, _eps, _weightDecay;
-    // Constant scalars made once: each implicit double→Scalar conversion is a native allocation.
+    // Constant scalars made once: each implicit double→Scalar conversion is a native allocation that only the finalizer
+    // frees, and it can free it during the native call that uses it (TorchSharp 0.107 keeps no reference; see GlobalBatchNorm2d).
     private readonly Scalar _beta1Scalar, _oneMinusBeta1, _beta2Scalar, _oneMinusBeta2;
 
     /// <summary>Optimizer steps taken so far (t in the bias corrections).</summary>
@@ -33,9 +35,11 @@ public sealed class AdamW : Optimizers.IOptimizer
         (_beta1, _beta2, _eps, _weightDecay) = (beta1, beta2, eps, weightDecay);
         (_beta1Scalar, _oneMinusBeta1) = (beta1.ToScalar(), (1 - beta1).ToScalar());
         (_beta2Scalar, _oneMinusBeta2) = (beta2.ToScalar(), (1 - beta2).ToScalar());
-        _slots = parameters.OrderBy(p => p.Name, StringComparer.Ordinal).Select(p => new Slot(p.Name, p.Parameter,
+        var ordered = parameters.OrderBy(p => p.Name, StringComparer.Ordinal).ToArray();
+        _scratch = new Optimizers.SharedScratch([.. ordered.Select(p => (Tensor)p.Parameter)]);
+        _slots = ordered.Select((p, i) => new Slot(p.Name, p.Parameter,
             zeros_like(p.Parameter).DetachFromDisposeScope(), zeros_like(p.Parameter).DetachFromDisposeScope(),
-            empty_like(p.Parameter).DetachFromDisposeScope(), decays(p.Name, p.Parameter))).ToArray();
+            _scratch[i], decays(p.Name, p.Parameter))).ToArray();
     }
 
     /// <summary>The state to checkpoint: <c>m.NAME</c> and <c>v.NAME</c> for every parameter, by name.</summary>
@@ -73,8 +77,8 @@ public sealed class AdamW : Optimizers.IOptimizer
         {
             s.M.Dispose();
             s.V.Dispose();
-            s.Scratch.Dispose();
         }
+        _scratch.Dispose();
         _beta1Scalar.Dispose();
         _oneMinusBeta1.Dispose();
         _beta2Scalar.Dispose();

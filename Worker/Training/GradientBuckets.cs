@@ -1,144 +1,137 @@
-using Pretrain.Shared.Telemetry;
 using Pretrain.Worker.Collectives;
-using TorchSharp;
+using Pretrain.Worker.Models.Layers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Training;
 
 /// <summary>
-/// Where gradients cross the network. The parameters' gradients are fused into a few flat float32
-/// tensors (buckets) so the ring sees a few large messages instead of one per parameter; each bucket is
-/// allreduced in place through <see cref="ICollectives.AllReduceSumAsync"/> on its native memory and
-/// copied back into <c>.grad</c>. Methods normalise their losses by the global sample count, so the
-/// reduction is a plain <b>sum</b> and holds no world size: the buckets outlive every generation.
-/// Two extra floats at the end of the last bucket carry the step's loss and the ranks' votes to stop at
-/// this step boundary (a newcomer waits) and to leave (SIGTERM), so agreeing on where a generation ends costs
-/// no extra collective (torchft's should_commit rides along the same way). Buckets, views and memories
-/// are made once; a step allocates nothing but the <c>.grad</c> handles. With gradient accumulation the
-/// gradients of the micro-steps add up in <c>.grad</c> and cross the network once, after the last
-/// (DDP's <c>no_sync</c>). A world of one skips the copies and the network.
+/// Where gradients cross the network. The parameters' gradients live in a few flat float32 tensors (buckets):
+/// every parameter's <c>.grad</c> is a view into its bucket (DDP's gradient_as_bucket_view), so backward adds
+/// into the buckets in place and nothing is copied in or out. The ring sees a few large messages instead of one
+/// per parameter; each bucket is allreduced in place through <see cref="ICommunicator.AllReduceSum"/> on its
+/// native memory, and — in the last micro-step of a step — as soon as backward has completed all its gradients,
+/// while backward goes on (<see cref="GradientMark"/>, <c>GradientBuckets.Overlap.cs</c>). Methods normalise
+/// their losses by the global sample count, so the reduction is a plain <b>sum</b> and holds no world size: the
+/// buckets outlive every generation, which lends its communicator for one step at a time.
+/// <para>
+/// Three extra floats at the end of the last bucket carry the step's loss and the ranks' votes to stop at this
+/// step boundary (a newcomer waits) and to leave (SIGTERM), so agreeing on where a generation ends costs no extra
+/// collective (torchft's should_commit rides along the same way). The last bucket holds the first layers, which
+/// backward completes last, and is always the last one started. Buckets and views are made once; a step
+/// allocates nothing but the collectives' handles. With gradient accumulation the micro-steps add up in the
+/// buckets and cross the network once, after the last (DDP's <c>no_sync</c>). A world of one keeps the loss and
+/// votes locally and starts no collective.
+/// </para>
 /// </summary>
-public sealed class GradientBuckets : IDisposable
+public sealed partial class GradientBuckets : IDisposable
 {
     public const long FirstBucketBytes = 1L << 20; // DDP: the first bucket is small so the ring starts early
     public const long BucketBytes = 25L << 20;     // DDP's default; 1 MiB buckets cost 2.6–16% at 8–16 ranks
     private const int Extras = 3;                  // loss, stop votes, leave votes
 
-    private sealed record Entry(Parameter Parameter, Tensor View);
-    private sealed record Bucket(Tensor Flat, NativeMemory<float> Memory, Entry[] Entries); // Memory: the extras are written through it
+    /// <param name="Flat">The bucket: its parameters' gradients end to end, then the extras in the last bucket.</param>
+    /// <param name="Gradients">The gradient part of <paramref name="Flat"/>, without the extras.</param>
+    /// <param name="Memory">Over <paramref name="Flat"/>: the extras are written and read through it.</param>
+    /// <param name="Views">Each parameter's gradient: <paramref name="Flat"/> narrowed and shaped as the parameter.</param>
+    private sealed record Bucket(Tensor Flat, Tensor Gradients, NativeMemory<float> Memory, Parameter[] Parameters, Tensor[] Views);
 
     private readonly Bucket[] _buckets;
-    private (double Loss, int StopVotes, int LeaveVotes) _local; // world size 1: nothing crosses the network
-    private bool _packed;
+    private readonly Tensor[] _gradients;     // each bucket's Gradients, for clipping
+    private readonly GradientMark[] _marks;
 
+    /// <param name="parameters">In a fixed order, the same on every rank. Gradients they already hold are copied into the buckets.</param>
+    /// <param name="marks">Where backward completes groups of them, in forward order (the method's <c>GradientMarks</c>); the buckets listen to them.</param>
+    /// <param name="firstBucketBytes">Cap of the first bucket (tests make several small buckets).</param>
+    /// <param name="bucketBytes">Cap of the others.</param>
+    public GradientBuckets(IReadOnlyList<Parameter> parameters, IReadOnlyList<GradientMark>? marks = null,
+        long firstBucketBytes = FirstBucketBytes, long bucketBytes = BucketBytes)
+    {
+        _marks = [.. marks ?? []];
+        var plan = BucketPlan.Of(parameters, _marks, firstBucketBytes, bucketBytes);
+        var last = plan.Buckets.Count - 1;
+        _buckets = [.. plan.Buckets.Select((members, b) => Make([.. members.Select(i => parameters[i])], extras: b == last ? Extras : 0))];
+        _gradients = [.. _buckets.Select(b => b.Gradients)];
+        var bucketOf = new int[parameters.Count];
+        for (var b = 0; b < plan.Buckets.Count; b++)
+            foreach (var i in plan.Buckets[b])
+                bucketOf[i] = b;
+        _markedBuckets = [.. plan.Marked.Select(covered => covered.Select(i => bucketOf[i]).ToArray())];
+        (_placed, _reached) = (new bool[_marks.Length], new bool[_marks.Length]);
+        (_remaining, _reductions) = (new int[_buckets.Length], new Task[_buckets.Length]);
+        (_startedAt, _endedAt) = (new long[_buckets.Length], new long[_buckets.Length]);
+        Array.Fill(_reductions, Task.CompletedTask);
+
+        using (no_grad())
+            foreach (var bucket in _buckets)
+                for (var i = 0; i < bucket.Parameters.Length; i++)
+                {
+                    using (var existing = bucket.Parameters[i].grad)
+                        if (existing is not null) bucket.Views[i].copy_(existing);
+                    bucket.Parameters[i].grad = bucket.Views[i];
+                }
+        for (var m = 0; m < _marks.Length; m++)
+            _marks[m].Listener = this;
+    }
+
+    /// <summary>Buckets, in the order they are reduced.</summary>
     public int Count => _buckets.Length;
 
-    /// <param name="parameters">In a fixed order, the same on every rank.</param>
-    public GradientBuckets(IReadOnlyList<Parameter> parameters)
-    {
-        var plan = Plan(parameters);
-        _buckets = plan.Select((members, i) => Make(members, extras: i == plan.Count - 1 ? Extras : 0)).ToArray();
-    }
+    /// <summary>Each bucket's gradients, without the extras (clipping; tests): one flat float32 tensor per bucket.</summary>
+    public IReadOnlyList<Tensor> Gradients => _gradients;
 
-    // Three calls rather than one async method: TorchSharp's dispose scopes and libtorch's grad mode are
-    // per thread, and an await may resume on another thread. Pack and Unpack run inside the step's
-    // scopes; ReduceAsync touches only native memory through ICollectives.
+    /// <summary>Each bucket's parameters in their order in it (tests).</summary>
+    internal IReadOnlyList<IReadOnlyList<Parameter>> Members => [.. _buckets.Select(b => (IReadOnlyList<Parameter>)b.Parameters)];
 
     /// <summary>
-    /// Copies the gradients into the buckets, and this rank's share of the loss and its stop vote (0 or 1)
-    /// into the extra slots. In a world of one, only remembers the loss and the vote.
+    /// Makes every parameter's <c>.grad</c> its view again, in case something replaced it (a grad set to null, a
+    /// module's zero_grad): the loop calls it at each generation's start. Gradients are zero between steps, and so are
+    /// the views.
     /// </summary>
-    public void Pack(double localLoss, bool stopVote, ICommunicator group, bool leaveVote = false)
+    public void BindGradients()
     {
-        _local = (localLoss, stopVote || leaveVote ? 1 : 0, leaveVote ? 1 : 0);
-        _packed = group.WorldSize > 1;
-        if (!_packed) return;
+        foreach (var bucket in _buckets)
+            for (var i = 0; i < bucket.Parameters.Length; i++)
+                bucket.Parameters[i].grad = bucket.Views[i];
+    }
+
+    /// <summary>Zeroes every gradient in place, one <c>zero_</c> per bucket: the next backward adds into the same memory.</summary>
+    public void Zero()
+    {
         using var noGrad = no_grad();
         foreach (var bucket in _buckets)
-            foreach (var e in bucket.Entries)
-            {
-                using var grad = e.Parameter.grad;
-                if (grad is null) e.View.zero_(); else e.View.copy_(grad);
-            }
-        var extras = _buckets[^1].Memory.GetSpan()[^Extras..];
-        extras[0] = (float)localLoss;
-        extras[1] = _local.StopVotes;
-        extras[2] = _local.LeaveVotes;
+            bucket.Flat.zero_();
     }
 
-    /// <summary>
-    /// Sums every bucket over all ranks, in place (the collective counts pretrain_allreduce_bytes_total). All
-    /// buckets are started at once and awaited together: the communicator runs them back to back.
-    /// </summary>
-    public async Task ReduceAsync(ICommunicator group, CancellationToken ct)
+    /// <param name="extras">Floats after the gradients: the loss and the votes, in the last bucket.</param>
+    private static Bucket Make(Parameter[] parameters, int extras)
     {
-        if (!_packed) return;
-        var handles = new Task[_buckets.Length];
-        for (var i = 0; i < _buckets.Length; i++)
-            handles[i] = group.AllReduceSum(_buckets[i].Flat, ct).AsTask();
-        await Task.WhenAll(handles);
-    }
-
-    /// <summary>Copies the summed gradients back into <c>.grad</c>; returns the step's loss and how many ranks voted to stop (leavers among them).</summary>
-    public (double Loss, int StopVotes, int LeaveVotes) Unpack()
-    {
-        if (!_packed) return _local;
-        using var noGrad = no_grad();
-        foreach (var bucket in _buckets)
-            foreach (var e in bucket.Entries)
-            {
-                using var grad = e.Parameter.grad;
-                grad?.copy_(e.View);
-            }
-        var extras = _buckets[^1].Memory.GetSpan()[^Extras..];
-        return (extras[0], (int)Math.Round(extras[1]), (int)Math.Round(extras[2]));
-    }
-
-    /// <summary>Groups consecutive parameters until a bucket reaches its cap (1 MiB first, then 25 MiB).</summary>
-    private static List<List<Parameter>> Plan(IReadOnlyList<Parameter> parameters)
-    {
-        var plan = new List<List<Parameter>> { new() };
-        long bytes = 0;
-        foreach (var p in parameters)
-        {
-            var cap = plan.Count == 1 ? FirstBucketBytes : BucketBytes;
-            if (bytes > 0 && bytes + p.numel() * sizeof(float) > cap)
-            {
-                plan.Add([]);
-                bytes = 0;
-            }
-            plan[^1].Add(p);
-            bytes += p.numel() * sizeof(float);
-        }
-        return plan;
-    }
-
-    /// <param name="extras">Floats after the gradients: the loss and the stop votes, in the last bucket.</param>
-    private static Bucket Make(List<Parameter> parameters, int extras)
-    {
-        var elements = parameters.Sum(p => p.numel()) + extras;
-        var flat = zeros(elements, dtype: ScalarType.Float32).DetachFromDisposeScope();
+        var elements = parameters.Sum(p => p.numel());
+        var flat = zeros(elements + extras, dtype: ScalarType.Float32).DetachFromDisposeScope();
+        var gradients = flat.narrow(0, 0, elements).DetachFromDisposeScope();
         long offset = 0;
-        var entries = new Entry[parameters.Count];
-        for (var i = 0; i < parameters.Count; i++)
+        var views = new Tensor[parameters.Length];
+        for (var i = 0; i < parameters.Length; i++)
         {
             var p = parameters[i];
             if (p.dtype != ScalarType.Float32)
-                throw new NotSupportedException($"gradient buckets hold float32; parameter {i} is {p.dtype}");
-            entries[i] = new Entry(p, flat.narrow(0, offset, p.numel()).view(p.shape).DetachFromDisposeScope());
+                throw new NotSupportedException($"gradient buckets hold float32; a parameter of shape ({string.Join('x', p.shape)}) is {p.dtype}");
+            views[i] = flat.narrow(0, offset, p.numel()).view(p.shape).DetachFromDisposeScope();
             offset += p.numel();
         }
-        return new Bucket(flat, new NativeMemory<float>(flat), entries);
+        return new Bucket(flat, gradients, new NativeMemory<float>(flat), parameters, views);
     }
 
     public void Dispose()
     {
+        foreach (var mark in _marks)
+            if (ReferenceEquals(mark.Listener, this)) mark.Listener = null;
         foreach (var bucket in _buckets)
         {
-            foreach (var e in bucket.Entries)
-                e.View.Dispose();
-            bucket.Flat.Dispose();
+            foreach (var view in bucket.Views)
+                view.Dispose();
+            bucket.Gradients.Dispose();
+            bucket.Flat.Dispose();   // the parameters' .grad keep the memory alive as long as they point at it
         }
     }
 }

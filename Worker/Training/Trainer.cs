@@ -23,7 +23,8 @@ namespace Pretrain.Worker.Training;
 /// and a communicator (<see cref="GenerationPlan"/>), so survivors of a lost peer carry on from memory.
 /// Each generation starts by adopting the state of its source rank (<see cref="ReplicaSync"/>); then every
 /// step every rank runs its method over its share of the global batch (in micro-steps when accumulating),
-/// the gradients are summed through <see cref="ICollectives"/> once, and every rank applies the same update,
+/// the gradients are summed through <see cref="ICollectives"/> once — bucket by bucket, while the last
+/// micro-step's backward goes on (<see cref="GradientBuckets"/>) — and every rank applies the same update,
 /// so replicas stay identical. A step that fails part-way leaves no trace (gradients zeroed, batch-norm
 /// statistics restored) and is redone whole by the next generation. The loop runs on its own
 /// <see cref="TrainingThread"/>.
@@ -65,7 +66,7 @@ public sealed class Trainer : IDisposable
         _parameterList = _parameters.Select(p => p.Parameter).ToArray();
         _sampler = new GlobalBatchSampler(recipe.Seed, _method.TrainSamples, recipe.Batch.Global);
         _optimizer = OptimizerFactory.Create(recipe.Optimizer, _parameters, _method.Decays);
-        _buckets = new GradientBuckets(_parameterList);
+        _buckets = new GradientBuckets(_parameterList, _method.GradientMarks);   // every .grad becomes a view into its bucket
         if (recipe.IsReproducible)
         {
             // libtorch splits a kernel's work by thread, and how it splits can change a reduction's rounding;
@@ -143,6 +144,7 @@ public sealed class Trainer : IDisposable
         }
         _trace?.GenerationStarted(group.Generation, group.Rank, group.WorldSize);
         await AdoptAsync(group, plan.SourceRank, ct);
+        _buckets.BindGradients();   // nothing should have replaced a .grad, but a step must never add into a tensor no bucket holds
         PretrainMetrics.Workers.Set(group.WorldSize);
         PretrainMetrics.WorldSize.Set(group.WorldSize);
         PretrainMetrics.Generation.Set(group.Generation);
@@ -159,7 +161,8 @@ public sealed class Trainer : IDisposable
             PretrainMetrics.StepsTotal.Inc();
             PretrainMetrics.Loss.Set(stepLoss);
             PretrainMetrics.SamplesPerSecond.Set(samplesPerSecond);
-            progress?.Report(new StepReport(Step, stepLoss, lr, norm, samplesPerSecond));
+            var reduction = _exact is null ? _buckets.LastReduction : default;
+            progress?.Report(new StepReport(Step, stepLoss, lr, norm, samplesPerSecond, reduction.Seconds, reduction.HiddenSeconds));
             if (group.Rank == 0 && (Step % _recipe.Checkpoint.Every == 0 || Step == last))
                 SaveCheckpoint(lr, group.WorldSize);
             if (_recipe.Eval.Every > 0 && Step % _recipe.Eval.Every == 0 && Step != last)
@@ -199,7 +202,8 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// One step: the method's data, forward and backward for each micro-step (gradients add up in
-    /// <c>.grad</c>), then one allreduce that also carries the loss and the ranks' stop votes, the non-finite
+    /// <c>.grad</c>, views of the buckets), then one allreduce of the buckets that also carries the loss and
+    /// the ranks' stop votes — started bucket by bucket during the last micro-step's backward — the non-finite
     /// check, clipping and the optimizer. Until the allreduce completes nothing is committed: a failure
     /// before it undoes the step. Every tensor made in a step is disposed by the end of it.
     /// </summary>
@@ -219,23 +223,30 @@ public sealed class Trainer : IDisposable
                 for (var k = 0; k < microSteps; k++)
                 {
                     var count = _sampler.MicroBatch(step, k, microSteps, group.Rank, group.WorldSize, _ids);
+                    if (k == microSteps - 1)
+                        _buckets.Arm(group, ct);   // the last backward starts each bucket's allreduce once it has completed the bucket
                     localLoss += await _method.ForwardBackwardAsync(new MicroBatch(step, k, microSteps, _ids.AsMemory(0, count), _recipe.Batch.Global), group, ct);
                 }
-                _buckets.Pack(localLoss, control.StopRequested, group, control.Leaving);
-                await _buckets.ReduceAsync(group, ct);
+                _buckets.Launch(localLoss, control.StopRequested, control.Leaving);
+                await _buckets.ReduceAsync();
             }
         }
         catch
         {
+            await _buckets.AbandonAsync();   // first, no allreduce of this step may still be writing into the buckets
             Undo();
             throw;
         }
         _phases.Lap(StepPhase.AllReduce);
+        if (_exact is null) _phases.Reduced(_buckets.LastReduction);
 
         using var scope = NewDisposeScope();
-        var (globalLoss, stopVotes, leaveVotes) = _exact?.Result ?? _buckets.Unpack();
+        var (globalLoss, stopVotes, leaveVotes) = _exact?.Result ?? _buckets.Result;
         var lr = _schedule.At(step);
-        var norm = double.IsFinite(globalLoss) ? GradientClipping.ClipGlobalNorm(_parameterList, _recipe.Optimizer.GradClip) : double.NaN;
+        var clip = _recipe.Optimizer.GradClip;
+        var norm = !double.IsFinite(globalLoss) ? double.NaN
+            : _exact is null ? GradientClipping.ClipGlobalNorm(_buckets.Gradients, clip)   // one square-sum and one mul_ per bucket
+            : GradientClipping.ClipGlobalNorm(_parameterList, clip);                     // the reproducible path's, bit for bit as it was
         if (!double.IsFinite(globalLoss) || !double.IsFinite(norm))
         {
             // Every rank sees the same reduced loss and gradient, so every rank takes the same branch.
@@ -298,15 +309,8 @@ public sealed class Trainer : IDisposable
             _forwardState[i].copy_(_forwardSnapshot[i]);
     }
 
-    /// <summary>Zeroes <c>.grad</c> in place: the next backward adds into the same tensors, so a step allocates none.</summary>
-    private void ZeroGradients()
-    {
-        foreach (var p in _parameterList)
-        {
-            using var grad = p.grad;
-            grad?.zero_();
-        }
-    }
+    /// <summary>Zeroes <c>.grad</c> in place, one <c>zero_</c> per bucket: the next backward adds into the same memory.</summary>
+    private void ZeroGradients() => _buckets.Zero();
 
     private async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(ICommunicator group, CancellationToken ct)
     {

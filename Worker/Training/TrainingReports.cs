@@ -6,7 +6,9 @@ public sealed record StepReport(
     double Loss,             // global mean training loss of the step
     double LearningRate,     // LR the step used
     double GradientNorm,     // global L2 norm of the averaged gradient, before clipping
-    double SamplesPerSecond); // global batch / wall time of the step
+    double SamplesPerSecond, // global batch / wall time of the step
+    double AllReduceSeconds = 0,        // time the step's gradient buckets were being reduced; 0: nothing crossed the network
+    double HiddenAllReduceSeconds = 0); // the part of it that ran while backward went on (the step waited for the rest)
 
 /// <summary>The outcome of <see cref="Trainer.RunAsync"/>.</summary>
 public sealed record TrainingResult(

@@ -9,7 +9,8 @@ namespace Pretrain.Bench;
 /// <summary>
 /// Rank processes on loopback for the benchmarks: the parent starts one child per rank (this same program with
 /// the arguments it is given), tells each every rank's data-plane port, and relays rank 0's output; a child binds
-/// its listener, prints its port and reads everyone's. Every wait is bounded by <paramref name="timeout"/>.
+/// its listener, prints its port and reads everyone's. A child that needs no ring runs alone
+/// (<see cref="RunAloneAsync"/>). Every wait is bounded by the caller's timeout.
 /// </summary>
 public static class RankProcesses
 {
@@ -43,6 +44,29 @@ public static class RankProcesses
         {
             foreach (var child in children)
                 if (!child.HasExited) child.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>
+    /// Parent: runs one child that joins no ring (a fresh process per measurement, so each is timed from a clean
+    /// start) and passes each line it prints to <paramref name="line"/>; true when it exits 0.
+    /// </summary>
+    public static async Task<bool> RunAloneAsync(IEnumerable<string> arguments, Action<string> line, TimeSpan timeout)
+    {
+        using var child = Start(arguments);
+        try
+        {
+            var relay = Task.Run(async () =>
+            {
+                while (await child.StandardOutput.ReadLineAsync() is { } text) line(text);
+            });
+            await Bounded(child.WaitForExitAsync(), timeout, "the child to exit");
+            await Bounded(relay, timeout, "the child's output to end");
+            return child.ExitCode == 0;
+        }
+        finally
+        {
+            if (!child.HasExited) child.Kill(entireProcessTree: true);
         }
     }
 

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Methods.Bootstrap;
@@ -21,7 +22,10 @@ public static class ByolLoss
         using var scope = NewDisposeScope();
         var p = nn.functional.normalize(predictions, p: 2, dim: 1);
         var z = nn.functional.normalize(targets, p: 2, dim: 1);
-        return (p - z).square().sum(1).MoveToOuterDisposeScope();
+        // pow(two), not square(): square() is pow(2) inside TorchSharp, an implicit int→Scalar that the finalizer may free
+        // during the native call (see GlobalBatchNorm2d).
+        using var two = 2.ToScalar();
+        return (p - z).pow(two).sum(1).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -1,6 +1,7 @@
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
 using Pretrain.Worker.Training.Reproducible;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Methods.Bootstrap;
@@ -54,7 +55,8 @@ public sealed partial class ByolMethod
             {
                 using var shardScope = NewDisposeScope();
                 var shard = batch.Shard(i);
-                var loss = ByolLoss.Symmetric(Predictions(views[i]), targets[i]).sum().div((double)shard.GlobalCount);
+                using var globalCount = ((double)shard.GlobalCount).ToScalar();   // explicit: see GlobalBatchNorm2d
+                var loss = ByolLoss.Symmetric(Predictions(views[i]), targets[i]).sum().div(globalCount);
                 // TorchSharp 0.107's THSAutograd_grad does not catch libtorch errors (SimClrMethod says more): every
                 // parameter is used by this graph (encoder, projector, predictor), so none is reported unused.
                 var grads = autograd.grad([loss], parameters, [ones_like(loss)]);
@@ -85,7 +87,8 @@ public sealed partial class ByolMethod
             onlineStatistics.Enter();
             var predictions = Predictions(views[i]);                                      // (2b, d)
             onlineStatistics.Leave(i);
-            var loss = ByolLoss.Symmetric(predictions, targets).sum().div((double)shard.GlobalCount);
+            using var globalCount = ((double)shard.GlobalCount).ToScalar();       // explicit: see GlobalBatchNorm2d
+            var loss = ByolLoss.Symmetric(predictions, targets).sum().div(globalCount);
             loss.backward();
             gradients.TakeFromGrad(shard.Shard, loss.item<float>());
         }

@@ -7,6 +7,7 @@ using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
 using Pretrain.Worker.Training.Reproducible;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -65,7 +66,7 @@ public sealed partial class ByolMethod : IRepresentationMethod
         _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
         Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
-            : null;                                                                 // BatchNorm2d: the same names, so checkpoints interchange
+            : null;                                                                 // LocalBatchNorm2d: the same names, so checkpoints interchange
         (_online, _predictor) = MethodFactory.Seeded(recipe.Seed, () =>
         {
             var online = new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: true, norm);
@@ -116,6 +117,9 @@ public sealed partial class ByolMethod : IRepresentationMethod
     /// <summary>The online network (<c>encoder.…</c>, <c>head.…</c>, the names of SimCLR's network) and the predictor (<c>predictor.…</c>).</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
 
+    /// <summary>The online network's marks with per-worker batch norm (the predictor is not covered); none with global batch norm, whose backward all-reduces would queue behind buckets.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => _options.GlobalBatchNorm ? [] : _online.GradientMarks;
+
     /// <summary>BN buffers of the online network and predictor, then the target network's parameters and buffers (<c>target.…</c>).</summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
 
@@ -152,7 +156,8 @@ public sealed partial class ByolMethod : IRepresentationMethod
         var views = _augmenter.BothViews(images, ids, batch.Step); // (2n, C, H, W)
         _context.Phases.Lap(StepPhase.Data);
         var targets = TargetProjections(views);                                    // (2n, d), no graph
-        var loss = ByolLoss.Symmetric(Predictions(views), targets).sum().div((double)batch.GlobalCount); // this rank's share of the step's mean
+        using var globalCount = ((double)batch.GlobalCount).ToScalar();            // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+        var loss = ByolLoss.Symmetric(Predictions(views), targets).sum().div(globalCount); // this rank's share of the step's mean
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _replicas.ThrowIfFailed();                                                 // a global BN all-reduce that failed inside backward

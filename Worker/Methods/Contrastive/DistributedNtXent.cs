@@ -1,6 +1,7 @@
 using Pretrain.Data.Sampling;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Methods.Contrastive;
@@ -61,7 +62,9 @@ public sealed class DistributedNtXent(double temperature)
             var z = gathered.index_select(0, tensor(rows)).detach().requires_grad_(true); // (2G, d), rank-major
             var anchors = Enumerable.Range(0, (int)(2 * n)).Select(i => offsets[rank] + i).ToArray();
             var positives = anchors.Select(i => i - offsets[rank] < n ? i + n : i - n).ToArray();
-            var loss = NtXent.SumOverAnchors(z, anchors, positives, temperature).div(2.0 * g).mul((double)g / batch.GlobalCount);
+            using var anchorCount = (2.0 * g).ToScalar();                                // explicit Scalars: see GlobalBatchNorm2d
+            using var microShare = ((double)g / batch.GlobalCount).ToScalar();
+            var loss = NtXent.SumOverAnchors(z, anchors, positives, temperature).div(anchorCount).mul(microShare);
             loss.backward();
             reduced.narrow(0, 0, 2 * g * d).copy_(z.grad!.reshape(-1));
             share = loss.item<float>();
@@ -92,7 +95,8 @@ public sealed class DistributedNtXent(double temperature)
         using var enableGrad = enable_grad();
         var leaf = z.detach().requires_grad_(true);
         var terms = NtXent.PerAnchor(leaf, anchors, positives, temperature);             // (2Sb)
-        terms.sum().div(rows).backward();
+        using var anchorCount = rows.ToScalar();                                          // explicit: see GlobalBatchNorm2d
+        terms.sum().div(anchorCount).backward();
         var values = terms.detach().data<float>().ToArray();
         var shares = new double[shards];
         for (var i = 0; i < values.Length; i++) shares[i / (2 * b)] += values[i];

@@ -3,9 +3,11 @@ using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods.Vision;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
 using Pretrain.Worker.Training.Reproducible;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -103,6 +105,10 @@ public sealed class MoCoMethod : IRepresentationMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+
+    /// <summary>The query network's marks (its batch norm is per worker, shuffled: no collective in backward); the key network is never trained.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => _query.GradientMarks;
+
     public IReadOnlyList<(string Name, Tensor Tensor)> State { get; }
 
     /// <summary>The BN buffers of the query and the key network: both move in the forward pass (the key network in train mode).</summary>
@@ -146,8 +152,11 @@ public sealed class MoCoMethod : IRepresentationMethod
         var q = nn.functional.normalize(_query.forward(queryViews), p: 2, dim: 1);        // (n, d)
         var positive = (q * keys).sum(1, keepdim: true);                       // (n, 1)
         var negative = q.matmul(_queue.Keys.t());                              // (n, K)
-        var logits = cat([positive, negative], 1).div_(_options.Temperature);  // (n, 1 + K)
-        var loss = nn.functional.cross_entropy(logits, zeros(q.shape[0], dtype: int64)).mul(batch.Weight); // this rank's share of the step's mean
+        // Explicit Scalars, disposed here: an implicit one may be finalized during the native call (see GlobalBatchNorm2d).
+        using var tau = _options.Temperature.ToScalar();
+        using var weight = batch.Weight.ToScalar();
+        var logits = cat([positive, negative], 1).div_(tau);                   // (n, 1 + K)
+        var loss = nn.functional.cross_entropy(logits, zeros(q.shape[0], dtype: int64)).mul(weight); // this rank's share of the step's mean
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _context.Phases.Lap(StepPhase.Backward);
@@ -244,8 +253,10 @@ public sealed class MoCoMethod : IRepresentationMethod
             var q = nn.functional.normalize(_query.forward(queryViews), p: 2, dim: 1);   // (b, d)
             queryStatistics.Leave(i);
             var keys = global.narrow(0, (long)shard.Shard * b, b);
-            var logits = cat([(q * keys).sum(1, keepdim: true), q.matmul(_queue.Keys.t())], 1).div_(_options.Temperature);
-            var loss = nn.functional.cross_entropy(logits, zeros(b, dtype: int64)).mul(shard.Weight);
+            using var tau = _options.Temperature.ToScalar();                             // explicit Scalars: see GlobalBatchNorm2d
+            using var weight = shard.Weight.ToScalar();
+            var logits = cat([(q * keys).sum(1, keepdim: true), q.matmul(_queue.Keys.t())], 1).div_(tau);
+            var loss = nn.functional.cross_entropy(logits, zeros(b, dtype: int64)).mul(weight);
             loss.backward();
             gradients.TakeFromGrad(shard.Shard, loss.item<float>());
         }

@@ -26,10 +26,14 @@ public static class NtXent
         using var scope = NewDisposeScope();
         var z = nn.functional.normalize(embeddings, p: 2, dim: 1);                      // (M, d)
         using var anchorIndex = tensor(anchors);
-        var logits = z.index_select(0, anchorIndex).matmul(z.t()).div_(temperature);   // (A, M)
+        // Explicit Scalars, disposed here: an implicit one is freed only by the finalizer, which can run during the
+        // native call that uses it (TorchSharp 0.107 keeps no reference; see GlobalBatchNorm2d).
+        using var tau = temperature.ToScalar();
+        using var negativeInfinity = float.NegativeInfinity.ToScalar();
+        var logits = z.index_select(0, anchorIndex).matmul(z.t()).div_(tau);            // (A, M)
         // An anchor is never its own negative: its self-similarity (1/τ) would dominate the softmax.
         using var self = anchorIndex.unsqueeze(1);                                       // (A, 1)
-        using var minusInfinity = full(anchors.Length, 1, float.NegativeInfinity, dtype: logits.dtype);
+        using var minusInfinity = full(anchors.Length, 1, negativeInfinity, dtype: logits.dtype);
         logits = logits.scatter(1, self, minusInfinity);
         using var targets = tensor(positives);
         return nn.functional.cross_entropy(logits, targets, reduction: reduction).MoveToOuterDisposeScope();
@@ -46,6 +50,7 @@ public static class NtXent
         var anchors = Enumerable.Range(0, (int)(2 * n)).Select(i => (long)i).ToArray();
         var positives = anchors.Select(i => i < n ? i + n : i - n).ToArray();
         using var sum = SumOverAnchors(both, anchors, positives, temperature);
-        return sum.div(2 * n);
+        using var anchorCount = (2 * n).ToScalar();
+        return sum.div(anchorCount);
     }
 }

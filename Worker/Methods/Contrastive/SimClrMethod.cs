@@ -51,7 +51,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
         Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
-            : null;                                                                 // BatchNorm2d: the same names, so checkpoints interchange
+            : null;                                                                 // LocalBatchNorm2d: the same names, so checkpoints interchange
         _network = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork((VisionModel)recipe.Model, _train.Channels, headBatchNorm: true, norm));
         FlopsPerSample = 2 * 3 * ContrastiveNetwork.ForwardFlops((VisionModel)recipe.Model, _train.Channels, _train.Height, _train.Width);
         Parameters = _network.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
@@ -64,6 +64,9 @@ public sealed class SimClrMethod : IRepresentationMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+
+    /// <summary>The network's marks with per-worker batch norm; none with global batch norm, whose backward all-reduces would queue behind buckets.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => _options.GlobalBatchNorm ? [] : _network.GradientMarks;
 
     /// <summary>The BN running statistics: part of the replica and of every checkpoint.</summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> State => _buffers;

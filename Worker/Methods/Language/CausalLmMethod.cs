@@ -3,7 +3,9 @@ using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Models;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -37,6 +39,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<GradientMark> GradientMarks => _model.GradientMarks;
     public IReadOnlyList<(string Name, Tensor Tensor)> State => [];
     public IReadOnlyList<Tensor> ForwardState => [];
     public long TrainSamples => _corpus.TrainSamples;
@@ -52,7 +55,8 @@ public sealed class CausalLmMethod : IPretrainingMethod
         ids.CopyTo(_batch.Ids);
         var (inputs, targets) = _batch.Load(Split.Train, ids.Length);
         _context.Phases.Lap(StepPhase.Data);
-        var loss = _model.Loss(inputs, targets).mul(batch.Weight); // (b, T) → scalar: this rank's share of the step's mean loss
+        using var weight = batch.Weight.ToScalar();                // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+        var loss = _model.Loss(inputs, targets).mul(weight);       // (b, T) → scalar: this rank's share of the step's mean loss
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _context.Phases.Lap(StepPhase.Backward);
@@ -91,7 +95,8 @@ public sealed class CausalLmMethod : IPretrainingMethod
             for (var j = 0; j < count; j++)
                 _batch.Ids[j] = (first + done + j) % _corpus.ValidationSamples;
             var (inputs, targets) = _batch.Load(Split.Validation, count);
-            total.add_(_model.Loss(inputs, targets).detach() * count);
+            using var windowsInBatch = count.ToScalar();
+            total.add_(_model.Loss(inputs, targets).detach().mul(windowsInBatch));
         }
         _model.train();
         if (group.WorldSize > 1)

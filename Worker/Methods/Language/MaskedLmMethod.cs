@@ -4,7 +4,9 @@ using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Models;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -63,6 +65,7 @@ public sealed class MaskedLmMethod : IPretrainingMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<GradientMark> GradientMarks => _model.GradientMarks;
     public IReadOnlyList<(string Name, Tensor Tensor)> State => [];
     public IReadOnlyList<Tensor> ForwardState => [];
     public long TrainSamples => _corpus.TrainSamples;
@@ -80,7 +83,8 @@ public sealed class MaskedLmMethod : IPretrainingMethod
         _context.Phases.Lap(StepPhase.Data);
         // This rank's share: its mean over masked tokens weighted by its samples (ranks' masked counts differ by a few tokens).
         var (loss, _, _) = _model.MaskedLoss(inputs, labels);
-        loss = loss.mul(batch.Weight);
+        using var weight = batch.Weight.ToScalar();                 // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+        loss = loss.mul(weight);
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _context.Phases.Lap(StepPhase.Backward);

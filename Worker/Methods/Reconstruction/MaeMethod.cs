@@ -5,8 +5,10 @@ using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Methods.Vision;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Models.Vision;
 using Pretrain.Worker.Training;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -78,6 +80,7 @@ public sealed class MaeMethod : IRepresentationMethod
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
+    public IReadOnlyList<GradientMark> GradientMarks => _model.GradientMarks;
 
     /// <summary>The fixed sin-cos positions of encoder and decoder: not trained, but part of the encoder a checkpoint and an export hold.</summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> State => _buffers;
@@ -101,7 +104,8 @@ public sealed class MaeMethod : IRepresentationMethod
         var views = _augmenter.Augment(images, ids, batch.Step, view: 0);            // (n, C, H, W) float in [0, 1]
         var (visible, masked, restore) = Masks(ids, batch.Step);                     // (n, K), (n, M), (n, N)
         _context.Phases.Lap(StepPhase.Data);
-        var loss = _model.Losses(views, visible, masked, restore).sum().div(batch.GlobalCount); // this rank's share of the step's mean
+        using var globalCount = batch.GlobalCount.ToScalar();                        // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+        var loss = _model.Losses(views, visible, masked, restore).sum().div(globalCount); // this rank's share of the step's mean
         _context.Phases.Lap(StepPhase.Forward);
         loss.backward();
         _context.Phases.Lap(StepPhase.Backward);

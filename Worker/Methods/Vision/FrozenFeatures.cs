@@ -1,6 +1,7 @@
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Evaluation;
 using Pretrain.Worker.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Methods.Vision;
@@ -26,6 +27,7 @@ public static class FrozenFeatures
         long count = limit > 0 ? Math.Min(limit, split.Count) : split.Count, share = (count + world - 1) / world;
         var ids = Enumerable.Range(0, (int)share).Select(i => Math.Min(rank * share + i, count - 1)).ToArray();
         var mine = empty(share, featureSize, dtype: float32).DetachFromDisposeScope();
+        using var maxByte = 255.ToScalar();   // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
         using (var noGrad = no_grad())
             for (long start = 0; start < share; start += ChunkSize)
             {
@@ -33,7 +35,7 @@ public static class FrozenFeatures
                 using var scope = NewDisposeScope();
                 var chunk = ids.AsSpan((int)start, (int)Math.Min(ChunkSize, share - start));
                 using var images = split.Load(chunk);
-                var x = images.to_type(float32).div_(255);
+                var x = images.to_type(float32).div_(maxByte);
                 mine.narrow(0, start, chunk.Length).copy_(encode(x));
             }
         var labels = split.Labels(Enumerable.Range(0, (int)count).Select(i => (long)i).ToArray()).DetachFromDisposeScope();
@@ -62,7 +64,8 @@ public static class FrozenFeatures
         {
             using var features = testFeatures.narrow(0, start, rows);
             using var labels = testLabels.narrow(0, start, rows);
-            correct.fill_((float)Math.Round(KnnMonitor.Accuracy(trainFeatures, trainLabels, features, labels, classes, k, temperature) * rows));
+            using var hits = ((float)Math.Round(KnnMonitor.Accuracy(trainFeatures, trainLabels, features, labels, classes, k, temperature) * rows)).ToScalar();
+            correct.fill_(hits);
         }
         if (world > 1)
             await collectives!.AllReduceSum(correct, ct);

@@ -1,6 +1,7 @@
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
 using Pretrain.Worker.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Pretrain.Worker.Methods.Vision;
@@ -62,7 +63,8 @@ public sealed class RepresentationEvaluation(MethodContext context, ImageData da
     {
         using var packed = cat(statistics.Select(t => t.reshape(-1)).ToArray(), 0);
         await collectives.AllReduceSum(packed, ct);
-        packed.div_(collectives.WorldSize);
+        using (var world = collectives.WorldSize.ToScalar())   // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
+            packed.div_(world);
         long offset = 0;
         using var noGrad = no_grad();
         foreach (var t in statistics)

@@ -31,7 +31,8 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
     // Scalars made once and held by the module: an implicit double→Scalar is a native object that only the finalizer
     // frees, and TorchSharp 0.107 does not keep it alive across the native call, so a GC at the wrong moment hands
     // libtorch a freed Scalar ("Unknown scalar type", seen once in 2,337 steps of SimCLR).
-    private readonly Scalar _keep, _momentumScalar, _one;
+    // Tensor.square() is pow(2) inside TorchSharp, an implicit int→Scalar of its own, hence pow(_two).
+    private readonly Scalar _keep, _momentumScalar, _one, _two, _epsScalar;
 
     public GlobalBatchNorm2d(long channels, IReplicaSum replicas, double eps = 1e-5, double momentum = 0.1)
         : base(nameof(GlobalBatchNorm2d))
@@ -39,6 +40,7 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         (_channels, _replicas, _eps, _momentum) = (channels, replicas, eps, momentum);
         _perChannel = [1, channels, 1, 1];
         (_keep, _momentumScalar, _one) = ((1 - momentum).ToScalar(), momentum.ToScalar(), 1.ToScalar());
+        (_two, _epsScalar) = (2.ToScalar(), eps.ToScalar());
         _weight = new Parameter(ones(channels));
         _bias = new Parameter(zeros(channels));
         _runningMean = zeros(channels);
@@ -65,8 +67,8 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         var count = sums[_channels].detach();
         var mean = sums.narrow(0, 0, _channels) / count;
         var centered = x - mean.view(_perChannel);
-        var variance = ReplicaSumFunction.Sum(centered.square().sum(AllButChannels), _replicas) / count;  // biased, as BN normalises
-        var y = centered * (variance + _eps).rsqrt().view(_perChannel) * _weight.view(_perChannel) + _bias.view(_perChannel);
+        var variance = ReplicaSumFunction.Sum(centered.pow(_two).sum(AllButChannels), _replicas) / count;  // biased, as BN normalises
+        var y = centered * variance.add(_epsScalar).rsqrt().view(_perChannel) * _weight.view(_perChannel) + _bias.view(_perChannel);
 
         if (_replicas.UpdatesStatistics)
         {
@@ -87,6 +89,8 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
             _keep.Dispose();
             _momentumScalar.Dispose();
             _one.Dispose();
+            _two.Dispose();
+            _epsScalar.Dispose();
         }
         base.Dispose(disposing);
     }

@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -17,6 +18,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
 {
     private readonly Module<Tensor, Tensor> encoder;
     private readonly Sequential head;
+    private readonly GradientMark headMark;      // the head's input: backward is done with the head there
 
     /// <summary>What each recipe encoder is: how to build it, its feature width, its forward FLOPs per image.</summary>
     private sealed record EncoderKind(
@@ -33,7 +35,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     /// <summary>Width of the representation (the encoder's output).</summary>
     public int FeatureSize { get; }
 
-    /// <param name="norm">Makes the encoder's batch-norm layers (and the head's, as (B, C, 1, 1)); null = BatchNorm2d.</param>
+    /// <param name="norm">Makes the encoder's batch-norm layers (and the head's, as (B, C, 1, 1)); null = <see cref="LocalBatchNorm2d"/>.</param>
     public ContrastiveNetwork(VisionModel shape, int inputChannels, bool headBatchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
         : base(nameof(ContrastiveNetwork))
     {
@@ -41,19 +43,26 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
         (encoder, FeatureSize) = (kind.Create(inputChannels, norm), kind.FeatureSize);
         head = Mlp(FeatureSize, shape.ProjectionHidden, shape.ProjectionDim, headBatchNorm, norm);
         RegisterComponents();
+        headMark = new GradientMark(head.parameters());
     }
+
+    /// <summary>
+    /// Where backward completes groups of parameters (<see cref="GradientMark"/>), in forward order: ResNet-18's blocks, then
+    /// the head. The small CNN's few parameters fit one bucket, so its stages carry none.
+    /// </summary>
+    public IReadOnlyList<GradientMark> GradientMarks => encoder is ResNet18 resnet ? resnet.GradientMarks.Append(headMark).ToArray() : new[] { headMark };
 
     /// <summary>
     /// An MLP on (B, C) features, Linear–BN–ReLU–Linear or, without <paramref name="batchNorm"/>, Linear–ReLU–Linear:
     /// the projection head above, and BYOL's predictor, which has the same shape. With BN the first Linear has no
     /// bias (BN's shift takes its place). Layers are made in order, so a seeded build draws the same weights.
     /// </summary>
-    /// <param name="norm">Makes the batch-norm layer, as (B, C, 1, 1); null = BatchNorm2d.</param>
+    /// <param name="norm">Makes the batch-norm layer, as (B, C, 1, 1); null = <see cref="LocalBatchNorm2d"/>.</param>
     public static Sequential Mlp(long input, long hidden, long output, bool batchNorm, Func<long, Module<Tensor, Tensor>>? norm = null)
     {
         var layers = new List<Module<Tensor, Tensor>> { Linear(input, hidden, hasBias: !batchNorm) };
         if (batchNorm)
-            layers.Add(new FlatNorm(norm?.Invoke(hidden) ?? BatchNorm2d(hidden)));
+            layers.Add(new FlatNorm(norm?.Invoke(hidden) ?? new LocalBatchNorm2d(hidden)));
         layers.Add(ReLU());
         layers.Add(Linear(hidden, output));
         return Sequential(layers);
@@ -71,7 +80,7 @@ public sealed class ContrastiveNetwork : Module<Tensor, Tensor>
     public override Tensor forward(Tensor images)
     {
         using var scope = NewDisposeScope();
-        return head.forward(encoder.forward(images)).MoveToOuterDisposeScope();
+        return head.forward(headMark.Pass(encoder.forward(images))).MoveToOuterDisposeScope();
     }
 
     /// <summary>(B, C, H, W) → representation (B, FeatureSize), the encoder's output.</summary>

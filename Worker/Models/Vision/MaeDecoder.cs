@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -39,6 +40,9 @@ public sealed class MaeDecoder : Module
         RegisterComponents();
         Gpt.InitializeTransformer(named_parameters(), options.DecoderLayers, seed); // the mask token too: N(0, 0.02), as MAE
     }
+
+    /// <summary>The blocks' marks (<see cref="GradientMark"/>), in forward order; the embedding, mask token, final norm and prediction are not covered.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. blocks.Select(b => b.Mark)];
 
     /// <summary>
     /// <paramref name="latent"/> (B, K, d), the encoder's tokens of each sample's visible patches in the order of its row of

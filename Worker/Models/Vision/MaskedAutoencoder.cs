@@ -1,5 +1,6 @@
 using Pretrain.Data.Collators;
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -27,6 +28,9 @@ public sealed class MaskedAutoencoder : Module
         decoder = new MaeDecoder(shape.Width, options, encoder.Grid, encoder.PatchValues, seed + 1);
         RegisterComponents();
     }
+
+    /// <summary>The encoder's marks, then the decoder's (<see cref="GradientMark"/>): forward order.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. encoder.GradientMarks, .. decoder.GradientMarks];
 
     /// <summary>Patches per image.</summary>
     public int PatchCount => encoder.Grid * encoder.Grid;
@@ -65,7 +69,10 @@ public sealed class MaskedAutoencoder : Module
         if (normalise)
             target = NormalisedPixels(target);
         var error = predicted.gather(1, index) - target;                         // (B, M, P)
-        return error.square().mean([1L, 2L]).MoveToOuterDisposeScope();          // (B): equal patches, so the mean of patch means
+        // pow(two), not square(): square() is pow(2) inside TorchSharp, an implicit int→Scalar that the finalizer may free
+        // during the native call (see GlobalBatchNorm2d).
+        using var two = 2.ToScalar();
+        return error.pow(two).mean([1L, 2L]).MoveToOuterDisposeScope();          // (B): equal patches, so the mean of patch means
     }
 
     /// <summary>Each patch's pixels (…, P) minus their mean, over sqrt(unbiased variance + 1e-6), as MAE's norm_pix_loss.</summary>
@@ -74,7 +81,8 @@ public sealed class MaskedAutoencoder : Module
         using var scope = NewDisposeScope();
         var mean = patches.mean([-1L], keepdim: true);
         var variance = patches.var(-1L, keepdim: true);
-        return ((patches - mean) / (variance + 1e-6).sqrt()).MoveToOuterDisposeScope();
+        using var epsilon = 1e-6.ToScalar();   // explicit, as every number on the step's path (see GlobalBatchNorm2d)
+        return ((patches - mean) / variance.add(epsilon).sqrt()).MoveToOuterDisposeScope();
     }
 
     /// <summary>

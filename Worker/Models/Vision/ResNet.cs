@@ -1,3 +1,4 @@
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -23,10 +24,10 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
     private static readonly (int Channels, int Stride)[] Blocks =
         [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)];
 
-    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="BatchNorm2d"/>.</param>
+    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="LocalBatchNorm2d"/> (BatchNorm2d's arithmetic and names).</param>
     public ResNet18(int inputChannels, Func<long, Module<Tensor, Tensor>>? norm = null) : base(nameof(ResNet18))
     {
-        norm ??= channels => BatchNorm2d(channels);
+        norm ??= channels => new LocalBatchNorm2d(channels);
         stem = Conv2d(inputChannels, 64, kernel_size: 3, stride: 1, padding: 1, bias: false);
         stemNorm = norm(64);
         var inChannels = 64;
@@ -39,6 +40,9 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
         blocks = new ModuleList<BasicBlock>(list.ToArray());
         RegisterComponents();
     }
+
+    /// <summary>The blocks' marks (<see cref="GradientMark"/>), in forward order; the stem is not covered.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. blocks.Select(b => b.Mark)];
 
     /// <summary>(B, C, H, W) → (B, 512).</summary>
     public override Tensor forward(Tensor x)
@@ -81,10 +85,15 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
             if (stride != 1 || inChannels != outChannels)
                 shortcut = Sequential(Conv2d(inChannels, outChannels, kernel_size: 1, stride: stride, bias: false), norm(outChannels));
             RegisterComponents();
+            Mark = new GradientMark(parameters());
         }
+
+        /// <summary>The block's input: once backward is back there, the block's parameters have their whole gradient.</summary>
+        public GradientMark Mark { get; }
 
         public override Tensor forward(Tensor x)
         {
+            x = Mark.Pass(x);
             var h = functional.relu(norm1.forward(conv1.forward(x)));
             h = norm2.forward(conv2.forward(h));
             return functional.relu(h + (shortcut is null ? x : shortcut.forward(x)));

@@ -1,3 +1,4 @@
+using Pretrain.Worker.Models.Layers;
 using Pretrain.Worker.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -25,10 +26,10 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
 
     private static (int Channels, int Stride)[] Stages(int channels) => [(channels, 1), (2 * channels, 2), (4 * channels, 2)];
 
-    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="BatchNorm2d"/>.</param>
+    /// <param name="norm">Makes each batch-norm layer from its channel count; null = <see cref="LocalBatchNorm2d"/> (BatchNorm2d's arithmetic and names).</param>
     public SmallCnn(int inputChannels, Func<long, Module<Tensor, Tensor>>? norm = null, int channels = 32, int grid = 2) : base(nameof(SmallCnn))
     {
-        norm ??= width => BatchNorm2d(width);
+        norm ??= width => new LocalBatchNorm2d(width);
         this.grid = grid;
         var stages = new List<Module<Tensor, Tensor>>();
         var inChannels = inputChannels;

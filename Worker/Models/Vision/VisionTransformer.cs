@@ -1,4 +1,5 @@
 using Pretrain.Shared.Recipes;
+using Pretrain.Worker.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,6 +48,9 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         Gpt.InitializeTransformer(named_parameters(), shape.Layers, seed);
         InitializePatchEmbedding(seed);
     }
+
+    /// <summary>The blocks' marks (<see cref="GradientMark"/>), in forward order; the patch embedding and the final norm are not covered.</summary>
+    public IReadOnlyList<GradientMark> GradientMarks => [.. blocks.Select(b => b.Mark)];
 
     /// <summary>Images (B, C, H, W) → <see cref="Features"/> (B, g²d): what the bare encoder gives a probe.</summary>
     public override Tensor forward(Tensor images) => Features(images);
