@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Our ring allreduce (bench/Pretrain.Bench.Allreduce, rank processes on loopback) against OpenMPI over
-# TCP loopback and over shared memory, in the same run, since this 2-core machine is shared and every
-# figure is noisy. Writes docs/BENCHMARKS.md.
+# Our ring allreduce (bench/Pretrain.Bench.Allreduce, rank processes on one host) over TCP loopback and over shared
+# memory, against OpenMPI over TCP loopback and over shared memory, in the same run, since this 2-core machine is
+# shared and every figure is noisy. Replaces the "## Allreduce (fp32 sum), loopback" section of docs/BENCHMARKS.md and
+# leaves the other sections as they are.
 # Usage: bench/allreduce.sh [ITERS]        (default 10 timed iterations per size, after warm-up)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,6 +10,7 @@ iters=${1:-10}
 sizes=(1048576 16777216 67108864)
 mpi="$repo/../shared/bench/mpi-allreduce/run.sh"
 out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 
 if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null; then
   apt-get install -y openmpi-bin libopenmpi-dev >/dev/null 2>&1 \
@@ -17,44 +19,49 @@ fi
 
 dotnet build "$repo/bench/Pretrain.Bench.Allreduce/Pretrain.Bench.Allreduce.csproj" -c Release -v quiet -nologo >/dev/null
 bench="$repo/bench/Pretrain.Bench.Allreduce/bin/Release/net10.0/Pretrain.Bench.Allreduce.dll"
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 for n in 2 4; do
-  echo "ours, $n ranks" >&2
-  dotnet "$bench" --ranks "$n" --iters "$iters" "${sizes[@]}" | tee -a "$out/ours.txt" >&2
+  for transport in tcp auto; do
+    echo "ours ($transport), $n ranks" >&2
+    dotnet "$bench" --ranks "$n" --iters "$iters" --transport "$transport" "${sizes[@]}" | tee -a "$out/ours.txt" >&2
+  done
   echo "OpenMPI, $n ranks" >&2
   bash "$mpi" "$n" "$iters" "${sizes[@]}" | tee -a "$out/mpi.txt" >&2
 done
 
-# key "ranks bytes" -> busBw, per source
-busbw() { awk -v want="$2" '/^# transport=/ { t = substr($2, 11) } /^ranks=/ {
-    split($1, r, "="); split($2, b, "="); split($5, w, "=");
-    if (want == "" || t == want) print r[2], b[2], w[2] }' "$1"; }
-busbw "$out/ours.txt" "" > "$out/ours.tsv"
-busbw "$out/mpi.txt" tcp-loopback > "$out/tcp.tsv"
-busbw "$out/mpi.txt" shared-memory > "$out/shm.tsv"
+# "ranks bytes busBw" of one transport: ours names it on each line (transport=tcp|shm), OpenMPI in a "# transport=" line.
+ours() { awk -v want="$2" '/^ranks=/ && $NF == "transport=" want { split($1, r, "="); split($2, b, "="); split($5, w, "="); print r[2], b[2], w[2] }' "$1"; }
+mpi() { awk -v want="$2" '/^# transport=/ { t = substr($2, 11) } /^ranks=/ && t == want { split($1, r, "="); split($2, b, "="); split($5, w, "="); print r[2], b[2], w[2] }' "$1"; }
+ours "$out/ours.txt" tcp > "$out/ours-tcp.tsv"
+ours "$out/ours.txt" shm > "$out/ours-shm.tsv"
+mpi "$out/mpi.txt" tcp-loopback > "$out/mpi-tcp.tsv"
+mpi "$out/mpi.txt" shared-memory > "$out/mpi-shm.tsv"
+keyed() { awk '{ print $1"_"$2, $3 }' "$1" | sort; }
 
 {
-  echo "# Benchmarks"
-  echo
   echo "## Allreduce (fp32 sum), loopback"
   echo
   echo "busBw = size / time x 2(n-1)/n (the nccl-tests definition), GB/s; mean of $iters iterations after warm-up."
-  echo "Ours is the TCP ring of \`Worker/Collectives\` between rank processes; OpenMPI is"
-  echo "\`../shared/bench/mpi-allreduce\` over TCP loopback (\`--mca btl tcp,self\`) and shared memory."
-  echo "Measured in the same run: $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "(other engineers were building on this machine: figures are noisy, compare within a row)."
+  echo "Ours is the ring of \`Worker/Collectives\` between rank processes on one host, once with \`--transport tcp\` (every link"
+  echo "TCP loopback) and once with \`--transport auto\` (every link a shared-memory ring, \`SharedRing\`: 4 MiB, 128 KiB"
+  echo "segments, 20 µs spin, then a doorbell over the link's TCP connection); OpenMPI is \`../shared/bench/mpi-allreduce\` over"
+  echo "TCP loopback (\`--mca btl tcp,self\`) and shared memory (its default)."
+  echo "Measured in the same run: $(nproc) cores, $started, load average $load_before at the start"
+  echo "(figures are noisy on a shared machine: compare within a row)."
   echo
   echo "Command: \`bench/allreduce.sh $iters\`"
   echo
-  echo "| ranks | size | ours | OpenMPI TCP | ours / TCP | OpenMPI shm | ours / shm |"
-  echo "| --- | --- | --- | --- | --- | --- | --- |"
-  join -j1 <(awk '{print $1"_"$2, $3}' "$out/ours.tsv" | sort) <(awk '{print $1"_"$2, $3}' "$out/tcp.tsv" | sort) \
-    | join -j1 - <(awk '{print $1"_"$2, $3}' "$out/shm.tsv" | sort) \
-    | awk '{ split($1, k, "_"); printf "%d %d %s %s %s\n", k[1], k[2], $2, $3, $4 }' | sort -n -k1,1 -k2,2 \
-    | awk '{
-             printf "| %d | %d MiB | %.2f | %.2f | %.2fx | %.2f | %.2fx |\n", $1, $2 / 1048576, $3, $4, ($4 > 0 ? $3 / $4 : 0), $5, ($5 > 0 ? $3 / $5 : 0) }'
-} > "$out/BENCHMARKS.md"
-mkdir -p "$repo/docs"
-cp "$out/BENCHMARKS.md" "$repo/docs/BENCHMARKS.md"
-cat "$repo/docs/BENCHMARKS.md"
-rm -rf "$out"
+  echo "| ranks | size | ours TCP | OpenMPI TCP | ours / OpenMPI TCP | ours shm | OpenMPI shm | ours / OpenMPI shm |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  join -j1 <(keyed "$out/ours-tcp.tsv") <(keyed "$out/mpi-tcp.tsv") \
+    | join -j1 - <(keyed "$out/ours-shm.tsv") | join -j1 - <(keyed "$out/mpi-shm.tsv") \
+    | awk '{ split($1, k, "_"); printf "%d %d %s %s %s %s\n", k[1], k[2], $2, $3, $4, $5 }' | sort -n -k1,1 -k2,2 \
+    | awk '{ printf "| %d | %d MiB | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2fx |\n",
+             $1, $2 / 1048576, $3, $4, ($4 > 0 ? $3 / $4 : 0), $5, $6, ($6 > 0 ? $5 / $6 : 0) }'
+} > "$out/section.md"
+
+source "$repo/bench/doc-section.sh"
+replace_section "$repo/docs/BENCHMARKS.md" "## Allreduce (fp32 sum), loopback" "$out/section.md"
+cat "$out/section.md"

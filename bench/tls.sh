@@ -20,7 +20,8 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 for round in $(seq "$rounds"); do
   for mode in plain tls; do
     echo "round $round, $mode" >&2
-    dotnet "$bench" --ranks 2,4 --iters "$iters" $([ "$mode" = tls ] && echo --tls) "${sizes[@]}" | tee -a "$out/$mode.txt" >&2
+    # plain: TCP (--transport tcp), not the shared memory that ranks of one host would otherwise use
+    dotnet "$bench" --ranks 2,4 --iters "$iters" $([ "$mode" = tls ] && echo --tls || echo --transport tcp) "${sizes[@]}" | tee -a "$out/$mode.txt" >&2
   done
 done
 

@@ -59,6 +59,23 @@ static class CommonOptions
         DefaultValueFactory = _ => 30,
     }.Positive();
 
+    /// <summary>--transport auto|tcp: how ring links between workers of one host carry data.</summary>
+    public static Option<string> Transport()
+    {
+        var option = new Option<string>("--transport")
+        {
+            Description = "auto: ring links between workers on the same host (same boot and network namespace) carry data through shared memory " +
+                          "(/dev/shm) unless the ring is TLS, TCP otherwise; tcp: always TCP.",
+            DefaultValueFactory = _ => "auto",
+        };
+        option.AcceptOnlyFromAmong("auto", "tcp");
+        return option;
+    }
+
+    /// <summary>The <see cref="Transport"/> option's value as the data plane takes it.</summary>
+    public static Pretrain.Worker.Collectives.TransportPolicy ParseTransport(string value) =>
+        value == "tcp" ? Pretrain.Worker.Collectives.TransportPolicy.Tcp : Pretrain.Worker.Collectives.TransportPolicy.Auto;
+
     public static Option<FileInfo?> SecretFile(string who) => new("--secret-file")
     {
         Description = who == "coordinator"

@@ -34,10 +34,12 @@ static class LocalCommand
         };
 
         var trace = CommonOptions.Trace("local");
+        var transport = CommonOptions.Transport();
 
         var command = new Command("local", "Run a job on this machine: the coordinator in-process, N worker processes on loopback, the SQLite journal in the run directory.")
         {
             recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, workerMetricsPort, maxRestarts, timeout, verbose, tls, trace,
+            transport,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => LocalRun.RunAsync(new RunOptions
         {
@@ -56,6 +58,7 @@ static class LocalCommand
             MakeTls = parse.GetValue(tls),
             TlsDataPlane = parse.GetValue(tls),
             TracePath = parse.GetValue(trace)?.FullName,
+            Transport = parse.GetValue(transport)!,
         }, ct)));
         return command;
     }

@@ -42,12 +42,13 @@ static class WorkerCommand
         var tlsCert = CommonOptions.TlsCertificate();
         var tlsCa = CommonOptions.TlsAuthority();
         var trace = CommonOptions.Trace("worker");
+        var transport = CommonOptions.Transport();
         var prepare = new Option<bool>("--prepare") { Description = "Take corpus-preparation tasks from `pretrain prepare` instead of a training rank." };
 
         var command = new Command("worker", "Run one data-parallel worker: join the coordinator, take a rank, train, report.")
         {
             coordinator, host, dataPort, metricsPort, threads, workerId, parentPid, timeout, coordinatorTimeout, preempted, verbose, prepare, secretFile, metricsHost, tlsCert, tlsCa,
-            trace,
+            trace, transport,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() =>
         {
@@ -70,6 +71,7 @@ static class WorkerCommand
                 MetricsHost = parse.GetValue(metricsHost),
                 Tls = CommonOptions.LoadTls(parse, tlsCert, tlsCa),
                 TracePath = parse.GetValue(trace)?.FullName,
+                Transport = CommonOptions.ParseTransport(parse.GetValue(transport)!),
             };
             if (parse.GetValue(workerId) is { } id) options = options with { WorkerId = id };
             return parse.GetValue(prepare) ? PreparationWorkerProcess.RunAsync(options, plans, ct) : WorkerProcess.RunAsync(options, ct);

@@ -45,4 +45,6 @@ public sealed record RunOptions
     public bool MakeTls { get; init; }
     /// <summary>`local --trace FILE`: each worker writes its timeline to logs/ID.trace.json, merged into this one Chrome trace when the workers have exited.</summary>
     public string? TracePath { get; init; }
+    /// <summary>`local --transport auto|tcp`: passed on to every worker (shared memory between them, or TCP).</summary>
+    public string Transport { get; init; } = "auto";
 }

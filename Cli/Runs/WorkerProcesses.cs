@@ -61,6 +61,7 @@ public sealed partial class WorkerProcesses : IAsyncDisposable
                 "--timeout", ((int)options.Timeout.TotalSeconds).ToString(),
                 // The coordinator is this process: a worker that cannot reach it has nothing to wait for.
                 "--coordinator-timeout", ((int)options.Timeout.TotalSeconds).ToString(),
+                "--transport", options.Transport,
                 .. options.Verbose ? ["--verbose"] : Array.Empty<string>(),
             ];
             set._commands[id] = (args, runDirectory);

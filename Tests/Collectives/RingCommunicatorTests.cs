@@ -4,6 +4,10 @@ using Xunit;
 
 namespace Pretrain.Tests.Collectives;
 
+/// <summary>
+/// What the ring computes. Ranks of one process share a host, so these run over shared memory (the default, auto);
+/// SharedMemoryTransportTests checks the same collectives over TCP against it, bit for bit.
+/// </summary>
 public sealed class RingCommunicatorTests
 {
     public static TheoryData<int, int> WorldsAndLengths()

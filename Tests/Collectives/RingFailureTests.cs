@@ -9,6 +9,7 @@ namespace Pretrain.Tests.Collectives;
 /// How a ring fails. Bounds here are the behaviour, not the machine's speed: "fast" means well before the timeout that
 /// would otherwise fire (the timeouts are long, so a loaded machine cannot blur the two), "at once" means the call's
 /// task is already faulted when it returns (no network wait at all), and ordering waits on observable state, not sleeps.
+/// Deaths and stalls are tried over TCP and over shared memory (ranks of one process share a host): the same errors.
 /// </summary>
 public sealed class RingFailureTests
 {
@@ -25,15 +26,26 @@ public sealed class RingFailureTests
         }
     }
 
+    /// <summary>The options of a ring over <paramref name="transport"/>, checked once connected.</summary>
+    private static CollectiveOptions Over(TransportPolicy transport, TimeSpan timeout) => new() { Timeout = timeout, Transport = transport };
+
+    private static void AssertLinks(TransportPolicy transport, IEnumerable<RingCommunicator> ring) =>
+        Assert.All(ring, c => Assert.Equal(transport == TransportPolicy.Tcp ? LinkTransport.Tcp : LinkTransport.SharedMemory, c.SendTransport));
+
     [Theory]
-    [InlineData(2, false)]
-    [InlineData(4, false)]
-    [InlineData(2, true)]
-    [InlineData(4, true)]
-    public async Task Survivors_fail_fast_when_a_peer_dies(int world, bool crash)
+    [InlineData(2, false, TransportPolicy.Tcp)]
+    [InlineData(4, false, TransportPolicy.Tcp)]
+    [InlineData(2, true, TransportPolicy.Tcp)]
+    [InlineData(4, true, TransportPolicy.Tcp)]
+    [InlineData(2, false, TransportPolicy.Auto)]
+    [InlineData(4, false, TransportPolicy.Auto)]
+    [InlineData(2, true, TransportPolicy.Auto)]
+    [InlineData(4, true, TransportPolicy.Auto)]
+    public async Task Survivors_fail_fast_when_a_peer_dies(int world, bool crash, TransportPolicy transport)
     {
         await using var harness = new RingHarness(world);
-        var ring = await harness.ConnectAsync(7, new CollectiveOptions { Timeout = Timeout });
+        var ring = await harness.ConnectAsync(7, Over(transport, Timeout));
+        AssertLinks(transport, ring);
         var victim = world - 2;  // rank 0 and the last rank then only hear of it second-hand
         var survivors = ring.Where(c => c.Rank != victim).ToArray();
 
@@ -59,12 +71,15 @@ public sealed class RingFailureTests
         Assert.Equal(victim, Assert.IsType<CollectiveException>(again.Exception!.InnerException).PeerRank);
     }
 
-    [Fact]
-    public async Task Survivors_time_out_when_a_peer_stalls()
+    [Theory]
+    [InlineData(TransportPolicy.Tcp)]
+    [InlineData(TransportPolicy.Auto)]
+    public async Task Survivors_time_out_when_a_peer_stalls(TransportPolicy transport)
     {
         await using var harness = new RingHarness(3);
         var timeout = TimeSpan.FromSeconds(1);
-        var ring = await harness.ConnectAsync(2, new CollectiveOptions { Timeout = timeout });
+        var ring = await harness.ConnectAsync(2, Over(transport, timeout));
+        AssertLinks(transport, ring);
 
         // Rank 1 stays connected but never joins the call.
         var calls = ring.Where(c => c.Rank != 1).Select(c => Timed(() => c.AllReduceSumAsync(new float[1000]))).ToArray();

@@ -7,8 +7,8 @@ namespace Pretrain.Tests.Elastic;
 
 /// <summary>
 /// A job on "hosts" of the namespace harness: the coordinator on host <c>coord</c>, worker wN on host
-/// <c>wN</c>, each with its own address; workers find the coordinator by its name. A test kills,
-/// freezes and cuts off hosts, and starts processes on them again with the same arguments.
+/// <c>wN</c> (or where the test puts it), each host with its own address; workers find the coordinator by its
+/// name. A test kills, freezes and cuts off hosts, and starts processes on them again with the same arguments.
 /// </summary>
 public sealed partial class MultiHostRun : IDisposable
 {
@@ -18,21 +18,26 @@ public sealed partial class MultiHostRun : IDisposable
     readonly string[] _coordinatorArgs;
     readonly List<CliProcess> _coordinators = [];
     readonly Dictionary<string, CliProcess> _workers = [];
+    readonly IReadOnlyList<string> _hosts;   // worker i's host
 
-    MultiHostRun(NetnsCluster cluster, string directory, string recipe, int workers)
+    MultiHostRun(NetnsCluster cluster, string directory, string recipe, IReadOnlyList<string> hosts)
     {
         Cluster = cluster;
         Directory = directory;
+        _hosts = hosts;
+        int workers = hosts.Count;
         WorkerIds = [.. Enumerable.Range(0, workers).Select(i => $"w{i}")];
         _coordinatorArgs = ["coordinator", "--recipe", recipe, "--workers", workers.ToString(), "--run-dir", directory,
             "--host", cluster.Address(CoordinatorHost), "--public-host", CoordinatorHost, "--port", Port.ToString(),
             "--metrics-port", "-1", "--timeout", "5"];
     }
 
-    public static MultiHostRun Start(string directory, string recipe, int workers)
+    /// <param name="hostOf">The host of worker i (default wi, a host each); several workers may share one.</param>
+    public static MultiHostRun Start(string directory, string recipe, int workers, Func<int, string>? hostOf = null)
     {
-        var cluster = NetnsCluster.Create([CoordinatorHost, .. Enumerable.Range(0, workers).Select(i => $"w{i}")]);
-        var run = new MultiHostRun(cluster, directory, recipe, workers);
+        string[] hosts = [.. Enumerable.Range(0, workers).Select(i => hostOf?.Invoke(i) ?? $"w{i}")];
+        var cluster = NetnsCluster.Create([CoordinatorHost, .. hosts.Distinct()]);
+        var run = new MultiHostRun(cluster, directory, recipe, hosts);
         // The coordinator would make the run directory's secret itself; made first, the workers need not wait for it.
         Pretrain.Shared.Security.JobSecret.CreateOrLoad(Path.Combine(directory, Pretrain.Shared.Security.JobSecret.FileName));
         run.StartCoordinator();
@@ -58,7 +63,8 @@ public sealed partial class MultiHostRun : IDisposable
     /// <summary>Starts worker <paramref name="id"/> on its host (again: a new process under the same id, which joins as a newcomer).</summary>
     public CliProcess StartWorker(string id)
     {
-        var process = Cluster.Start(id, NoEnvironment, "worker", "--coordinator", $"{CoordinatorHost}:{Port}", "--host", Cluster.Address(id),
+        string host = _hosts[WorkerIds.ToList().IndexOf(id)];
+        var process = Cluster.Start(host, NoEnvironment, "worker", "--coordinator", $"{CoordinatorHost}:{Port}", "--host", Cluster.Address(host),
             "--worker-id", id, "--threads", "1", "--metrics-port", "-1", "--timeout", "5", "--verbose",
             "--secret-file", Path.Combine(Directory, Pretrain.Shared.Security.JobSecret.FileName));
         _workers[id] = process;

@@ -51,6 +51,30 @@ public sealed class MultiHostTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(0, await run.Worker("w2").WaitAsync(Bound));
     }
 
+    /// <summary>
+    /// The ring's transport follows the hosts (issue 15): w1 and w2 share a host, w0 has one of its own. In a ring of three
+    /// every pair is adjacent, so whatever the rank order, the one link between w1 and w2 goes through shared memory and
+    /// the four links to and from w0 stay TCP, "another host" — a network namespace counts as a host.
+    /// </summary>
+    [NetnsFact]
+    public async Task Workers_of_one_host_share_memory_and_workers_of_different_hosts_use_tcp()
+    {
+        using var run = MultiHostRun.Start(Path.Combine(_root, "transports"), ChaosRun.TinyRecipe(_root, 20), 3, hostOf: i => i == 2 ? "w1" : $"w{i}");
+
+        Assert.True(await run.Coordinator.WaitAsync(Bound) == 0, run.Output);
+        Assert.Equal("completed", run.Summary.Status);
+        foreach (var id in run.WorkerIds) Assert.True(await run.Worker(id).WaitAsync(Bound) == 0, run.Output);
+        string Connected(string id) => string.Join("\n", run.Worker(id).Output.Split('\n').Where(l => l.Contains("ring connected, from rank", StringComparison.Ordinal)));
+        var alone = Connected("w0").Split('\n');
+        Assert.True(alone[0].Length > 0, run.Output);
+        Assert.All(alone, line => Assert.Equal(2, line.Split("over TCP (another host)").Length - 1));   // both its links, every generation
+        foreach (var id in new[] { "w1", "w2" })
+        {
+            var lines = Connected(id);
+            Assert.True(lines.Contains("over shared memory (4 MiB ring)", StringComparison.Ordinal) && lines.Contains("over TCP (another host)", StringComparison.Ordinal), $"{id}: {lines}");
+        }
+    }
+
     enum Fault { KillWorker, KillRankZero, KillCoordinator, Freeze, Partition }
 
     /// <summary>

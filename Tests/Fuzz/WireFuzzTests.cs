@@ -9,8 +9,9 @@ using Xunit;
 namespace Pretrain.Tests.Fuzz;
 
 /// <summary>
-/// The data plane's wire formats under mutated input (issue 14, item 5): the handshake, the call header and the
-/// failure notice each read 10,000 mutations of a valid frame with a verdict and no other exception; and a live
+/// The data plane's wire formats under mutated input (issue 14, item 5): the handshake, the call header, the
+/// failure notice and the transport negotiation's messages (issue 15) each read 10,000 mutations of a valid frame with
+/// a verdict and no other exception; and a live
 /// listener takes 2,000 mutated handshakes on real sockets (a fifth of the count: each is a connection; 20,000 under
 /// `./test.sh --long`), answers or closes each in bounded time and memory, gives none a slot, and still forms a real
 /// ring afterwards.
@@ -27,7 +28,7 @@ public sealed class WireFuzzTests
     }
 
     // Magic bytes, the protocol versions, small and edge integers.
-    const string Significant = "PTDPLCNF\x01\x02\x00\xFF\x7F\x80\x16";
+    const string Significant = "PTDPLCNF\x01\x02\x03\x00\xFF\x7F\x80\x16";
 
     [Fact]
     public void Mutated_handshakes_parse_or_are_refused()
@@ -66,6 +67,39 @@ public sealed class WireFuzzTests
             Assert.InRange(length, 0, WireFormat.MaxNoticeText);            // what the reader will allocate
             _ = Encoding.UTF8.GetString(input.AsSpan(WireFormat.NoticeHeaderSize, Math.Min(length, input.Length - WireFormat.NoticeHeaderSize)));
             _ = rank;
+        });
+    }
+
+    [Fact]
+    public void Mutated_transport_negotiation_messages_are_read_or_refused()
+    {
+        var offer = new byte[LinkNegotiation.OfferSize];
+        LinkNegotiation.WriteOffer(offer, mayShare: true, HostIdentity.Of("boot", "net:[1]"));
+        Mutations.Fuzz<Refused>(offer, "PDTO\x00\x01\xFF", seed: 1405, input =>
+        {
+            if (LinkNegotiation.ReadOffer(input) is not { } o) throw new Refused("not an offer");
+            Assert.Equal(HostIdentity.Size, o.HostId.Length);
+        });
+
+        var answer = new byte[LinkNegotiation.AnswerSize];
+        LinkNegotiation.WriteAnswer(answer, LinkChoice.SharedMemory, processId: 4242, capacity: 4 << 20, nonce: new byte[16], token: new byte[16]);
+        Mutations.Fuzz<Refused>(answer, "PDTA\x00\x01\x02\x05\xFF\x40", seed: 1406, input =>
+        {
+            if (LinkNegotiation.ReadAnswer(input) is not { } a) throw new Refused("not an answer");
+            if (a.Choice == LinkChoice.SharedMemory)
+            {
+                Assert.True(a.ProcessId > 0);
+                Assert.True(SharedRing.IsValidCapacity(a.Capacity));   // what the connector would map is bounded
+            }
+            // The file the connector would open stays in the folder it chose: the peer sends numbers, not a path.
+            Assert.Equal("/dev/shm", Path.GetDirectoryName(LinkNegotiation.RingPath("/dev/shm", a.ProcessId, new LinkNegotiation.Ends(3, 0, 1), a.Nonce)));
+        });
+
+        var confirm = new byte[LinkNegotiation.ConfirmSize];
+        LinkNegotiation.WriteConfirm(confirm, mapped: true);
+        Mutations.Fuzz<Refused>(confirm, "PDTC\x00\x01", seed: 1407, input =>
+        {
+            if (LinkNegotiation.ReadConfirm(input) is null) throw new Refused("not a confirmation");
         });
     }
 

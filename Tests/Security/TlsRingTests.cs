@@ -35,6 +35,9 @@ public sealed class TlsRingTests : IDisposable
         var tls = Enumerable.Range(0, 3).Select(r => Node($"worker-{r}")).ToArray();
         await using var harness = new RingHarness(3, r => tls[r]);
         var ring = await harness.ConnectAsync(1, r => new CollectiveOptions { Tls = tls[r], Timeout = TimeSpan.FromSeconds(20) });
+        // One process, so one host: shared memory would be chosen, but the user asked for encryption.
+        Assert.All(ring, c => Assert.Equal(LinkTransport.Tls, c.SendTransport));
+        Assert.All(ring, c => Assert.Equal(LinkTransport.Tls, c.ReceiveTransport));
 
         var data = Enumerable.Range(0, 3).Select(r => Enumerable.Range(0, 300_000).Select(i => RingHarness.Value(r, i)).ToArray()).ToArray();
         await Task.WhenAll(ring.Select((c, r) => c.AllReduceSumAsync(data[r])));

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Pretrain.Worker.Collectives;
 
 /// <summary>
-/// <see cref="ICommunicator"/> over a host-memory transport (<see cref="ICollectives"/>: the TCP ring, or one
+/// <see cref="ICommunicator"/> over a host-memory transport (<see cref="ICollectives"/>: the ring, or one
 /// rank alone): a CPU tensor's storage is handed to the transport in place, no copy. Calls started before
 /// the previous one finished wait their turn, so callers may start several and wait later (the ring runs
 /// one call at a time, in the same order on every rank). With <paramref name="trace"/> (<c>--trace</c>) each call is
@@ -100,8 +100,10 @@ public sealed class HostCommunicator(ICollectives transport, TraceRecorder? trac
     public ValueTask DisposeAsync() => transport.DisposeAsync();
 }
 
-/// <summary>Each generation's TCP ring on this worker's data-plane listener, over TLS with <paramref name="tls"/> when the job asks; its collectives timed into <paramref name="trace"/> when given.</summary>
-public sealed class TcpRingFactory(DataPlaneListener listener, CollectiveOptions options, ILogger log, DataPlaneTlsOptions? tls = null,
+/// <summary>Each generation's ring on this worker's data-plane listener — TCP connections, whose data goes through shared memory to
+/// ranks on this host unless <see cref="CollectiveOptions.Transport"/> says TCP — over TLS with <paramref name="tls"/> when the job asks
+/// (then always TCP); its collectives timed into <paramref name="trace"/> when given.</summary>
+public sealed class RingFactory(DataPlaneListener listener, CollectiveOptions options, ILogger log, DataPlaneTlsOptions? tls = null,
     TraceRecorder? trace = null) : ICommunicatorFactory
 {
     public async Task<ICommunicator> ConnectAsync(long generation, int rank, IReadOnlyList<RingPeer> peers, byte[] key, bool encrypt, CancellationToken ct)

@@ -6,9 +6,9 @@ namespace Pretrain.Worker.Collectives;
 /// <summary>
 /// One generation's collectives over tensors, what methods, models and the loop see of the data plane.
 /// Every call starts the collective and returns a handle to wait on; calls run in the order they were
-/// started, the same order on every rank. A backend decides where the bytes go: the TCP ring on CPU
-/// (<see cref="HostCommunicator"/> over <see cref="RingCommunicator"/>) today; shared memory on one host or
-/// NCCL on CUDA can slot in behind the same interface without touching methods or models. Made per
+/// started, the same order on every rank. A backend decides where the bytes go: the ring on CPU
+/// (<see cref="HostCommunicator"/> over <see cref="RingCommunicator"/>: TCP between hosts, shared memory within one)
+/// today; NCCL on CUDA can slot in behind the same interface without touching methods or models. Made per
 /// generation by an <see cref="ICommunicatorFactory"/>: nothing that outlives a generation may keep one.
 /// </summary>
 public interface ICommunicator : IAsyncDisposable
@@ -48,7 +48,7 @@ public readonly struct CollectiveHandle(Task task)
     }
 }
 
-/// <summary>Builds the communicator of each generation from its ranks (the TCP ring today).</summary>
+/// <summary>Builds the communicator of each generation from its ranks (the ring today).</summary>
 public interface ICommunicatorFactory
 {
     /// <summary>Connects rank <paramref name="rank"/> of generation <paramref name="generation"/> to its peers, every

@@ -1,6 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Numerics.Tensors;
 using Pretrain.Shared.Telemetry;
 
 namespace Pretrain.Worker.Collectives;
@@ -14,7 +12,7 @@ public sealed partial class RingCommunicator
     private readonly record struct RingPass(int SendOffset, int SendLength, int ReceiveOffset, int ReceiveLength, bool Reduce, bool SendWaits);
 
     private readonly RingPass[] _passes;
-    private readonly byte[] _scratch;                 // pinned; one segment received before it is added in
+    private readonly byte[] _scratch;                 // pinned; one TCP segment received before it is added in
     private readonly byte[] _headerOut = new byte[WireFormat.CallHeaderSize];
     private readonly byte[] _headerIn = new byte[WireFormat.CallHeaderSize];
     private readonly ProgressCounter _progress = new();
@@ -139,7 +137,7 @@ public sealed partial class RingCommunicator
             var token = _abort.Token;
             await link.SendAllAsync(_headerOut, token);
             long waited = 0;
-            int segment = _options.SegmentBytes;
+            int segment = _segment;
             for (var p = 0; p < _passCount; p++)
             {
                 var pass = _passes[p];
@@ -166,16 +164,17 @@ public sealed partial class RingCommunicator
             if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, buffer.Length) is { } mismatch)
                 throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
             Touch();
-            int segment = _options.SegmentBytes;
+            int segment = _segment;
             for (var p = 0; p < _passCount; p++)
             {
                 var pass = _passes[p];
                 for (var offset = 0; offset < pass.ReceiveLength; offset += segment)
                 {
                     var target = buffer.Slice(pass.ReceiveOffset + offset, Math.Min(segment, pass.ReceiveLength - offset));
-                    var into = pass.Reduce ? _scratch.AsMemory(0, target.Length) : target;
-                    if (!await link.ReceiveExactlyAsync(into, token)) throw new EndOfStreamException();
-                    if (pass.Reduce) AddInto(kind, target.Span, into.Span);
+                    var received = pass.Reduce
+                        ? await link.ReceiveAddingAsync(target, kind, _scratch, token)   // TCP via _scratch; shared memory straight from the ring
+                        : await link.ReceiveExactlyAsync(target, token);
+                    if (!received) throw new EndOfStreamException();
                     Touch();
                     _progress.Advance();
                 }
@@ -183,20 +182,5 @@ public sealed partial class RingCommunicator
             _receiveDone = true;
         }
         catch (Exception ex) { OnLinkError(ex, Prev); }
-    }
-
-    /// <summary>target += received, elementwise over fp32 or int64 with SIMD (AVX2: 8 or 4 lanes; int64 wraps).</summary>
-    private static void AddInto(CollectiveOp kind, Span<byte> target, Span<byte> received)
-    {
-        if (kind == CollectiveOp.AllReduceSumInt64)
-        {
-            var sum = MemoryMarshal.Cast<byte, long>(target);
-            TensorPrimitives.Add(sum, MemoryMarshal.Cast<byte, long>(received), sum);
-        }
-        else
-        {
-            var sum = MemoryMarshal.Cast<byte, float>(target);
-            TensorPrimitives.Add(sum, MemoryMarshal.Cast<byte, float>(received), sum);
-        }
     }
 }

@@ -70,7 +70,7 @@ public sealed partial class RingCommunicator
         { /* prev is gone too; its own neighbours report it */ }
     }
 
-    private async Task WatchNextAsync(RingLink toNext)
+    private async Task WatchNextAsync(IRingLink toNext)
     {
         var header = new byte[WireFormat.NoticeHeaderSize];
         try

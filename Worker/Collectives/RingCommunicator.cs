@@ -6,8 +6,9 @@ using System.Security.Cryptography;
 namespace Pretrain.Worker.Collectives;
 
 /// <summary>
-/// Collectives over a TCP ring for one rendezvous generation: rank r sends to (r+1)%n and receives
-/// from (r-1)%n, each link one socket. Create one per generation with the peers the coordinator
+/// Collectives over a ring for one rendezvous generation: rank r sends to (r+1)%n and receives
+/// from (r-1)%n, each link one TCP connection — whose data goes through shared memory when both ends
+/// are on one host (<see cref="LinkNegotiation"/>). Create one per generation with the peers the coordinator
 /// assigned, then <see cref="ConnectAsync"/>. Calls must be issued in the same order on every rank,
 /// one at a time. After any failure the communicator is unusable: dispose it and build the next
 /// generation's.
@@ -20,8 +21,10 @@ public sealed partial class RingCommunicator : ICollectives
     private readonly ILogger _log;
     private readonly Task<RingLink>? _accepted;
     private readonly byte[] _key;
-    private RingLink? _toNext;     // data out; failure notices from next come back on it
-    private RingLink? _fromPrev;   // data in; failure notices go back to prev on it
+    private IRingLink? _toNext;     // data out; failure notices from next come back on it
+    private IRingLink? _fromPrev;   // data in; failure notices go back to prev on it
+    private string _toNextHow = "", _fromPrevHow = "";   // how each link carries data, for the log
+    private int _segment;           // the pipeline segment, chosen once the links are known
     private volatile bool _connected, _disposed;
 
     /// <param name="listener">This process's data-plane listener (it accepts the previous rank's connection).</param>
@@ -52,6 +55,12 @@ public sealed partial class RingCommunicator : ICollectives
     public int Rank { get; }
     public int WorldSize { get; }
 
+    /// <summary>How data goes to the next rank (known once connected).</summary>
+    public LinkTransport SendTransport => _toNext?.Transport ?? LinkTransport.None;
+
+    /// <summary>How data comes from the previous rank (known once connected).</summary>
+    public LinkTransport ReceiveTransport => _fromPrev?.Transport ?? LinkTransport.None;
+
     /// <summary>The failure that ended this communicator, or null while it is healthy.</summary>
     public string? FailureReason => _failure is { } f ? Describe("communicator", f) : null;
 
@@ -60,7 +69,8 @@ public sealed partial class RingCommunicator : ICollectives
 
     /// <summary>
     /// Connects to the next rank (retrying until <see cref="CollectiveOptions.Timeout"/>, since peers
-    /// start at different times) and waits for the previous rank's connection. World size 1: no-op.
+    /// start at different times) and waits for the previous rank's connection; on each, the two ends then
+    /// agree whether its data goes through shared memory. World size 1: no-op.
     /// </summary>
     public async Task ConnectAsync(CancellationToken ct = default)
     {
@@ -68,33 +78,85 @@ public sealed partial class RingCommunicator : ICollectives
         if (_connected || WorldSize == 1) { _connected = true; return; }
         using var bound = CancellationTokenSource.CreateLinkedTokenSource(ct, _abort.Token);
         bound.CancelAfter(_options.Timeout);
-        var accepting = _accepted!.WaitAsync(bound.Token);
+        var accepting = AcceptPrevAsync(bound.Token);
         var connecting = ConnectNextAsync(bound.Token);
         try
         {
             await await Task.WhenAny(accepting, connecting);  // a refused handshake fails at once
-            _fromPrev = await accepting;
-            _toNext = await connecting;
+            (_fromPrev, _fromPrevHow) = await accepting;
+            (_toNext, _toNextHow) = await connecting;
         }
-        catch (Exception ex) when (ex is OperationCanceledException or SocketException && !ct.IsCancellationRequested)
+        catch (Exception ex)
         {
-            _ = connecting.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
-            var (peer, what) = _accepted!.IsCompletedSuccessfully
-                ? (Next, $"could not connect within {_options.Timeout.TotalSeconds:0.#} s: {_connectProblem}")
-                : (Prev, $"did not connect within {_options.Timeout.TotalSeconds:0.#} s");
+            // A link that is made after all (or was made, while the other failed) holds a socket and maybe a mapping.
+            if (_fromPrev is null) DisposeWhenMade(accepting);
+            if (_toNext is null) DisposeWhenMade(connecting);
+            if (ex is not (OperationCanceledException or SocketException) || ct.IsCancellationRequested) throw;
+            var within = $"within {_options.Timeout.TotalSeconds:0.#} s";
+            var (peer, what) = !_accepted!.IsCompletedSuccessfully ? (Prev, $"did not connect {within}")
+                : !accepting.IsCompletedSuccessfully ? (Prev, $"connected but did not finish the transport negotiation {within}")
+                : (Next, $"could not connect {within}: {_connectProblem}");
             throw FailCall("connect", new Failure(peer.Rank, what, Definitive: true));
         }
-        SocketIo.Tune(_fromPrev.Socket, _options.SocketBufferBytes);
-        SocketIo.Tune(_toNext.Socket, _options.SocketBufferBytes);
+        // Both links shared memory: no system call per segment, so finer segments (more overlap) cost little.
+        _segment = _toNext.Transport == LinkTransport.SharedMemory && _fromPrev.Transport == LinkTransport.SharedMemory
+            ? Math.Min(_options.SharedMemorySegmentBytes, _options.SegmentBytes)
+            : _options.SegmentBytes;
         _connected = true;
         _ = WatchNextAsync(_toNext);
         _watchdog = new Timer(static s => ((RingCommunicator)s!).CheckProgress(), this, WatchdogPeriod, WatchdogPeriod);
-        _log.LogDebug("generation {Generation} rank {Rank}: ring connected ({Prev} -> me -> {Next})", Generation, Rank, Prev, Next);
+        _log.LogInformation("generation {Generation} rank {Rank}: ring connected, from rank {Prev} over {From}, to rank {Next} over {To}",
+            Generation, Rank, Prev.Rank, _fromPrevHow, Next.Rank, _toNextHow);
     }
+
+    private static void DisposeWhenMade(Task<(IRingLink Link, string How)> making) =>
+        _ = making.ContinueWith(static t => t.Result.Link.Dispose(), CancellationToken.None,
+            TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     private string _connectProblem = "no attempt";
 
-    private async Task<RingLink> ConnectNextAsync(CancellationToken ct)
+    /// <summary>The previous rank's connection, once it proved the key, and the transport agreed on it (we receive).</summary>
+    private async Task<(IRingLink Link, string How)> AcceptPrevAsync(CancellationToken ct)
+    {
+        var link = await _accepted!.WaitAsync(ct);
+        SocketIo.Tune(link.Socket, _options.SocketBufferBytes);
+        return await NegotiateAsync(link, Prev, listening: true, ct);
+    }
+
+    /// <summary>The connection to the next rank, proven, and the transport agreed on it (we send).</summary>
+    private async Task<(IRingLink Link, string How)> ConnectNextAsync(CancellationToken ct)
+    {
+        var link = await HandshakeNextAsync(ct);
+        SocketIo.Tune(link.Socket, _options.SocketBufferBytes);
+        _connectProblem = "connected, but the transport negotiation did not finish";
+        return await NegotiateAsync(link, Next, listening: false, ct);
+    }
+
+    /// <summary>
+    /// <see cref="LinkNegotiation"/> on a proven link. A peer that breaks it off (closes, sends garbage) fails the connect
+    /// at once, naming it: the handshake is done, so there is nothing to retry.
+    /// </summary>
+    private async Task<(IRingLink Link, string How)> NegotiateAsync(RingLink link, RingPeer peer, bool listening, CancellationToken ct)
+    {
+        try
+        {
+            return listening
+                ? await LinkNegotiation.ListenerAsync(link, new LinkNegotiation.Ends(Generation, Prev.Rank, Rank), _options, _log, ct)
+                : await LinkNegotiation.ConnectorAsync(link, new LinkNegotiation.Ends(Generation, Rank, Next.Rank), _options, _log, ct);
+        }
+        catch (Exception e) when (e is SocketException or IOException or InvalidDataException && !ct.IsCancellationRequested)
+        {
+            link.Dispose();
+            throw FailCall("connect", new Failure(peer.Rank, $"broke off the transport negotiation: {(e is SocketException s ? Describe(s) : e.Message)}", Definitive: true));
+        }
+        catch
+        {
+            link.Dispose();
+            throw;
+        }
+    }
+
+    private async Task<RingLink> HandshakeNextAsync(CancellationToken ct)
     {
         var hello = new byte[RingAuthentication.HelloSize];
         new Handshake(Generation, Rank, Next.Rank, WorldSize).Write(hello);
@@ -199,6 +261,7 @@ public sealed partial class RingCommunicator : ICollectives
         _toNext?.Dispose();
         _fromPrev?.Dispose();
         _listener.Release(Generation, Rank);
-        if (_accepted is { IsCompletedSuccessfully: true } a && a.Result != _fromPrev) a.Result.Dispose();
+        // The accepted socket, if no link took it (or under the link that did: disposing a socket twice is harmless).
+        if (_accepted is { IsCompletedSuccessfully: true } a) a.Result.Dispose();
     }
 }

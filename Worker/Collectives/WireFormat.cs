@@ -90,7 +90,7 @@ internal static class WireFormat
     public const uint HandshakeMagic = 0x50445450;   // "PTDP"
     public const uint CallMagic = 0x4C434450;        // "PDCL"
     public const uint NoticeMagic = 0x464E4450;      // "PDNF"
-    public const ushort ProtocolVersion = 2;     // 2: authenticated handshake (RingAuthentication)
+    public const ushort ProtocolVersion = 3;     // 2: authenticated handshake (RingAuthentication); 3: then LinkNegotiation
     public const int CallHeaderSize = 32;
     public const int NoticeHeaderSize = 12;
     public const int MaxNoticeText = 1024;

@@ -21,8 +21,8 @@ public sealed class TrainingSession(WorkerOptions options, DataPlaneListener lis
 {
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(500);
 
-    readonly ICommunicatorFactory _communicators = new TcpRingFactory(listener,
-        new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive }, log, options.DataPlaneTls, trace);
+    readonly ICommunicatorFactory _communicators = new RingFactory(listener,
+        new CollectiveOptions { Timeout = options.Timeout, PeersAlive = peersAlive, Transport = options.Transport }, log, options.DataPlaneTls, trace);
     Trainer? _trainer;
     Action<ReportCheckpoint>? _checkpointSink;
 

@@ -37,6 +37,9 @@ public sealed record WorkerOptions
     /// </summary>
     public int PreemptedExitCode { get; init; }
 
+    /// <summary>--transport: auto (ring links to ranks on this host through shared memory, unless the ring is TLS) or tcp (always).</summary>
+    public Collectives.TransportPolicy Transport { get; init; } = Collectives.TransportPolicy.Auto;
+
     /// <summary>Bound on every network wait: registration, rendezvous, collectives.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 

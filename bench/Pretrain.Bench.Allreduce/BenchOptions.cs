@@ -18,6 +18,12 @@ internal sealed record BenchOptions
     /// (<see cref="TlsDirectory"/>, passed on to the ranks), as `pretrain certs` does.</summary>
     public bool Tls { get; private init; }
     public string? TlsDirectory { get; init; }
+    /// <summary>--transport auto|tcp: auto puts the ranks (all on this host) on shared memory, tcp keeps the TCP ring.</summary>
+    public string Transport { get; private init; } = "auto";
+    /// <summary>Shared-memory tuning (<see cref="Pretrain.Worker.Collectives.CollectiveOptions"/>): ring size, segment, spin before sleeping.</summary>
+    public int ShmRingKib { get; private init; } = 4096;
+    public int ShmSegmentKib { get; private init; } = 128;
+    public int ShmSpinMicroseconds { get; private init; } = 20;
 
     public static BenchOptions Parse(string[] args)
     {
@@ -37,6 +43,10 @@ internal sealed record BenchOptions
                 "--child" => o with { ChildRank = NextInt() },
                 "--tls" => o with { Tls = true },
                 "--tls-dir" => o with { Tls = true, TlsDirectory = Next() },
+                "--transport" => o with { Transport = Next() switch { "tcp" => "tcp", "auto" => "auto", var t => throw new ArgumentException($"--transport is auto or tcp, not {t}") } },
+                "--shm-ring-kib" => o with { ShmRingKib = NextInt() },
+                "--shm-segment-kib" => o with { ShmSegmentKib = NextInt() },
+                "--shm-spin-us" => o with { ShmSpinMicroseconds = NextInt() },
                 var s when long.TryParse(s, CultureInfo.InvariantCulture, out var bytes) => Add(sizes, bytes & ~3L, o),
                 var s => throw new ArgumentException($"unknown argument {s}"),
             };
@@ -53,5 +63,6 @@ internal sealed record BenchOptions
     public IEnumerable<string> ToChildArgs(int rank, int world) =>
         ["--child", $"{rank}", "--ranks", $"{world}", "--iters", $"{Iterations}", "--warmup", $"{Warmup}",
          "--segment-kib", $"{SegmentKib}", "--socket-kib", $"{SocketKib}", .. TlsDirectory is { } d ? new[] { "--tls-dir", d } : [],
+         "--transport", Transport, "--shm-ring-kib", $"{ShmRingKib}", "--shm-segment-kib", $"{ShmSegmentKib}", "--shm-spin-us", $"{ShmSpinMicroseconds}",
          .. Sizes.Select(s => s.ToString(CultureInfo.InvariantCulture))];
 }

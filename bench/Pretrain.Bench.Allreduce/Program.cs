@@ -8,7 +8,10 @@ namespace Pretrain.Bench.Allreduce;
 /// Ring allreduce throughput between rank *processes* on loopback, printed in the same format as
 /// ../shared/bench/mpi-allreduce (busBw = size / time x 2(n-1)/n, the nccl-tests definition) so
 /// bench/allreduce.sh can put both in one table.
-/// Usage: Pretrain.Bench.Allreduce [--ranks 2,4] [--iters 10] [--warmup 3] [--segment-kib 512] [--tls] [BYTES...]
+/// Usage: Pretrain.Bench.Allreduce [--ranks 2,4] [--iters 10] [--warmup 3] [--segment-kib 512] [--tls] [--transport auto|tcp]
+///        [--shm-ring-kib 4096] [--shm-segment-kib 128] [--shm-spin-us 20] [BYTES...]
+/// Each line names the transport rank 0's links used (transport=shm|tcp|tls): auto means shared memory between these
+/// processes of one host unless --tls.
 /// </summary>
 public static class Program
 {
@@ -49,9 +52,16 @@ public static class Program
             : null;
         var (listener, peers) = RankProcesses.Join("bench", tls);
         using var owned = listener;
-        var collectiveOptions = new CollectiveOptions { SegmentBytes = options.SegmentKib << 10, SocketBufferBytes = options.SocketKib << 10, Tls = tls };
+        var collectiveOptions = new CollectiveOptions
+        {
+            SegmentBytes = options.SegmentKib << 10, SocketBufferBytes = options.SocketKib << 10, Tls = tls,
+            Transport = options.Transport == "tcp" ? TransportPolicy.Tcp : TransportPolicy.Auto,
+            SharedMemoryRingBytes = options.ShmRingKib << 10, SharedMemorySegmentBytes = options.ShmSegmentKib << 10,
+            SharedMemorySpin = TimeSpan.FromMicroseconds(options.ShmSpinMicroseconds),
+        };
         await using var ring = new RingCommunicator(listener, 1, rank, peers, RankProcesses.Key, collectiveOptions);
         await ring.ConnectAsync();
+        var transport = ring.SendTransport switch { LinkTransport.SharedMemory => "shm", LinkTransport.Tls => "tls", _ => "tcp" };
         var barrier = new float[1];
         foreach (var bytes in options.Sizes)
         {
@@ -65,7 +75,7 @@ public static class Program
             var n = peers.Length;
             if (rank == 0)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"ranks={n} bytes={bytes} time_ms={seconds * 1e3:F3} algbw_GBps={bytes / seconds / 1e9:F3} busbw_GBps={bytes / seconds / 1e9 * 2.0 * (n - 1) / n:F3} tls={(tls is null ? 0 : 1)}"));
+                    $"ranks={n} bytes={bytes} time_ms={seconds * 1e3:F3} algbw_GBps={bytes / seconds / 1e9:F3} busbw_GBps={bytes / seconds / 1e9 * 2.0 * (n - 1) / n:F3} tls={(tls is null ? 0 : 1)} transport={transport}"));
         }
         return 0;
     }

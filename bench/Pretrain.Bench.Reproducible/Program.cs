@@ -76,7 +76,8 @@ public static class Program
         var text = File.ReadAllText(o.Recipe);
         if (o.ChildShards > 0) text = text.TrimEnd() + $"\nreproducible:\n  enabled: true\n  shards: {o.ChildShards}\n";
         var recipe = RecipeLoader.Parse(text, Path.GetFullPath(o.Recipe));
-        await using var ring = new RingCommunicator(listener, 1, rank, peers, RankProcesses.Key, new CollectiveOptions());
+        // TCP, as docs/BENCHMARKS.md says and its earlier figures were: ranks of one host would otherwise share memory.
+        await using var ring = new RingCommunicator(listener, 1, rank, peers, RankProcesses.Key, new CollectiveOptions { Transport = TransportPolicy.Tcp });
         await ring.ConnectAsync();
         var run = Directory.CreateTempSubdirectory("pretrain-bench-reproducible-").FullName;
         try

@@ -5,13 +5,17 @@ using System.Runtime.CompilerServices;
 namespace Pretrain.Worker.Collectives;
 
 /// <summary>
-/// One ring connection as the collectives use it: exact-length sends and receives on a plain socket, or on TLS over it
+/// One ring connection over TCP: exact-length sends and receives on a plain socket, or on TLS over it
 /// (<see cref="DataPlaneTls"/>). The plain path stays the socket's own ValueTask calls (no stream in between on the hot
 /// path). Sends from several threads (failure notices) are serialised by the caller's one-writer discipline, except
-/// <see cref="SendNotice"/>, which may come from any thread and takes a lock.
+/// <see cref="SendNotice"/> and <see cref="SendDoorbell"/>, which may come from any thread and take a lock.
 /// </summary>
-internal sealed class RingLink : IDisposable
+internal sealed class RingLink : IRingLink
 {
+    /// <summary>The byte a shared-memory link's doorbell is (<see cref="SharedMemorySender"/>); a notice starts with 'P'.</summary>
+    public const byte DoorbellByte = 0;
+
+    private static readonly byte[] DoorbellBytes = [DoorbellByte];
     private readonly SslStream? _tls;
     private readonly Lock _notices = new();
 
@@ -24,10 +28,21 @@ internal sealed class RingLink : IDisposable
 
     public Socket Socket { get; }
     public bool IsEncrypted => _tls is not null;
+    public LinkTransport Transport => _tls is null ? LinkTransport.Tcp : LinkTransport.Tls;
 
     /// <summary>False when the peer closed the connection before <paramref name="buffer"/> was full.</summary>
     public ValueTask<bool> ReceiveExactlyAsync(Memory<byte> buffer, CancellationToken ct) =>
         _tls is null ? SocketIo.ReceiveExactlyAsync(Socket, buffer, ct) : ReadExactlyAsync(_tls, buffer, ct);
+
+    /// <summary>Receives into <paramref name="scratch"/>, then adds: the bytes arrive in our memory only by a copy anyway.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<bool> ReceiveAddingAsync(Memory<byte> target, CollectiveOp kind, Memory<byte> scratch, CancellationToken ct)
+    {
+        var into = scratch[..target.Length];
+        if (!await ReceiveExactlyAsync(into, ct)) return false;
+        Reduction.AddInto(kind, target.Span, into.Span);
+        return true;
+    }
 
     public ValueTask SendAllAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct) =>
         _tls is null ? SocketIo.SendAllAsync(Socket, buffer, ct) : _tls.WriteAsync(buffer, ct);
@@ -40,6 +55,15 @@ internal sealed class RingLink : IDisposable
             if (_tls is null) Socket.Send(notice);
             else _tls.Write(notice);
         }
+    }
+
+    /// <summary>
+    /// One <see cref="DoorbellByte"/>, synchronously (a shared-memory link's "the counters moved"; plain links only).
+    /// Under the notice lock, so a doorbell never lands inside a notice on the same direction.
+    /// </summary>
+    public void SendDoorbell()
+    {
+        lock (_notices) Socket.Send(DoorbellBytes);
     }
 
     // Stream's own exact-length read: fewer bytes than asked means the peer closed the connection. Pooled, as SocketIo's.
