@@ -3,7 +3,7 @@
 # SDK's packages (NuGet restore), Debian's prometheus (scrape tests), postgresql (journal tests),
 # bible-kjv (training data), and starts a throwaway PostgreSQL on a free local port.
 #
-#   ./test.sh                 all tests but the long soak/chaos ones (about 5-10 minutes on 2 cores)
+#   ./test.sh                 all tests but the long soak/chaos ones (about 21 minutes on 2 cores)
 #   ./test.sh --long          also the long ones (trait Category=Long), and 100,000 inputs per fuzz test instead of 10,000
 #   ./test.sh --filter EXPR   only the tests dotnet test's --filter selects
 set -euo pipefail
