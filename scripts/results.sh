@@ -25,6 +25,13 @@ runs="runs/results-$(date +%Y%m%d-%H%M%S)"   # relative, as the commands in RESU
 doc=docs/RESULTS.md
 declare -A row=()
 
+# Waits (at most 5 minutes) for the 1-minute load average to fall below 1 — the previous row's workers leave it high —
+# and prints it: each row's wall time states the load it started under, and is only meaningful below 1.
+settle() {
+  local waited=0
+  while awk '{ exit !($1 >= 1) }' /proc/loadavg && [ $waited -lt 300 ]; do sleep 10; waited=$((waited + 10)); done
+  cut -d' ' -f1 /proc/loadavg
+}
 value() { jq -r "$2 // \"n/a\"" "$1/summary.json"; }
 pct() { awk -v v="$1" 'BEGIN { if (v == "n/a") print "n/a"; else printf "%.2f%%", 100 * v }'; }
 num() { awk -v v="$1" 'BEGIN { if (v == "n/a") print "n/a"; else printf "%.4f", v }'; }
@@ -37,10 +44,11 @@ vision() { # name recipe
   local cmd="./pretrain local --recipe $recipe --workers 2 --run-dir $dir && ./pretrain eval --run-dir $dir"
   [ "$name" = "simclr-demo" ] && cmd="./pretrain demo --run-dir $dir"
   echo "== $name: $cmd" >&2
-  local start=$SECONDS
+  local start load
+  load=$(settle); start=$SECONDS
   if ! eval "$cmd" >&2; then echo "results.sh: $name failed; docs/RESULTS.md keeps its previous row" >&2; failed+=("$name"); return; fi
   local wall=$((SECONDS - start))
-  row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(pct "$(value "$dir" .eval.linear_probe_accuracy)") | $(pct "$(value "$dir" .eval.raw_pixel_probe_accuracy)") | $(pct "$(value "$dir" .eval.knn_accuracy)") | ${wall} s |"
+  row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(pct "$(value "$dir" .eval.linear_probe_accuracy)") | $(pct "$(value "$dir" .eval.raw_pixel_probe_accuracy)") | $(pct "$(value "$dir" .eval.knn_accuracy)") | ${wall} s (load $load) |"
   write_doc
 }
 
@@ -49,10 +57,11 @@ text() { # name recipe
   wanted "$name" || return 0
   local cmd="./pretrain local --recipe $recipe --workers 2 --run-dir $dir"
   echo "== $name: $cmd" >&2
-  local start=$SECONDS
+  local start load
+  load=$(settle); start=$SECONDS
   if ! eval "$cmd" >&2; then echo "results.sh: $name failed; docs/RESULTS.md keeps its previous row" >&2; failed+=("$name"); return; fi
   local wall=$((SECONDS - start))
-  row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(num "$(value "$dir" .eval.val_loss)") | $(num "$(value "$dir" .eval.bits_per_byte)") | $(pct "$(value "$dir" .eval.masked_accuracy)") | $(pct "$(value "$dir" .mfu)") | ${wall} s |"
+  row[$name]="| $name | \`$cmd\` | $(value "$dir" .steps) | $(num "$(value "$dir" .first_loss)") → $(num "$(value "$dir" .final_loss)") | $(num "$(value "$dir" .eval.val_loss)") | $(num "$(value "$dir" .eval.bits_per_byte)") | $(pct "$(value "$dir" .eval.masked_accuracy)") | $(pct "$(value "$dir" .mfu)") | ${wall} s (load $load) |"
   write_doc
 }
 
@@ -68,7 +77,7 @@ write_doc() { # the whole document, rewritten after every run so that a later fa
     echo
     echo "Written by \`scripts/results.sh\` on this machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), no accelerator."
     echo "Each row's command names the run directory it came from, stamped with the time it started."
-    echo "Every run uses 2 local worker processes (1 torch thread each). Wall time includes start-up and evaluation."
+    echo "Every run uses 2 local worker processes (1 torch thread each). Wall time includes start-up and evaluation; beside it, the 1-minute load average as the row started (rows without it predate that)."
     echo
     echo "## Vision: Fashion-MNIST test set (10,000 images)"
     echo
