@@ -9,31 +9,14 @@
 #        bench/scaling.sh --help
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,9p' "$0" | cut -c3-; exit 0 ;; esac
-repo=$(cd "$(dirname "$0")/.." && pwd)
-root=$repo
-rounds=${1:-3}
-steps=${2:-30}
-[[ $rounds =~ ^[1-9][0-9]*$ && $steps =~ ^[1-9][0-9]*$ ]] || { echo "scaling.sh: ROUNDS and STEPS are positive integers; see --help" >&2; exit 2; }
-source "$repo/scripts/setup.sh"
-ensure_kjv_text
-ensure_packages dataset-fashion-mnist
-build_if_needed
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-cli="$repo/Cli/bin/Release/net10.0/pretrain"
+name=scaling.sh
+source "$(dirname "$0")/Shared/rounds.sh"
 recipes=(gpt-kjv-demo simclr-fashion-mnist)
 workers=1,2,4
 
-# SimCLR reads prepared shards: made once, as `pretrain local` would make them on first use.
-if [ ! -s "$repo/data/fashion-mnist/index.json" ]; then
-  log "preparing $repo/data/fashion-mnist"
-  timeout 1800 "$cli" prepare fashion-mnist --validation-fraction 0 --output "$repo/data/fashion-mnist" >&2
-fi
+prepare_once "$repo/data/fashion-mnist" fashion-mnist --validation-fraction 0   # SimCLR reads prepared shards
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-log "load average before: $load_before (1, 5, 15 min; the figures are only valid below 1)"
-if awk -v l="${load_before%% *}" 'BEGIN { exit !(l >= 1) }'; then log "warning: the 1-minute load average is ${load_before%% *}, not below 1: the figures will be noisy"; fi
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
+note_load
 # Every wait inside is bounded (30 min per run of ranks) by the benchmark itself; this bounds the whole.
 timeout 4h "$repo/bench/Pretrain.Bench.Scaling/bin/Release/net10.0/Pretrain.Bench.Scaling" \
   --recipes "$(for r in "${recipes[@]}"; do printf '%s,' "$repo/recipes/$r.yaml"; done)" --workers "$workers" \

@@ -11,35 +11,15 @@
 #        bench/step-overhead.sh --help
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,11p' "$0" | cut -c3-; exit 0 ;; esac
-repo=$(cd "$(dirname "$0")/.." && pwd)
-root=$repo
-rounds=${1:-3}
-steps=${2:-30}
-[[ $rounds =~ ^[1-9][0-9]*$ && $steps =~ ^[1-9][0-9]*$ ]] || { echo "step-overhead.sh: ROUNDS and STEPS are positive integers; see --help" >&2; exit 2; }
-source "$repo/scripts/setup.sh"
-ensure_kjv_text
-ensure_packages dataset-fashion-mnist
-build_if_needed
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-cli="$repo/Cli/bin/Release/net10.0/pretrain"
+name=step-overhead.sh
+source "$(dirname "$0")/Shared/rounds.sh"
 recipes=(gpt-kjv-demo simclr-fashion-mnist gpt-kjv-bpe)
 
-# The prepared folders the recipes read, made once as `pretrain local` would make them on first use.
-prepare_once() { # FOLDER PREPARE-ARGUMENTS...
-  local folder=$1; shift
-  [ -s "$folder/index.json" ] && return 0
-  log "preparing $folder"
-  timeout 1800 "$cli" prepare "$@" --output "$folder" >&2
-}
 prepare_once "$repo/data/fashion-mnist" fashion-mnist --validation-fraction 0
 prepare_once "$repo/data/kjv-cl100k" text --input "$repo/data/kjv.txt" --tokenizer cl100k_base --compact-vocabulary --validation-fraction 0.02
 vocabulary=$(jq -r '.tokenizer.compact.vocabularySize // empty' "$repo/data/kjv-cl100k/index.json" 2>/dev/null || true)
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-log "load average before: $load_before (1, 5, 15 min; the figures are only valid below 1)"
-if awk -v l="${load_before%% *}" 'BEGIN { exit !(l >= 1) }'; then log "warning: the 1-minute load average is ${load_before%% *}, not below 1: the figures will be noisy"; fi
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
+note_load
 # Each child run is bounded (30 min) by the benchmark itself; this bounds the whole.
 timeout 4h "$repo/bench/Pretrain.Bench.StepOverhead/bin/Release/net10.0/Pretrain.Bench.StepOverhead" \
   --recipes "$(for r in "${recipes[@]}"; do printf '%s,' "$repo/recipes/$r.yaml"; done)" --steps "$steps" --warmup 5 --rounds "$rounds" \
