@@ -9,7 +9,12 @@ namespace Pretrain.Cli;
 /// </summary>
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, PlanCatalog.Product);
+    public static int Main(string[] args)
+    {
+        // Before libtorch loads: every role's steps (a worker's, `eval`'s probe) reuse freed memory instead of faulting it in again.
+        Pretrain.Worker.Host.NativeHeap.KeepFreedMemory();
+        return Run(args, PlanCatalog.Product);
+    }
 
     /// <summary>The CLI with the given preparation kinds: a host embedding it (the tests) may add its own.</summary>
     public static int Run(string[] args, PlanCatalog plans)
