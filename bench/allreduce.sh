@@ -2,25 +2,37 @@
 # Our ring allreduce (bench/Pretrain.Bench.Allreduce, rank processes on one host) over TCP loopback and over shared
 # memory, against OpenMPI over TCP loopback and over shared memory, in the same run, since this 2-core machine is
 # shared and every figure is noisy. Replaces the "## Allreduce (fp32 sum), loopback" section of docs/BENCHMARKS.md and
-# leaves the other sections as they are.
-# Usage: bench/allreduce.sh [ITERS]        (default 10 timed iterations per size, after warm-up)
+# leaves the other sections as they are. Also measures loopback TCP itself (iperf3, one stream) in the same run.
+# Usage: bench/allreduce.sh [ITERS]        (default 50 timed iterations per size, after at least 1 s of warm-up)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-iters=${1:-10}
+iters=${1:-50}
 sizes=(1048576 16777216 67108864)
 mpi="$repo/../shared/bench/mpi-allreduce/run.sh"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null; then
-  apt-get install -y openmpi-bin libopenmpi-dev >/dev/null 2>&1 \
-    || { apt-get update >/dev/null && apt-get install -y openmpi-bin libopenmpi-dev >/dev/null; }
+if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null || ! command -v iperf3 >/dev/null || ! command -v jq >/dev/null; then
+  apt-get install -y openmpi-bin libopenmpi-dev iperf3 jq >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y openmpi-bin libopenmpi-dev iperf3 jq >/dev/null; }
 fi
+# OpenMPI runs with the C-heap settings our processes give themselves (Worker/Host/NativeHeap.cs): without them its
+# allreduce above 32 MiB mallocs a fresh temporary buffer per call, and on these VMs faulting that in (12 µs a page)
+# takes most of the call (64 MiB, 2 ranks: 220 ms instead of 28) — a reference that slow would flatter us.
+export GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=67108864
 
 dotnet build "$repo/bench/Pretrain.Bench.Allreduce/Pretrain.Bench.Allreduce.csproj" -c Release -v quiet -nologo >/dev/null
 bench="$repo/bench/Pretrain.Bench.Allreduce/bin/Release/net10.0/Pretrain.Bench.Allreduce.dll"
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Loopback TCP's own bandwidth: one iperf3 stream for 5 s (sender and receiver share the 2 cores, as two ranks do).
+port=$((20000 + RANDOM % 20000))
+iperf3 --server --one-off --port "$port" >/dev/null 2>&1 &
+sleep 1
+loopback=$(iperf3 --client 127.0.0.1 --port "$port" --time 5 --json | jq '.end.sum_received.bits_per_second / 8e9')
+wait || true
+echo "loopback TCP (iperf3, one stream): $loopback GB/s" >&2
 
 for n in 2 4; do
   for transport in tcp auto; do
@@ -43,11 +55,14 @@ keyed() { awk '{ print $1"_"$2, $3 }' "$1" | sort; }
 {
   echo "## Allreduce (fp32 sum), loopback"
   echo
-  echo "busBw = size / time x 2(n-1)/n (the nccl-tests definition), GB/s; mean of $iters iterations after warm-up."
+  echo "busBw = size / time x 2(n-1)/n (the nccl-tests definition), GB/s; mean of $iters iterations after warm-up (ours: at"
+  echo "least 30 calls and 1 s, so .NET has compiled the hot path fully; OpenMPI: one call)."
   echo "Ours is the ring of \`Worker/Collectives\` between rank processes on one host, once with \`--transport tcp\` (every link"
   echo "TCP loopback) and once with \`--transport auto\` (every link a shared-memory ring, \`SharedRing\`: 4 MiB, 128 KiB"
   echo "segments, 20 µs spin, then a doorbell over the link's TCP connection); OpenMPI is \`../shared/bench/mpi-allreduce\` over"
-  echo "TCP loopback (\`--mca btl tcp,self\`) and shared memory (its default)."
+  echo "TCP loopback (\`--mca btl tcp,self\`) and shared memory (its default), with the same C-heap settings as our processes"
+  echo "(\`GLIBC_TUNABLES\`, see \`Worker/Host/NativeHeap.cs\`): without them its calls above 32 MiB fault in a fresh temporary"
+  echo "buffer each time, 12 µs a page on these VMs, and take 8x longer."
   echo "Measured in the same run: $(nproc) cores, $started, load average $load_before at the start"
   echo "(figures are noisy on a shared machine: compare within a row)."
   echo
@@ -60,6 +75,10 @@ keyed() { awk '{ print $1"_"$2, $3 }' "$1" | sort; }
     | awk '{ split($1, k, "_"); printf "%d %d %s %s %s %s\n", k[1], k[2], $2, $3, $4, $5 }' | sort -n -k1,1 -k2,2 \
     | awk '{ printf "| %d | %d MiB | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2fx |\n",
              $1, $2 / 1048576, $3, $4, ($4 > 0 ? $3 / $4 : 0), $5, $6, ($6 > 0 ? $5 / $6 : 0) }'
+  echo
+  echo "Loopback TCP, one iperf3 stream in the same run: $(printf '%.2f' "$loopback") GB/s. Ours over TCP at 64 MiB with 2 ranks moves"
+  echo "$(awk -v l="$loopback" '$1 == 2 && $2 == 67108864 { printf "%.0f%%", 100 * $3 / l }' "$out/ours-tcp.tsv") of that per link (the goal is 85%; each rank sends and receives at once, where iperf3's"
+  echo "stream only sends)."
 } > "$out/section.md"
 
 source "$repo/bench/doc-section.sh"

@@ -7,7 +7,7 @@ internal sealed record BenchOptions
 {
     public int[] Ranks { get; private init; } = [2, 4];
     public int Iterations { get; private init; } = 10;
-    public int Warmup { get; private init; } = 3;
+    public int Warmup { get; private init; } = 30;
     public int SegmentKib { get; private init; } = 512;
     /// <summary>SO_SNDBUF/SO_RCVBUF in KiB; 0 keeps Linux autotuning.</summary>
     public int SocketKib { get; private init; }

@@ -8,7 +8,7 @@ namespace Pretrain.Bench.Allreduce;
 /// Ring allreduce throughput between rank *processes* on loopback, printed in the same format as
 /// ../shared/bench/mpi-allreduce (busBw = size / time x 2(n-1)/n, the nccl-tests definition) so
 /// bench/allreduce.sh can put both in one table.
-/// Usage: Pretrain.Bench.Allreduce [--ranks 2,4] [--iters 10] [--warmup 3] [--segment-kib 512] [--tls] [--transport auto|tcp]
+/// Usage: Pretrain.Bench.Allreduce [--ranks 2,4] [--iters 10] [--warmup 30] [--segment-kib 512] [--tls] [--transport auto|tcp]
 ///        [--shm-ring-kib 4096] [--shm-segment-kib 128] [--shm-spin-us 20] [BYTES...]
 /// Each line names the transport rank 0's links used (transport=shm|tcp|tls): auto means shared memory between these
 /// processes of one host unless --tls.
@@ -67,7 +67,7 @@ public static class Program
         {
             var data = new float[bytes / 4];
             Array.Fill(data, rank);
-            for (var i = 0; i < options.Warmup; i++) await ring.AllReduceSumAsync(data);
+            await WarmUpAsync(ring, data, rank, options.Warmup);
             await ring.AllReduceSumAsync(barrier);
             var clock = Stopwatch.StartNew();
             for (var i = 0; i < options.Iterations; i++) await ring.AllReduceSumAsync(data);
@@ -79,4 +79,25 @@ public static class Program
         }
         return 0;
     }
+
+    /// <summary>
+    /// At least <paramref name="calls"/> calls and at least one second: .NET compiles a method fully only after 30 calls
+    /// and a background delay, so a count of calls alone would time the first sizes in unoptimised code (1 MiB came out
+    /// 2x slower when measured first than when measured after 64 MiB). Rank 0's clock decides; a one-float allreduce
+    /// after each call tells the others, so every rank makes the same calls.
+    /// </summary>
+    private static async Task WarmUpAsync(RingCommunicator ring, float[] data, int rank, int calls)
+    {
+        var clock = Stopwatch.StartNew();
+        var more = new float[1];
+        for (var i = 0; ; i++)
+        {
+            await ring.AllReduceSumAsync(data);
+            more[0] = rank == 0 && (i + 1 < calls || clock.Elapsed < WarmUpTime) ? 1 : 0;
+            await ring.AllReduceSumAsync(more);
+            if (more[0] == 0) return;
+        }
+    }
+
+    private static readonly TimeSpan WarmUpTime = TimeSpan.FromSeconds(1);
 }

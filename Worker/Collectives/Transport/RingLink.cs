@@ -32,7 +32,7 @@ internal sealed class RingLink : IRingLink
 
     /// <summary>False when the peer closed the connection before <paramref name="buffer"/> was full.</summary>
     public ValueTask<bool> ReceiveExactlyAsync(Memory<byte> buffer, CancellationToken ct) =>
-        _tls is null ? SocketIo.ReceiveExactlyAsync(Socket, buffer, ct) : ReadExactlyAsync(_tls, buffer, ct);
+        _tls is null ? SocketIo.ReceiveSegmentAsync(Socket, buffer, ct) : ReadExactlyAsync(_tls, buffer, ct);
 
     /// <summary>Receives into <paramref name="scratch"/>, then adds: the bytes arrive in our memory only by a copy anyway.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
