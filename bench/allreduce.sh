@@ -23,8 +23,8 @@ export GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.mal
 
 dotnet build "$repo/bench/Pretrain.Bench.Allreduce/Pretrain.Bench.Allreduce.csproj" -c Release -v quiet -nologo >/dev/null
 bench="$repo/bench/Pretrain.Bench.Allreduce/bin/Release/net10.0/Pretrain.Bench.Allreduce.dll"
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+source "$repo/bench/Shared/load.sh"
+note_load
 
 # Loopback TCP's own bandwidth: one iperf3 stream for 5 s (sender and receiver share the 2 cores, as two ranks do).
 port=$((20000 + RANDOM % 20000))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data-parallel scaling (bench/Pretrain.Bench.Scaling): the GPT and SimCLR demo recipes trained by 1, 2 and 4 rank
-# processes over a loopback TCP ring (our ring and Trainer, as workers run them), 1 torch thread each, the same global
+# processes over our ring (shared-memory links, as workers of one host use by default) and Trainer, 1 torch thread each, the same global
 # batch whatever the world size, the world sizes taking turns for ROUNDS rounds. Samples/s over the measured steps,
 # speed-up over 1 worker, scaling efficiency and the step phases of rank 0. Replaces the "## Scaling" section of
 # docs/BENCHMARKS.md and leaves the other sections as they are. The figures are only valid on a quiet machine (load
@@ -30,7 +30,8 @@ cores=$(nproc)
   echo
   echo "Samples per second of data-parallel training as workers are added: \`recipes/gpt-kjv-demo.yaml\` (global batch 32)"
   echo "and \`recipes/simclr-fashion-mnist.yaml\` (global batch 256, global batch norm and NT-Xent over all workers) trained"
-  echo "by 1, 2 and 4 rank processes over a loopback TCP ring — our \`RingCommunicator\` and \`Trainer\`, as a worker runs them,"
+  echo "by 1, 2 and 4 rank processes over our ring — \`RingCommunicator\`, whose links go through shared memory between ranks of"
+  echo "one host as \`--transport auto\` (the default) makes them, and \`Trainer\`, with the C heap kept as \`pretrain\` keeps it —"
   echo "without the coordinator, which no step waits for — with 1 torch thread each. The global batch stays the same, so"
   echo "each worker computes 1/N of it (strong scaling). Samples/s = global batch × measured steps / their wall time on"
   echo "rank 0; speed-up is over 1 worker, efficiency = speed-up / workers. Phases are ms per step on rank 0; *allreduce*"

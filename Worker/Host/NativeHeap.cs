@@ -31,8 +31,10 @@ public static partial class NativeHeap
             return mallopt(ArenaMax, 1) == 1
                 // No mmap for large blocks: they come from the heap and go back to it on free.
                 && mallopt(MmapMax, 0) == 1
-                // Never shrink the heap's top (the default trims above 128 KiB, dynamically up to 64 MiB).
-                && mallopt(TrimThreshold, int.MaxValue) == 1
+                // Never shrink the heap's top (the default trims above 128 KiB, dynamically up to 64 MiB). -1 reaches glibc
+                // as SIZE_MAX (mallopt's int becomes a size_t): int.MaxValue, 2 GiB, still trimmed a GPT on cl100k's whole
+                // vocabulary, whose logits and their gradients free more than that at once, and faulted them in every step.
+                && mallopt(TrimThreshold, -1) == 1
                 // An arena made before this call is deleted once empty unless its slack is under the top pad.
                 && mallopt(TopPad, 64 << 20) == 1;
         }

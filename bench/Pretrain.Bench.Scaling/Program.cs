@@ -72,6 +72,7 @@ public static class Program
     /// <summary>One rank: 1 torch thread, our ring and Trainer; rank 0 prints what the measured steps cost.</summary>
     private static async Task<int> RunRankAsync(int rank, Options o)
     {
+        Pretrain.Worker.Host.NativeHeap.KeepFreedMemory();                  // as `pretrain`'s Main does for every worker
         var (listener, peers) = RankProcesses.Join("bench");             // first: the parent reads the port off the first line
         using var owned = listener;
         TorchSharp.torch.set_num_threads(1);

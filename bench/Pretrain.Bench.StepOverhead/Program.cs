@@ -1,6 +1,7 @@
 using System.Globalization;
 using Pretrain.Shared.Recipes;
 using Pretrain.Worker.Collectives;
+using Pretrain.Worker.Host;
 using Pretrain.Worker.Training;
 
 namespace Pretrain.Bench.StepOverhead;
@@ -27,32 +28,42 @@ public static class Program
         catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }
         if (o.ChildLoop is { } loop) return await RunChildAsync(loop, o);
 
-        var results = o.Recipes.ToDictionary(r => r, _ => (Bare: new List<StepWindow>(), Ours: new List<StepWindow>()));
+        var results = o.Recipes.ToDictionary(r => r, _ => Variants.ToDictionary(v => v, _ => new List<StepWindow>()));
         for (var round = 1; round <= o.Rounds; round++)
             foreach (var recipe in o.Recipes)
-                foreach (var bare in round % 2 == 1 ? new[] { true, false } : new[] { false, true })
+                foreach (var variant in round % 2 == 1 ? Variants : Variants.Reverse())
                 {
                     StepWindow? measured = null;
-                    var ok = await RankProcesses.RunAloneAsync(o.ChildArguments(bare ? "bare" : "ours", recipe),
+                    var ok = await RankProcesses.RunAloneAsync(o.ChildArguments(variant, recipe),
                         line => measured = StepWindow.Parse(line) ?? measured, ChildTimeout);
-                    if (!ok || measured is null) { Console.Error.WriteLine($"round {round}, {Name(recipe)}, {Loop(bare)}: the run failed"); return 1; }
-                    Console.Error.WriteLine($"round {round}, {Name(recipe)}, {Loop(bare)}: {Ms(measured.MedianStepMs())} ms/step, " +
+                    if (!ok || measured is null) { Console.Error.WriteLine($"round {round}, {Name(recipe)}, {variant.Label}: the run failed"); return 1; }
+                    Console.Error.WriteLine($"round {round}, {Name(recipe)}, {variant.Label}: {Ms(measured.MedianStepMs())} ms/step, " +
                         $"kernel {Pct(measured.CpuShare(o.ClockTicks).System)} of the wall time");
-                    (bare ? results[recipe].Bare : results[recipe].Ours).Add(measured);
+                    results[recipe][variant].Add(measured);
                 }
         Print(o, results);
         return 0;
     }
 
-    private static string Name(string recipe) => Path.GetFileNameWithoutExtension(recipe);
+    /// <summary>A loop and the C heap it runs on: glibc's default, or kept as `pretrain` keeps it (<see cref="NativeHeap"/>).</summary>
+    private sealed record Variant(string Loop, bool KeepHeap, string Label);
 
-    private static string Loop(bool bare) => bare ? "bare loop" : "our Trainer";
+    /// <summary>The bare loop on glibc's default heap (what a plain TorchSharp program gets), the bare loop on the heap our
+    /// processes keep (the reference of the goal: the same memory, so the ratio is the loop's own cost), and ours.</summary>
+    private static readonly Variant[] Variants =
+    [
+        new("bare", KeepHeap: false, "bare loop, default heap"),
+        new("bare", KeepHeap: true, "bare loop"),
+        new("ours", KeepHeap: true, "our Trainer"),
+    ];
+
+    private static string Name(string recipe) => Path.GetFileNameWithoutExtension(recipe);
 
     private static string Ms(double v) => v.ToString("F1", CultureInfo.InvariantCulture);
 
     private static string Pct(double v) => (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
 
-    private static void Print(Options o, Dictionary<string, (List<StepWindow> Bare, List<StepWindow> Ours)> results)
+    private static void Print(Options o, Dictionary<string, Dictionary<Variant, List<StepWindow>>> results)
     {
         static double Median(IEnumerable<double> values) => StepWindow.Median(values);
 
@@ -60,11 +71,12 @@ public static class Program
         Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         var ratios = new List<(string Recipe, double Ratio)>();
         var kernel = new List<(string Recipe, double Share)>();
-        foreach (var (recipe, (bareRuns, oursRuns)) in results)
+        foreach (var (recipe, byVariant) in results)
         {
-            var bareStep = Median(bareRuns.Select(w => w.MedianStepMs()));
-            foreach (var (bare, runs) in new[] { (true, bareRuns), (false, oursRuns) })
+            var bareStep = Median(byVariant[Variants[1]].Select(w => w.MedianStepMs()));   // the reference: the bare loop on the same heap
+            foreach (var (variant, runs) in byVariant)
             {
+                bool bare = variant.Loop == "bare";
                 var step = Median(runs.Select(w => w.MedianStepMs()));
                 var phases = Enumerable.Range(0, 5).Select(i => Median(runs.Select(w => w.PhaseMs[i]))).ToArray();
                 var other = Median(runs.Select(w => w.OtherMs()));
@@ -72,7 +84,7 @@ public static class Program
                 var system = Median(runs.Select(w => w.CpuShare(o.ClockTicks).System));
                 var faults = Median(runs.Select(w => (double)w.Cpu.MinorFaults / w.StepMs.Length));
                 string Phase(int i) => bare && (i is 0 or 3) ? "—" : Ms(phases[i]);   // the bare loop has no data or allreduce phase
-                Console.WriteLine($"| {Name(recipe)} | {Loop(bare)} | {Ms(step)} | {(bare ? "1.00x" : (step / bareStep).ToString("F2", CultureInfo.InvariantCulture) + "x")} | " +
+                Console.WriteLine($"| {Name(recipe)} | {variant.Label} | {Ms(step)} | {(step / bareStep).ToString("F2", CultureInfo.InvariantCulture)}x | " +
                     $"{Phase(0)} | {Phase(1)} | {Phase(2)} | {Phase(3)} | {Phase(4)} | {Ms(other)} | {Pct(user)} | {Pct(system)} | {faults.ToString("F0", CultureInfo.InvariantCulture)} |");
                 if (bare) continue;
                 ratios.Add((Name(recipe), step / bareStep));
@@ -90,6 +102,7 @@ public static class Program
     private static async Task<int> RunChildAsync(string loop, Options o)
     {
         TorchSharp.torch.set_num_threads(1);
+        if (o.KeepHeap) NativeHeap.KeepFreedMemory();   // first, as `pretrain`'s Main does
         var recipe = StepProbe.RecipeFor(RecipeLoader.Load(o.ChildRecipe!), o.Warmup, o.Steps);
         var window = loop == "bare" ? BareLoop.Run(recipe, o.Warmup, o.Steps) : await TrainerAsync(recipe, o);
         Console.WriteLine(window.ToLine());
@@ -126,6 +139,7 @@ public static class Program
         public int ClockTicks { get; private init; } = 100;   // getconf CLK_TCK: the unit of /proc/self/stat's times
         public string? ChildLoop { get; private init; }
         public string? ChildRecipe { get; private init; }
+        public bool KeepHeap { get; private init; }
 
         public static Options Parse(string[] args)
         {
@@ -143,6 +157,7 @@ public static class Program
                     "--clock-ticks" => o with { ClockTicks = NextInt() },
                     "--child" => o with { ChildLoop = Checked(Next()) },
                     "--child-recipe" => o with { ChildRecipe = Next() },
+                    "--keep-heap" => o with { KeepHeap = true },
                     "--help" or "-h" => throw new ArgumentException(Usage),
                     var s => throw new ArgumentException($"unknown argument {s}; see --help"),
                 };
@@ -156,7 +171,8 @@ public static class Program
 
         private static string Checked(string loop) => loop is "bare" or "ours" ? loop : throw new ArgumentException($"--child is bare or ours, not {loop}");
 
-        public IEnumerable<string> ChildArguments(string loop, string recipe) =>
-            ["--child", loop, "--child-recipe", Path.GetFullPath(recipe), "--steps", $"{Steps}", "--warmup", $"{Warmup}"];
+        public IEnumerable<string> ChildArguments(Variant variant, string recipe) =>
+            ["--child", variant.Loop, "--child-recipe", Path.GetFullPath(recipe), "--steps", $"{Steps}", "--warmup", $"{Warmup}",
+             .. variant.KeepHeap ? new[] { "--keep-heap" } : []];
     }
 }

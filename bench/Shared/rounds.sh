@@ -22,10 +22,4 @@ prepare_once() { # FOLDER PREPARE-ARGUMENTS...
   timeout 1800 "$cli" prepare "$@" --output "$folder" >&2
 }
 
-# The load average as the measurement starts ($load_before, $started), with a warning when it is not below 1.
-note_load() {
-  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-  log "load average before: $load_before (1, 5, 15 min; the figures are only valid below 1)"
-  if awk -v l="${load_before%% *}" 'BEGIN { exit !(l >= 1) }'; then log "warning: the 1-minute load average is ${load_before%% *}, not below 1: the figures will be noisy"; fi
-  started=$(date -u '+%Y-%m-%d %H:%M UTC')
-}
+source "$repo/bench/Shared/load.sh"
