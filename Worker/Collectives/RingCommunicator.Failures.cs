@@ -107,13 +107,16 @@ public sealed partial class RingCommunicator
     /// <summary>
     /// The next rank disposed its communicator while idle. At the end of a job it may finish the last
     /// call before this rank has drained it (its data is still in flight to us), so that is fine once
-    /// our own sends are done; only a rank that still has data for it fails. Our last send completes
-    /// a moment after the peer read it, hence the bounded wait.
+    /// our own sends are done; only a rank that still has data for it fails. Our last send returns a
+    /// moment after the data left (into the socket or the shared ring), and the loop notes it only when its
+    /// continuation runs, which a loaded machine can delay by far more than a failure grace: so wait up to
+    /// the timeout. A rank that really still has data for the departed one does not wait that long: its
+    /// send fails on the closed connection (or on the ring's closed doorbell) and ends the call first.
     /// </summary>
     private async Task OnNextLeftAsync()
     {
         var left = new Failure(Next.Rank, "left the generation (its communicator was disposed)", Definitive: true);
-        var deadline = Environment.TickCount64 + (long)_options.FailureGrace.TotalMilliseconds;
+        var deadline = Environment.TickCount64 + (long)_options.Timeout.TotalMilliseconds;
         while (Volatile.Read(ref _busy) == 1 && !_sendDone && Environment.TickCount64 < deadline)
             await Task.Delay(5);
         if (Volatile.Read(ref _busy) == 1 && _sendDone) _departed = left;  // the call in flight may finish; no other starts
