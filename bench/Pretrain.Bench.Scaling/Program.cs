@@ -44,6 +44,16 @@ public static class Program
 
     private static string Name(string recipe) => Path.GetFileNameWithoutExtension(recipe);
 
+    /// <summary>The median share of the gradient allreduce that ran while backward went on: "—" with one worker (nothing
+    /// crosses the network) and "none" when the recipe places no marks (global batch norm reduces inside backward).</summary>
+    private static string Hidden(List<StepWindow> runs)
+    {
+        var shares = runs.Select(w => w.HiddenShare()).Where(v => !double.IsNaN(v)).ToArray();
+        if (shares.Length == 0) return "—";
+        var share = StepWindow.Median(shares);
+        return share == 0 ? "none" : (100 * share).ToString("F0", CultureInfo.InvariantCulture) + "%";
+    }
+
     /// <summary>Global samples per second over the measured steps: every rank steps the whole global batch together.</summary>
     private static double SamplesPerSecond(StepWindow w, int globalBatch) => (double)globalBatch * w.StepMs.Length / w.WallSeconds;
 
@@ -52,8 +62,8 @@ public static class Program
         static double Median(IEnumerable<double> values) => StepWindow.Median(values);
         static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
 
-        Console.WriteLine("| recipe | workers | samples/s | speed-up | efficiency | step (ms) | data | forward | backward | allreduce | optimizer |");
-        Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        Console.WriteLine("| recipe | workers | samples/s | speed-up | efficiency | step (ms) | data | forward | backward | allreduce | optimizer | buckets reduced (ms) | hidden behind backward |");
+        Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var recipe in o.Recipes)
         {
             var single = results.TryGetValue((recipe, 1), out var one) ? Median(one.Select(w => SamplesPerSecond(w, batch[recipe]))) : double.NaN;
@@ -64,7 +74,8 @@ public static class Program
                 var speedUp = rate / single;
                 var phases = Enumerable.Range(0, 5).Select(i => F(Median(runs.Select(w => w.PhaseMs[i])), "F1"));
                 Console.WriteLine($"| {Name(recipe)} | {workers} | {F(rate, "F1")} | {(double.IsNaN(speedUp) ? "—" : F(speedUp, "F2") + "x")} | " +
-                    $"{(double.IsNaN(speedUp) ? "—" : F(100 * speedUp / workers, "F0") + "%")} | {F(Median(runs.Select(w => w.MedianStepMs())), "F1")} | {string.Join(" | ", phases)} |");
+                    $"{(double.IsNaN(speedUp) ? "—" : F(100 * speedUp / workers, "F0") + "%")} | {F(Median(runs.Select(w => w.MedianStepMs())), "F1")} | {string.Join(" | ", phases)} | " +
+                    $"{(workers == 1 ? "—" : F(Median(runs.Select(w => w.GradientAllReduceMs)), "F1"))} | {Hidden(runs)} |");
             }
         }
     }

@@ -10,7 +10,8 @@ namespace Pretrain.Bench;
 /// thread after each committed step. The interval between two reports is one whole turn of the loop — data,
 /// forward, backward, allreduce, optimizer and the loop's own bookkeeping — so nothing the loop does per step
 /// escapes it. From the report of step <c>warmup</c> to that of step <c>warmup + steps</c> it keeps every
-/// interval, the step phases (<c>pretrain_step_phase_seconds</c>, this process's) and the process's CPU time;
+/// interval, the step phases (<c>pretrain_step_phase_seconds</c>, this process's), the gradient allreduce and its hidden
+/// part (from the reports) and the process's CPU time;
 /// then it cancels the run (<see cref="Token"/>), which stops at the top of the next turn, before any
 /// checkpoint or evaluation.
 /// </summary>
@@ -24,6 +25,7 @@ public sealed class StepProbe(long warmup, long steps) : IProgress<StepReport>, 
     private double[] _phasesAtStart = [];
     private CpuTimes _cpuAtStart;
     private long _start, _previous;
+    private double _allReduceSeconds, _hiddenSeconds;
 
     /// <summary>Cancelled after the last measured step: pass it to the run.</summary>
     public CancellationToken Token => _stop.Token;
@@ -40,14 +42,18 @@ public sealed class StepProbe(long warmup, long steps) : IProgress<StepReport>, 
             _start = now;
         }
         else if (report.Step > warmup && Window is null)
+        {
             _stepMs.Add(Stopwatch.GetElapsedTime(_previous, now).TotalMilliseconds);
+            (_allReduceSeconds, _hiddenSeconds) = (_allReduceSeconds + report.AllReduceSeconds, _hiddenSeconds + report.HiddenAllReduceSeconds);
+        }
         _previous = now;
 
         if (report.Step == warmup + steps)
         {
             var cpu = CpuTimes.OfThisProcess() - _cpuAtStart;
             var phases = PhaseSums().Zip(_phasesAtStart, (end, start) => (end - start) / steps * 1e3).ToArray();
-            Window = new StepWindow([.. _stepMs], Stopwatch.GetElapsedTime(_start, now).TotalSeconds, phases, cpu);
+            Window = new StepWindow([.. _stepMs], Stopwatch.GetElapsedTime(_start, now).TotalSeconds, phases, cpu,
+                _allReduceSeconds / steps * 1e3, _hiddenSeconds / steps * 1e3);
             _stop.Cancel();
         }
     }

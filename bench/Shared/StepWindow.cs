@@ -7,10 +7,15 @@ namespace Pretrain.Bench;
 /// What the measured steps of one run cost, as a child reports it to its parent on one line (<c>RESULT {json}</c>):
 /// each step's wall time, the window's wall time (from the end of the last warm-up step to the end of the last
 /// measured one), the step phases in ms per step (data, forward, backward, allreduce, optimizer: 0 where a loop
-/// has no such phase) and the process's CPU time over the window.
+/// has no such phase) and the process's CPU time over the window; with overlap, also how long the gradient buckets were
+/// being reduced per step and how much of that ran while backward went on (<see cref="Pretrain.Worker.Training.StepReport"/>).
 /// </summary>
-public sealed record StepWindow(double[] StepMs, double WallSeconds, double[] PhaseMs, CpuTimes Cpu)
+public sealed record StepWindow(double[] StepMs, double WallSeconds, double[] PhaseMs, CpuTimes Cpu,
+    double GradientAllReduceMs = 0, double HiddenAllReduceMs = 0)
 {
+    /// <summary>The share of the gradient allreduce that ran behind backward; NaN when no gradient crossed the network.</summary>
+    public double HiddenShare() => GradientAllReduceMs > 0 ? HiddenAllReduceMs / GradientAllReduceMs : double.NaN;
+
     private const string Prefix = "RESULT ";
     private static readonly JsonSerializerOptions Json = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
