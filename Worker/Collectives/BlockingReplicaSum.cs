@@ -45,6 +45,8 @@ public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
 
     public bool UpdatesStatistics => _shards?.UpdatesStatistics ?? true;
 
+    public bool Alone => _shards is null && _group is { WorldSize: 1 };
+
     public void SumInPlace(Tensor data)
     {
         if (_shards is not null)

@@ -27,7 +27,8 @@ public static partial class NativeHeap
         try
         {
             // One arena: threads made from now on share the main heap, which the two settings below keep whole.
-            // Two cores gain nothing from per-thread arenas, and each extra arena is a heap glibc could unmap.
+            // A worker allocates its tensors from one training thread (libtorch's intra-op threads hardly allocate), so
+            // per-thread arenas gain little, and each extra arena is a heap glibc could unmap.
             return mallopt(ArenaMax, 1) == 1
                 // No mmap for large blocks: they come from the heap and go back to it on free.
                 && mallopt(MmapMax, 0) == 1

@@ -14,7 +14,8 @@ namespace Pretrain.Worker.Models.Layers;
 /// two-pass variance, so no E[x²] − E[x]² cancellation) and the same two in the backward
 /// (<see cref="ReplicaSumFunction"/>); everything else is ordinary autograd. Running statistics use the
 /// global mean and unbiased global variance, so they are identical on every worker. In eval mode this is
-/// plain batch norm with the running statistics. Parameter and buffer names are BatchNorm2d's (weight,
+/// plain batch norm with the running statistics, and so is training with no other replica (<see cref="IReplicaSum.Alone"/>:
+/// one worker, no micro-shards), as PyTorch's SyncBatchNorm does. Parameter and buffer names are BatchNorm2d's (weight,
 /// bias, running_mean, running_var, num_batches_tracked), so checkpoints move freely between the two.
 /// </para>
 /// </summary>
@@ -60,6 +61,13 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"GlobalBatchNorm2d({_channels}) expects (B, {_channels}, H, W), got ({string.Join(", ", x.shape)})");
         if (!training)
             return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training: false, momentum: _momentum, eps: _eps);
+        if (_replicas.Alone)
+        {
+            // The global batch is this batch: torch's fused batch norm computes the same statistics, running statistics and
+            // gradient, one kernel each way, where the ops below cost SimCLR's one-worker step 51 ms more backward (docs/BENCHMARKS.md).
+            _batchesTracked.add_(_one);
+            return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training: true, momentum: _momentum, eps: _eps);
+        }
 
         using var scope = NewDisposeScope();
         using var localCount = tensor(new float[] { x.numel() / _channels });

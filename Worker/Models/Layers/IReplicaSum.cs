@@ -27,4 +27,10 @@ public interface IReplicaSum
     /// local shard) moves the buffers, once, as one forward over the global batch would.
     /// </summary>
     bool UpdatesStatistics => true;
+
+    /// <summary>
+    /// No other replica takes part (one worker, no micro-shards): every sum is the identity, so a layer may compute alone
+    /// with torch's fused kernels, as PyTorch's SyncBatchNorm falls back to <c>batch_norm</c> when the world size is 1.
+    /// </summary>
+    bool Alone => false;
 }
