@@ -114,10 +114,14 @@ public sealed partial class RingCommunicator
             WireFormat.WriteCallHeader(_headerOut, kind, Generation, sequence, buffer.Length);
             _progress.Reset();
             _receiveDone = _sendDone = false;
-            var sending = SendLoopAsync(buffer);  // first, so our header leaves even if the peer's is wrong
-            var receiving = ReceiveLoopAsync(kind, sequence, buffer);
-            await receiving;
-            await sending;
+            if (_pump is not null) await PostToPump(kind, sequence, buffer);
+            else
+            {
+                var sending = SendLoopAsync(buffer);  // first, so our header leaves even if the peer's is wrong
+                var receiving = ReceiveLoopAsync(kind, sequence, buffer);
+                await receiving;
+                await sending;
+            }
             if (_failure != null || ct.IsCancellationRequested) throw await ConcludeAsync(op, ct);
         }
         finally

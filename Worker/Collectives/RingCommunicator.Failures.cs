@@ -77,31 +77,57 @@ public sealed partial class RingCommunicator
         {
             while (true)
             {
-                if (!await toNext.ReceiveExactlyAsync(header, _watchStop.Token))
-                {
-                    Fail(new Failure(Next.Rank, "connection closed by peer", Definitive: true));
-                    return;
-                }
-                if (WireFormat.ReadNoticeHeader(header, out var failed, out var length, out var timedOut) is { } garbage)
-                {
-                    Fail(new Failure(Next.Rank, $"sent garbage on the notice channel: {garbage}", Definitive: true));
-                    return;
-                }
-                var text = new byte[length];
-                if (!await toNext.ReceiveExactlyAsync(text, _watchStop.Token)) length = -1;
-                if (failed == WireFormat.LeftRank)
-                {
-                    await OnNextLeftAsync();
-                    return;
-                }
-                Fail(new Failure(failed, Encoding.UTF8.GetString(text), Definitive: true, ReportedBy: Next.Rank, TimedOut: timedOut));
-                if (length < 0) return;
+                var closed = !await toNext.ReceiveExactlyAsync(header, _watchStop.Token);
+                var text = closed ? [] : await ReadNoticeTextAsync(toNext, header);
+                if (!await OnNoticeAsync(header, closed, text)) return;
             }
         }
-        catch (Exception) when (_watchStop.IsCancellationRequested) { }
-        catch (SocketException ex) { Fail(new Failure(Next.Rank, Describe(ex), Definitive: true)); }
-        catch (IOException ex) { Fail(new Failure(Next.Rank, ex.InnerException is SocketException s ? Describe(s) : ex.Message, Definitive: true)); }   // TLS
-        catch (ObjectDisposedException) { }
+        catch (Exception ex) { OnWatchError(ex); }
+    }
+
+    /// <summary>The notice's text, or null when its header is garbage or the connection closed within the text.</summary>
+    private async Task<byte[]?> ReadNoticeTextAsync(IRingLink toNext, byte[] header)
+    {
+        if (WireFormat.ReadNoticeHeader(header, out _, out var length, out _) is not null) return null;
+        var text = new byte[length];
+        return await toNext.ReceiveExactlyAsync(text, _watchStop.Token) ? text : null;
+    }
+
+    /// <summary>
+    /// Acts on one notice from next (or on the connection's end, <paramref name="closed"/>): false when watching is over.
+    /// <paramref name="text"/> is null when the header is garbage or the text was cut off by a close.
+    /// </summary>
+    private async Task<bool> OnNoticeAsync(byte[] header, bool closed, byte[]? text)
+    {
+        if (closed)
+        {
+            Fail(new Failure(Next.Rank, "connection closed by peer", Definitive: true));
+            return false;
+        }
+        if (WireFormat.ReadNoticeHeader(header, out var failed, out _, out var timedOut) is { } garbage)
+        {
+            Fail(new Failure(Next.Rank, $"sent garbage on the notice channel: {garbage}", Definitive: true));
+            return false;
+        }
+        if (failed == WireFormat.LeftRank)
+        {
+            await OnNextLeftAsync();
+            return false;
+        }
+        Fail(new Failure(failed, Encoding.UTF8.GetString(text ?? []), Definitive: true, ReportedBy: Next.Rank, TimedOut: timedOut));
+        return text is not null;
+    }
+
+    private void OnWatchError(Exception ex)
+    {
+        if (_watchStop.IsCancellationRequested) return;
+        switch (ex)
+        {
+            case SocketException s: Fail(new Failure(Next.Rank, Describe(s), Definitive: true)); break;
+            case IOException io: Fail(new Failure(Next.Rank, io.InnerException is SocketException inner ? Describe(inner) : io.Message, Definitive: true)); break;   // TLS
+            case ObjectDisposedException or OperationCanceledException: break;
+            default: System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(ex); break;
+        }
     }
 
     /// <summary>

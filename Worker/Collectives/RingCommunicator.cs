@@ -102,8 +102,15 @@ public sealed partial class RingCommunicator : ICollectives
         _segment = _toNext.Transport == LinkTransport.SharedMemory && _fromPrev.Transport == LinkTransport.SharedMemory
             ? Math.Min(_options.SharedMemorySegmentBytes, _options.SegmentBytes)
             : _options.SegmentBytes;
+        _pump = MakePump(_toNext, _fromPrev);
+        if (_pump is { } pump) _abort.Token.Register(pump.Wake);
         _connected = true;
-        _ = WatchNextAsync(_toNext);
+        if (_pump is not null)
+        {
+            StartPump(_pump);
+            StartWatchingNext(_pump.ToNext);
+        }
+        else _ = WatchNextAsync(_toNext);
         _watchdog = new Timer(static s => ((RingCommunicator)s!).CheckProgress(), this, WatchdogPeriod, WatchdogPeriod);
         _log.LogInformation("generation {Generation} rank {Rank}: ring connected, from rank {Prev} over {From}, to rank {Next} over {To}",
             Generation, Rank, Prev.Rank, _fromPrevHow, Next.Rank, _toNextHow);
@@ -260,6 +267,8 @@ public sealed partial class RingCommunicator : ICollectives
         _progress.Fault(new ObjectDisposedException(nameof(RingCommunicator)));
         _toNext?.Dispose();
         _fromPrev?.Dispose();
+        _pump?.Dispose();
+        if (_pump is not null) StopPump();
         _listener.Release(Generation, Rank);
         // The accepted socket, if no link took it (or under the link that did: disposing a socket twice is harmless).
         if (_accepted is { IsCompletedSuccessfully: true } a) a.Result.Dispose();

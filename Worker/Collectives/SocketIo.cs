@@ -33,12 +33,15 @@ internal static class SocketIo
     /// socket directly.
     /// </summary>
     public static ValueTask<bool> ReceiveSegmentAsync(Socket socket, Memory<byte> buffer, CancellationToken ct) =>
-        buffer.Length < 2 * PacketBytes || !OperatingSystem.IsLinux() ? ReceiveExactlyAsync(socket, buffer, ct) : ReceiveMarkedAsync(socket, buffer, ct);
+        buffer.Length < MarkedReceiveBytes || !OperatingSystem.IsLinux() ? ReceiveExactlyAsync(socket, buffer, ct) : ReceiveMarkedAsync(socket, buffer, ct);
 
     /// <summary>The receive low-water mark of data segments (<see cref="ReceiveSegmentAsync"/>).</summary>
     public const int LowWaterBytes = 256 << 10;
 
     private const int PacketBytes = 64 << 10;   // the loopback MTU: what arrives at once anyway
+
+    /// <summary>Reads shorter than this leave the low-water mark at 1: two packets arrive about at once anyway.</summary>
+    public const int MarkedReceiveBytes = 2 * PacketBytes;
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private static async ValueTask<bool> ReceiveMarkedAsync(Socket socket, Memory<byte> buffer, CancellationToken ct)
@@ -61,6 +64,9 @@ internal static class SocketIo
             if (mark != 1) ResetLowWater(socket);
         }
     }
+
+    /// <summary>Sets <paramref name="socket"/>'s receive low-water mark (SO_RCVLOWAT, Linux) and returns it.</summary>
+    public static int SetLowWaterMark(Socket socket, int bytes) => SetLowWater(socket, bytes);
 
     private static int SetLowWater(Socket socket, int bytes)
     {

@@ -52,9 +52,36 @@ internal sealed class RingLink : IRingLink
     {
         lock (_notices)
         {
-            if (_tls is null) Socket.Send(notice);
-            else _tls.Write(notice);
+            if (_tls is not null) _tls.Write(notice);
+            else if (!_detached) Socket.Send(notice);
+            else
+            {
+                var added = false;
+                try
+                {
+                    Socket.SafeHandle.DangerousAddRef(ref added);
+                    LinuxSockets.SendAll((int)Socket.SafeHandle.DangerousGetHandle(), notice, NoticeTimeoutMs);
+                }
+                finally
+                {
+                    if (added) Socket.SafeHandle.DangerousRelease();
+                }
+            }
         }
+    }
+
+    private const int NoticeTimeoutMs = 1000;   // a notice is a few hundred bytes on a direction that carries nothing else
+    private bool _detached;
+
+    /// <summary>
+    /// Takes the socket out of .NET's socket engine (<see cref="LinuxSockets.LeaveEpollSets"/>) for a caller that does its
+    /// I/O with system calls of its own (<see cref="RingCommunicator"/>'s pump); from then on this link's own calls are
+    /// limited to <see cref="SendNotice"/> (which then does the same) and <see cref="Dispose"/>.
+    /// </summary>
+    public void Detach()
+    {
+        _detached = true;
+        LinuxSockets.LeaveEpollSets((int)Socket.SafeHandle.DangerousGetHandle());
     }
 
     /// <summary>

@@ -1,0 +1,382 @@
+using System.Net.Sockets;
+
+namespace Pretrain.Worker.Collectives;
+
+// A call over two plain TCP links, on Linux, runs as one loop on the calling thread: it receives from prev and sends to
+// next with non-blocking system calls, reduces each segment as it completes, and sleeps in poll(2) on both sockets when
+// neither can move. The async send and receive loops (RingCommunicator.Collectives.cs) cost two wake-ups per readiness
+// (the socket engine's epoll thread, then a thread-pool thread) plus a hand-off from the receive loop to the send loop
+// per forwarded segment; here the kernel wakes the one thread that does the work. On these 2-core VMs that took a 1 MiB
+// allreduce over 2 ranks from 0.55 to 0.3 ms, the speed of OpenMPI's polling progress engine without its busy wait
+// (docs/BENCHMARKS.md). Shared-memory and TLS links keep the async loops: their waits are not on a plain socket.
+public sealed partial class RingCommunicator
+{
+    private Pump? _pump;
+    private readonly SemaphoreSlim _callPosted = new(0);
+    private (CollectiveOp Kind, long Sequence, Memory<byte> Buffer, TaskCompletionSource Done) _posted;
+
+    /// <summary>
+    /// Runs the call on the pump's thread and waits for it without holding the caller's: the loop sleeps in poll(2), and
+    /// ranks of one process (tests, benchmarks) would block each other's calls from ever starting on a shared thread.
+    /// </summary>
+    private Task PostToPump(CollectiveOp kind, long sequence, Memory<byte> buffer)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _posted = (kind, sequence, buffer, done);
+        _callPosted.Release();
+        return done.Task;
+    }
+
+    /// <summary>The pump's thread: one call at a time, as posted, until the communicator closes.</summary>
+    private void PumpCalls(Pump pump)
+    {
+        while (true)
+        {
+            _callPosted.Wait();
+            if (_posted.Done is not { } done) return;   // no call posted: the communicator closed
+            var (kind, sequence, buffer, _) = _posted;
+            _posted = default;
+            try
+            {
+                RunPump(pump, kind, sequence, buffer);
+                done.SetResult();
+            }
+            catch (Exception e) { done.SetException(e); }   // a bug, not a link failure: those are recorded, not thrown
+            if (_disposed) return;
+        }
+    }
+
+    private void StartPump(Pump pump) =>
+        new Thread(() => PumpCalls(pump)) { IsBackground = true, Name = $"ring {Generation}.{Rank} pump" }.Start();
+
+    /// <summary>Lets the pump's thread end (once any call in flight has).</summary>
+    private void StopPump() => _callPosted.Release();
+
+    /// <summary>The descriptors of both plain TCP links and the event that wakes a call's loop on a failure or an abort.</summary>
+    private sealed class Pump(Socket toNext, Socket fromPrev) : IDisposable
+    {
+        private readonly Lock _gate = new();
+        private readonly WakeEvent _wake = new();
+        private bool _running, _disposed;
+
+        public Socket ToNext => toNext;
+        public Socket FromPrev => fromPrev;
+        public int LowWater = 1;   // fromPrev's SO_RCVLOWAT as last set
+
+        /// <summary>The event to poll for one call, or null once disposed; <see cref="Leave"/> when the call ends.</summary>
+        public WakeEvent? Enter()
+        {
+            lock (_gate)
+            {
+                if (_disposed) return null;
+                _running = true;
+                _wake.Drain();   // a wake-up meant for an earlier call
+                return _wake;
+            }
+        }
+
+        public void Leave()
+        {
+            lock (_gate)
+            {
+                _running = false;
+                if (_disposed) _wake.Dispose();
+            }
+        }
+
+        public void Wake() => _wake.Signal();
+
+        /// <summary>Closes the event now, or when the call in flight leaves (it may be polling it).</summary>
+        public void Dispose()
+        {
+            lock (_gate)
+            {
+                _disposed = true;
+                if (!_running) _wake.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A pump when both links are plain TCP on Linux, which takes both sockets out of .NET's socket engine; null keeps the async loops.</summary>
+    private static Pump? MakePump(IRingLink toNext, IRingLink fromPrev)
+    {
+        if (!OperatingSystem.IsLinux() || toNext is not RingLink { Transport: LinkTransport.Tcp } next || fromPrev is not RingLink { Transport: LinkTransport.Tcp } prev)
+            return null;
+        // Registered there since the handshake's async calls, each socket would have the engine's epoll thread wake, and
+        // queue a thread-pool item, for every readiness change the pump causes: 1 MiB over 2 ranks 0.29 ms detached,
+        // 0.6 ms not. Nothing of .NET's waits on these sockets from here on: the pump and the notice watcher poll them.
+        next.Detach();
+        prev.Detach();
+        return new Pump(next.Socket, prev.Socket);
+    }
+
+    /// <summary>
+    /// One call's header and passes (<see cref="_passes"/>) through <paramref name="pump"/>, on this thread. Failures are
+    /// recorded as the async loops record them (<see cref="OnLinkError"/>, blaming prev for what comes in and next for what
+    /// goes out); the loop stops at the first, or when <see cref="Fail"/> or an abort wakes it.
+    /// </summary>
+    private unsafe void RunPump(Pump pump, CollectiveOp kind, long sequence, Memory<byte> buffer)
+    {
+        var wake = pump.Enter()?.Fd ?? -1;
+        if (wake < 0)
+        {
+            OnLinkError(new ObjectDisposedException(nameof(RingCommunicator)), Prev);
+            return;
+        }
+        bool nextRef = false, prevRef = false;
+        try
+        {
+            // Held for the call, so a concurrent dispose cannot close (and the process reuse) a descriptor we are polling.
+            pump.ToNext.SafeHandle.DangerousAddRef(ref nextRef);
+            pump.FromPrev.SafeHandle.DangerousAddRef(ref prevRef);
+            var sendFd = (int)pump.ToNext.SafeHandle.DangerousGetHandle();
+            var receiveFd = (int)pump.FromPrev.SafeHandle.DangerousGetHandle();
+            using var pin = buffer.Pin();
+            fixed (byte* scratch = _scratch)
+            fixed (byte* headerOut = _headerOut)
+            fixed (byte* headerIn = _headerIn)
+                Loop(pump, sendFd, receiveFd, wake, kind, sequence, buffer.Length, (byte*)pin.Pointer, scratch, headerOut, headerIn);
+        }
+        catch (ObjectDisposedException e) { OnLinkError(e, Prev); }   // a socket disposed before the call took hold of it
+        finally
+        {
+            if (prevRef) pump.FromPrev.SafeHandle.DangerousRelease();
+            if (nextRef) pump.ToNext.SafeHandle.DangerousRelease();
+            pump.Leave();
+        }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]   // optimised from the first call: a call is one long-running loop
+    private unsafe void Loop(Pump pump, int sendFd, int receiveFd, int wake, CollectiveOp kind, long sequence, int length,
+        byte* data, byte* scratch, byte* headerOut, byte* headerIn)
+    {
+        int segment = _segment, header = WireFormat.CallHeaderSize;
+        // Send side: the header, then pass by pass, segment by segment; a SendWaits segment goes once as many segments
+        // were received (and reduced) as it is the forwarded one of — the async loops' ProgressCounter, counted here.
+        int headerSent = 0, sendPass = 0, sendOffset = 0, sent = 0;
+        long waited = 0, received = 0;
+        bool sendCleared = false;
+        // Receive side: the header, checked, then pass by pass into the data (or into scratch, added in when a segment is whole).
+        int headerReceived = 0, receivePass = 0, receiveOffset = 0, got = 0;
+        SkipEmpty(ref sendPass, send: true);
+        SkipEmpty(ref receivePass, send: false);
+        Span<LinuxSockets.PollFd> fds = stackalloc LinuxSockets.PollFd[3];
+        var pollMs = (int)Math.Clamp(WatchdogPeriod.TotalMilliseconds, 10, 1000);
+
+        while (true)
+        {
+            if (_failure != null || _abort.IsCancellationRequested) break;
+            bool moved = false, receiving = !_receiveDone, sending = !_sendDone;
+
+            // Receive what is there.
+            if (receiving)
+            {
+                try
+                {
+                    if (headerReceived < header)
+                    {
+                        if (pump.LowWater != 1) pump.LowWater = SocketIo.SetLowWaterMark(pump.FromPrev, 1);
+                        var n = LinuxSockets.Receive(receiveFd, headerIn + headerReceived, header - headerReceived);
+                        if (n == 0) throw new EndOfStreamException();
+                        if (n > 0)
+                        {
+                            moved = true;
+                            headerReceived += n;
+                            if (headerReceived == header)
+                            {
+                                if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, length) is { } mismatch)
+                                    throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
+                                Touch();
+                                if (receivePass == _passCount) _receiveDone = true;
+                            }
+                        }
+                    }
+                    else
+                    {
+                        var pass = _passes[receivePass];
+                        var size = Math.Min(segment, pass.ReceiveLength - receiveOffset);
+                        // Woken once a quarter of a 1 MiB socket buffer is in, not per 64 KiB packet (SocketIo.LowWaterBytes), and
+                        // never for more than this segment: the rest may only come once we forwarded it.
+                        var remaining = size - got;
+                        if (pump.LowWater > remaining || (pump.LowWater == 1 && remaining >= SocketIo.MarkedReceiveBytes))
+                            pump.LowWater = SocketIo.SetLowWaterMark(pump.FromPrev, remaining >= SocketIo.MarkedReceiveBytes ? Math.Min(SocketIo.LowWaterBytes, remaining) : 1);
+                        var into = pass.Reduce ? scratch + got : data + pass.ReceiveOffset + receiveOffset + got;
+                        var n = LinuxSockets.Receive(receiveFd, into, size - got);
+                        if (n == 0) throw new EndOfStreamException();
+                        if (n > 0)
+                        {
+                            moved = true;
+                            got += n;
+                            Touch();
+                            if (got == size)
+                            {
+                                if (pass.Reduce)
+                                    Reduction.AddInto(kind, new Span<byte>(data + pass.ReceiveOffset + receiveOffset, size), new ReadOnlySpan<byte>(scratch, size));
+                                received++;
+                                got = 0;
+                                receiveOffset += size;
+                                if (receiveOffset == pass.ReceiveLength)
+                                {
+                                    receiveOffset = 0;
+                                    receivePass++;
+                                    SkipEmpty(ref receivePass, send: false);
+                                    if (receivePass == _passCount) _receiveDone = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                catch (Exception e)
+                {
+                    OnLinkError(e, Prev);
+                    break;
+                }
+            }
+
+            // Send what may go.
+            var sendable = false;
+            if (sending)
+            {
+                try
+                {
+                    if (headerSent < header)
+                    {
+                        sendable = true;
+                        var n = LinuxSockets.Send(sendFd, headerOut + headerSent, header - headerSent);
+                        if (n > 0)
+                        {
+                            moved = true;
+                            headerSent += n;
+                            if (headerSent == header && sendPass == _passCount) _sendDone = true;
+                        }
+                    }
+                    else
+                    {
+                        var pass = _passes[sendPass];
+                        if (!sendCleared && (!pass.SendWaits || received > waited))
+                        {
+                            if (pass.SendWaits) waited++;
+                            sendCleared = true;
+                        }
+                        if (sendCleared)
+                        {
+                            sendable = true;
+                            var size = Math.Min(segment, pass.SendLength - sendOffset);
+                            var n = LinuxSockets.Send(sendFd, data + pass.SendOffset + sendOffset + sent, size - sent);
+                            if (n > 0)
+                            {
+                                moved = true;
+                                sent += n;
+                                if (sent == size)
+                                {
+                                    Touch();
+                                    sent = 0;
+                                    sendCleared = false;
+                                    sendOffset += size;
+                                    if (sendOffset == pass.SendLength)
+                                    {
+                                        sendOffset = 0;
+                                        sendPass++;
+                                        SkipEmpty(ref sendPass, send: true);
+                                        if (sendPass == _passCount) _sendDone = true;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                catch (Exception e)
+                {
+                    OnLinkError(e, Next);
+                    break;
+                }
+            }
+
+            if (_receiveDone && _sendDone) break;
+            if (moved) continue;
+
+            // Neither side can move: sleep until prev's data comes, next's buffer has room, or a failure wakes us.
+            var count = 0;
+            fds[count++] = new LinuxSockets.PollFd { Fd = wake, Events = LinuxSockets.PollIn };
+            if (!_receiveDone) fds[count++] = new LinuxSockets.PollFd { Fd = receiveFd, Events = LinuxSockets.PollIn };
+            if (!_sendDone && sendable) fds[count++] = new LinuxSockets.PollFd { Fd = sendFd, Events = LinuxSockets.PollOut };
+            try
+            {
+                if (LinuxSockets.Poll(fds[..count], pollMs) && fds[0].Returned != 0) LinuxSockets.Drain(wake);
+            }
+            catch (SocketException e)
+            {
+                OnLinkError(e, Prev);
+                break;
+            }
+        }
+        if (_abort.IsCancellationRequested && _failure == null) OnLinkError(new ObjectDisposedException(nameof(RingCommunicator)), Prev);   // closed abruptly
+    }
+
+    /// <summary>
+    /// With a pump, failure notices from next are read on a thread of the communicator's own, asleep in poll(2) on the
+    /// socket, not by an async receive: a pending receive would have the socket engine hand every readiness of the data
+    /// the pump sends on that socket to the thread pool (to find no notice there), which cost more than the pump saved.
+    /// </summary>
+    private void StartWatchingNext(Socket toNext) =>
+        new Thread(() => WatchNextPolling(toNext)) { IsBackground = true, Name = $"ring {Generation}.{Rank} notices" }.Start();
+
+    private void WatchNextPolling(Socket toNext)
+    {
+        using var stop = new WakeEvent();
+        using var registration = _watchStop.Token.Register(stop.Signal);
+        var header = new byte[WireFormat.NoticeHeaderSize];
+        var added = false;
+        try
+        {
+            toNext.SafeHandle.DangerousAddRef(ref added);   // the descriptor stays ours until this thread is done with it
+            var fd = (int)toNext.SafeHandle.DangerousGetHandle();
+            while (true)
+            {
+                var closed = !ReceiveNotice(fd, stop, header);
+                byte[]? text = null;
+                if (!closed && WireFormat.ReadNoticeHeader(header, out _, out var length, out _) is null)
+                {
+                    text = new byte[length];
+                    if (!ReceiveNotice(fd, stop, text)) text = null;
+                }
+                if (!OnNoticeAsync(header, closed, text).GetAwaiter().GetResult()) return;
+            }
+        }
+        catch (Exception ex) { OnWatchError(ex); }
+        finally
+        {
+            if (added) toNext.SafeHandle.DangerousRelease();
+        }
+    }
+
+    /// <summary>Fills <paramref name="buffer"/> from <paramref name="fd"/>; false when the peer closed first. Stops on <see cref="_watchStop"/>.</summary>
+    private unsafe bool ReceiveNotice(int fd, WakeEvent stop, byte[] buffer)
+    {
+        Span<LinuxSockets.PollFd> fds = stackalloc LinuxSockets.PollFd[2];
+        fixed (byte* start = buffer)
+        {
+            for (var got = 0; got < buffer.Length;)
+            {
+                _watchStop.Token.ThrowIfCancellationRequested();
+                var n = LinuxSockets.Receive(fd, start + got, buffer.Length - got);
+                if (n == 0) return false;
+                if (n > 0)
+                {
+                    got += n;
+                    continue;
+                }
+                fds[0] = new LinuxSockets.PollFd { Fd = fd, Events = LinuxSockets.PollIn };
+                fds[1] = new LinuxSockets.PollFd { Fd = stop.Fd, Events = LinuxSockets.PollIn };
+                LinuxSockets.Poll(fds, 1000);
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Moves <paramref name="pass"/> past passes with nothing to send (or receive): broadcast's ends.</summary>
+    private void SkipEmpty(ref int pass, bool send)
+    {
+        while (pass < _passCount && (send ? _passes[pass].SendLength : _passes[pass].ReceiveLength) == 0) pass++;
+    }
+}
