@@ -2,12 +2,12 @@ using System.Net.Sockets;
 
 namespace Pretrain.Worker.Collectives;
 
-// A call over two plain TCP links, on Linux, runs as one loop on the calling thread: it receives from prev and sends to
+// A call over two plain TCP links, on Linux, runs as one loop on the ring's pump thread: it receives from prev and sends to
 // next with non-blocking system calls, reduces each segment as it completes, and sleeps in poll(2) on both sockets when
 // neither can move. The async send and receive loops (RingCommunicator.Collectives.cs) cost two wake-ups per readiness
 // (the socket engine's epoll thread, then a thread-pool thread) plus a hand-off from the receive loop to the send loop
-// per forwarded segment; here the kernel wakes the one thread that does the work. On these 2-core VMs that took a 1 MiB
-// allreduce over 2 ranks from 0.55 to 0.3 ms, the speed of OpenMPI's polling progress engine without its busy wait
+// per forwarded segment; here the kernel wakes the one thread that does the work. On these 2-core VMs that took 2 ranks
+// from 7.7 to 4.8 ms at 16 MiB and from 28 to 17 ms at 64 MiB, past OpenMPI's polling progress engine without its busy wait
 // (docs/BENCHMARKS.md). Shared-memory and TLS links keep the async loops: their waits are not on a plain socket.
 public sealed partial class RingCommunicator
 {
@@ -103,8 +103,9 @@ public sealed partial class RingCommunicator
         if (!OperatingSystem.IsLinux() || toNext is not RingLink { Transport: LinkTransport.Tcp } next || fromPrev is not RingLink { Transport: LinkTransport.Tcp } prev)
             return null;
         // Registered there since the handshake's async calls, each socket would have the engine's epoll thread wake, and
-        // queue a thread-pool item, for every readiness change the pump causes: 1 MiB over 2 ranks 0.29 ms detached,
-        // 0.6 ms not. Nothing of .NET's waits on these sockets from here on: the pump and the notice watcher poll them.
+        // queue a thread-pool item, for every readiness change the pump causes: 1 MiB over 2 ranks took 0.29 ms detached and
+        // 0.6 ms not, in a loop on the caller's thread. Nothing of .NET's waits on these sockets from here on: the pump
+        // and the notice watcher poll them.
         next.Detach();
         prev.Detach();
         return new Pump(next.Socket, prev.Socket);
