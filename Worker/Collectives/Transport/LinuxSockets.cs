@@ -109,10 +109,11 @@ internal static partial class LinuxSockets
 
     /// <summary>
     /// Takes <paramref name="fd"/> out of every epoll set of this process that watches it — in practice .NET's socket
-    /// engine, which registers a socket at its first asynchronous operation and never lets it go. The engine then hears
-    /// nothing more of it, so its later readiness changes (every packet the pump sends or receives) no longer wake the
-    /// engine's thread and a thread-pool thread each. Only for a socket no .NET operation will wait on again: one would
-    /// wait for an event that never comes. Returns how many sets let it go (0 where no engine watched it).
+    /// engine, which registers a socket the first time an asynchronous call on it has to wait, and never lets it go.
+    /// The engine then hears nothing more of it, so its later readiness changes (every packet the pump sends or
+    /// receives) no longer wake the engine's thread and a thread-pool thread each. Only for a socket no .NET operation
+    /// will wait on again: one would wait for an event that never comes. Returns how many sets let it go (0 where no
+    /// engine watched it).
     /// </summary>
     public static int LeaveEpollSets(int fd)
     {
