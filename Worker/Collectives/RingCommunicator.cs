@@ -102,7 +102,7 @@ public sealed partial class RingCommunicator : ICollectives
         _segment = _toNext.Transport == LinkTransport.SharedMemory && _fromPrev.Transport == LinkTransport.SharedMemory
             ? Math.Min(_options.SharedMemorySegmentBytes, _options.SegmentBytes)
             : _options.SegmentBytes;
-        _pump = MakePump(_toNext, _fromPrev);
+        _pump = _options.TcpPump ? MakePump(_toNext, _fromPrev) : null;
         if (_pump is { } pump) _abort.Token.Register(pump.Wake);
         _connected = true;
         if (_pump is not null)
