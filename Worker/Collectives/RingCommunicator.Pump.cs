@@ -32,7 +32,12 @@ public sealed partial class RingCommunicator
     {
         while (true)
         {
-            _callPosted.Wait();
+            // Idle between calls; a bounded wait, so a communicator closed without a wake-up still ends its thread.
+            if (!_callPosted.Wait(IdleCheck))
+            {
+                if (_disposed) return;
+                continue;
+            }
             if (_posted.Done is not { } done) return;   // no call posted: the communicator closed
             var (kind, sequence, buffer, _) = _posted;
             _posted = default;
@@ -45,6 +50,8 @@ public sealed partial class RingCommunicator
             if (_disposed) return;
         }
     }
+
+    private static readonly TimeSpan IdleCheck = TimeSpan.FromSeconds(1);
 
     private void StartPump(Pump pump) =>
         new Thread(() => PumpCalls(pump)) { IsBackground = true, Name = $"ring {Generation}.{Rank} pump" }.Start();
