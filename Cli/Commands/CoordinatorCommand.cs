@@ -31,6 +31,11 @@ static class CoordinatorCommand
             Description = "Seconds without any connected worker after which the coordinator exits (code 3), the job journaled; 0 = wait forever.",
             DefaultValueFactory = _ => 600,
         }.Check(v => v < 0 ? $"--idle-timeout must be 0 (wait forever) or a number of seconds, got {v}." : null);
+        var linger = new Option<int>("--linger")
+        {
+            Description = "Seconds the coordinator stays up after the job completed, telling workers that register late (a Job's replacement pods) " +
+                          "that it is over, so they exit 0. Default 0: exit at once.",
+        }.Check(v => v < 0 ? $"--linger must be 0 or a number of seconds, got {v}." : null);
         var verbose = CommonOptions.Verbose();
         var secretFile = CommonOptions.SecretFile("coordinator");
         var metricsHost = CommonOptions.MetricsHost();
@@ -43,7 +48,7 @@ static class CoordinatorCommand
 
         var command = new Command("coordinator", "Run the coordinator alone: workers started elsewhere join it with `pretrain worker --coordinator HOST:PORT`.")
         {
-            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, verbose, secretFile, metricsHost, tlsCert, tlsCa, tlsDataPlane,
+            recipe, workers, maxSteps, runDir, resume, resumeOrStart, overwrite, metricsPort, host, publicHost, port, journal, jobId, timeout, idleTimeout, linger, verbose, secretFile, metricsHost, tlsCert, tlsCa, tlsDataPlane,
         };
         command.SetAction((parse, ct) => CommandRunner.RunAsync(() => CoordinatorRun.RunAsync(new RunOptions
         {
@@ -62,6 +67,7 @@ static class CoordinatorCommand
             JobId = parse.GetValue(jobId),
             Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
             IdleTimeout = parse.GetValue(idleTimeout) is > 0 and var idle ? TimeSpan.FromSeconds(idle) : null,
+            Linger = TimeSpan.FromSeconds(parse.GetValue(linger)),
             Verbose = parse.GetValue(verbose),
             SecretFile = parse.GetValue(secretFile)?.FullName,
             MetricsHost = parse.GetValue(metricsHost),

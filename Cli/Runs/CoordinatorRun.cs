@@ -170,6 +170,15 @@ public static class CoordinatorRun
         if (summary.LastCheckpoint is null) summary = summary with { LastCheckpoint = checkpoints.NewestQuietly()?.Directory };
         string summaryPath = await WriteSummaryAsync(summary, runDirectory, console) ?? "(printed above)";
         console.Summary(summary, summaryPath);
+        if (options.Linger > TimeSpan.Zero && workers is null)
+        {
+            // A Job's replacement pod may still be on its way (its predecessor died during the last steps). Told that the job
+            // completed, it exits 0 and its index completes; without an answer it would wait --coordinator-timeout, exit 5,
+            // and be replaced again.
+            console.Info($"answering workers that register late for {options.Linger.TotalSeconds:0} s (--linger)");
+            try { await Task.Delay(options.Linger, ct); }
+            catch (OperationCanceledException) { }
+        }
         return 0;
     }
 

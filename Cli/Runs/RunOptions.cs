@@ -32,6 +32,8 @@ public sealed record RunOptions
     public int MaxRestarts { get; init; } = 3;
     /// <summary>`pretrain coordinator`: exit (code 3, the job journaled) when no worker has been connected for this long; null = never.</summary>
     public TimeSpan? IdleTimeout { get; init; }
+    /// <summary>`pretrain coordinator --linger`: how long it answers late workers "the job completed" after it did.</summary>
+    public TimeSpan Linger { get; init; }
     public bool Verbose { get; init; }
     /// <summary>--secret-file: the job secret workers prove; null = RUN_DIR/secret, made when missing.</summary>
     public string? SecretFile { get; init; }

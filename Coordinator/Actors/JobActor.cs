@@ -210,7 +210,7 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 sender.Tell(new WorkerRegistered(c.WorkerId, _state.Job));
                 if (_state.Phase == JobPhase.Running && _state.RankOf(c.WorkerId) is not null && _state.Current is { } current) sender.Tell(current);
             },
-            onRefused: (sender, reason) => sender.Tell(new StopWorker(reason)));
+            onRefused: (sender, reason) => sender.Tell(new StopWorker(reason, JobCompleted: _state.Phase == JobPhase.Completed)));
     }
 
     /// <summary>Refuses a request from the sender, logging its address and counting it; the job's state is not touched.</summary>
@@ -347,7 +347,12 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 foreach (var worker in _workers.Values) worker.Tell(new StopWorker(f.Reason));
                 _observer.OnOutcome(JobOutcome.From(_state));
                 break;
-            case JobCompleted:
+            case JobCompleted c:
+                // A newcomer still waiting for a generation (a replacement that registered as the last step ran) has
+                // nothing left to do: it exits 0, so a Kubernetes Job counts its index complete.
+                foreach (var (id, worker) in _workers)
+                    if (_state.RankOf(id) is not { } rank || !_state.Finished.ContainsKey(rank))
+                        worker.Tell(new StopWorker($"the job completed at step {c.Step}", JobCompleted: true));
                 _observer.OnOutcome(JobOutcome.From(_state));
                 break;
             case CoordinatorRestarted r:

@@ -131,7 +131,7 @@ public static class JobDecisions
     private static Decision Register(JobState state, RegisterWorker c, long now)
     {
         if (state.Job is not { } job) return Decision.Refuse("no job is defined yet");
-        if (state.IsOver) return Decision.Refuse($"the job is {state.Phase.ToString().ToLowerInvariant()}");
+        if (state.IsOver) return Decision.Refuse(state.Phase == JobPhase.Completed ? $"the job completed at step {state.LastStep}" : "the job failed");
         var events = new List<IJobEvent>();
         if (state.Member(c.WorkerId) is { } known)
         {

@@ -95,12 +95,16 @@ public sealed record ReportFailed(
 /// <summary>
 /// Coordinator → worker: stop now (the job failed elsewhere or the user cancelled). With
 /// <paramref name="Rejoin"/> the worker was counted as lost while it lived (frozen, cut off, wrongly
-/// blamed): it drops its generation and registers again as a newcomer instead of exiting.
+/// blamed): it drops its generation and registers again as a newcomer instead of exiting. With
+/// <paramref name="JobCompleted"/> the job completed without this worker (a newcomer still waiting for a
+/// generation, or a replacement pod that registered late): nothing is left for it to do, so it exits 0, and a
+/// Kubernetes Job counts its index complete instead of replacing the pod again.
 /// </summary>
 [MessagePackObject]
 public sealed record StopWorker(
     [property: Key(0)] string Reason,
-    [property: Key(1)] bool Rejoin = false) : IPretrainMessage;
+    [property: Key(1)] bool Rejoin = false,
+    [property: Key(2)] bool JobCompleted = false) : IPretrainMessage;
 
 /// <summary>
 /// Coordinator → worker: a final report (<see cref="ReportFinished"/>, <see cref="ReportPeerLost"/>,

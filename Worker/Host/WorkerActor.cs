@@ -390,6 +390,13 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
         {
             if (s.Rejoin) { Rejoin(s.Reason); return; }
             _memory.GenerationCancel.Cancel();
+            if (s.JobCompleted && _memory.Pending is null)
+            {
+                // Not a failure: the job needs nothing more from this worker (a newcomer or a late replacement).
+                _log.Info("{0} exits: {1} without it; nothing is left to do", _options.WorkerId, s.Reason);
+                Exit(WorkerExitCodes.Finished, null);
+                return;
+            }
             // A final report still pending (a restarted coordinator found the job over) keeps its own exit code.
             Exit(_memory.Pending is (_, int code) ? code : WorkerExitCodes.Stopped, "stopped by the coordinator: " + s.Reason);
         });
