@@ -37,7 +37,7 @@ echo "loopback TCP (iperf3, one stream): $loopback GB/s" >&2
 for n in 2 4; do
   for transport in tcp auto; do
     echo "ours ($transport), $n ranks" >&2
-    PRETRAIN_TCP_PUMP=1 dotnet "$bench" --ranks "$n" --iters "$iters" --transport "$transport" "${sizes[@]}" | tee -a "$out/ours.txt" >&2
+    dotnet "$bench" --ranks "$n" --iters "$iters" --transport "$transport" "${sizes[@]}" | tee -a "$out/ours.txt" >&2
   done
   echo "OpenMPI, $n ranks" >&2
   bash "$mpi" "$n" "$iters" "${sizes[@]}" | tee -a "$out/mpi.txt" >&2
@@ -58,8 +58,8 @@ keyed() { awk '{ print $1"_"$2, $3 }' "$1" | sort; }
   echo "busBw = size / time x 2(n-1)/n (the nccl-tests definition), GB/s; mean of $iters iterations after warm-up (ours: at"
   echo "least 30 calls and 1 s, so .NET has compiled the hot path fully; OpenMPI: one call)."
   echo "Ours is the ring of \`Worker/Collectives\` between rank processes on one host, once with \`--transport tcp\` (every link"
-  echo "TCP loopback; each call one poll(2) loop on the ring's own thread, its sockets out of .NET's socket engine:"
-  echo "\`RingCommunicator.Pump.cs\`, opt-in for now with \`PRETRAIN_TCP_PUMP=1\`) and once with \`--transport auto\` (every link a shared-memory ring, \`SharedRing\`: 4 MiB, 128 KiB"
+  echo "TCP loopback; each call one poll(2) loop on the calling thread, which blocks for it as the worker's collectives thread"
+  echo "does, its sockets out of .NET's socket engine: \`RingCommunicator.Pump.cs\`) and once with \`--transport auto\` (every link a shared-memory ring, \`SharedRing\`: 4 MiB, 128 KiB"
   echo "segments, 20 µs spin, then a doorbell over the link's TCP connection); OpenMPI is \`../shared/bench/mpi-allreduce\` over"
   echo "TCP loopback (\`--mca btl tcp,self\`) and shared memory (its default), with the same C-heap settings as our processes"
   echo "(\`GLIBC_TUNABLES\`, see \`Worker/Host/NativeHeap.cs\`): without them its calls above 32 MiB fault in a fresh temporary"

@@ -89,10 +89,10 @@ public sealed record CollectiveOptions
 
     /// <summary>
     /// Plain TCP links (Linux) run each call as one poll(2) loop on the ring's own thread, with their sockets out of .NET's
-    /// socket engine (<c>RingCommunicator.Pump.cs</c>; docs/BENCHMARKS.md, Allreduce). Off by default until a hang seen
-    /// once in the pod-run test (SIGTERM and SIGKILL of workers over TCP) is understood; <c>PRETRAIN_TCP_PUMP=1</c> turns it on.
+    /// socket engine (<c>RingCommunicator.Pump.cs</c>; docs/BENCHMARKS.md, Allreduce). <c>PRETRAIN_TCP_PUMP=0</c> turns it
+    /// off (the async send and receive loops, as on other systems): a way out should a kernel or runtime misbehave with it.
     /// </summary>
-    public bool TcpPump { get; init; } = Environment.GetEnvironmentVariable("PRETRAIN_TCP_PUMP") == "1";
+    public bool TcpPump { get; init; } = Environment.GetEnvironmentVariable("PRETRAIN_TCP_PUMP") != "0";
 
     /// <summary>Where the rings' files are made (a tmpfs both ranks see). Each is removed as soon as both ends mapped it.</summary>
     public string SharedMemoryDirectory { get; init; } = "/dev/shm";

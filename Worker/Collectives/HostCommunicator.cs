@@ -8,14 +8,13 @@ namespace Pretrain.Worker.Collectives;
 /// <summary>
 /// <see cref="ICommunicator"/> over a host-memory transport (<see cref="ICollectives"/>: the ring, or one
 /// rank alone): a CPU tensor's storage is handed to the transport in place, no copy. Calls started before
-/// the previous one finished wait their turn, so callers may start several and wait later (the ring runs
-/// one call at a time, in the same order on every rank). With <paramref name="trace"/> (<c>--trace</c>) each call is
+/// the previous one finished wait their turn on the communicator's collectives thread, so callers may start
+/// several and wait later (the ring runs one call at a time, in the same order on every rank). With <paramref name="trace"/> (<c>--trace</c>) each call is
 /// timed from its start on the transport to its end, with its kind and payload; without, that costs a null check.
 /// </summary>
 public sealed class HostCommunicator(ICollectives transport, TraceRecorder? trace = null) : ICommunicator
 {
     private readonly Lock _gate = new();
-    private Task _tail = Task.CompletedTask;
 
     public long Generation => transport.Generation;
     public int Rank => transport.Rank;
@@ -62,42 +61,78 @@ public sealed class HostCommunicator(ICollectives transport, TraceRecorder? trac
             trace.Collective(kind, began, Stopwatch.GetTimestamp(), bytes, Generation, Rank, failed: !done.IsCompletedSuccessfully);
             return new CollectiveHandle(done);
         }
+        var call = new Call(start, kind, bytes, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
         lock (_gate)
         {
-            var previous = _tail;
-            // On the thread pool, never inline: the caller may be the training thread, whose synchronization
-            // context the transport's awaits would otherwise capture, and a layer that blocks on the handle
-            // (global batch norm) would then wait on continuations queued behind itself.
-            var next = Task.Run(() => After(previous, start, kind, bytes));
-            _tail = next;
-            return new CollectiveHandle(next);
+            _calls.Enqueue(call);
+            if (!_threadRunning)
+            {
+                _threadRunning = true;
+                new Thread(RunCalls) { IsBackground = true, Name = $"collectives {Generation}.{Rank}" }.Start();
+            }
         }
+        _queued.Release();
+        return new CollectiveHandle(call.Done.Task);
     }
 
-    private async Task After(Task previous, Func<Task> start, TraceKind kind, long bytes)
+    private sealed record Call(Func<Task> Start, TraceKind Kind, long Bytes, TaskCompletionSource Done);
+
+    // Calls run one at a time, in order, on a thread of this communicator's own, as Horovod's background thread runs them:
+    // never on the caller's, which may be the training thread, whose synchronization context the transport's awaits would
+    // otherwise capture (a layer that blocks on the handle, global batch norm, would then wait on continuations queued
+    // behind itself); and never on the thread pool, which a call would hold for its whole length. The ring runs a call's
+    // loop right on this thread (RingCommunicator.RunCallsOnThisThread): no hand-off beyond the caller's to here and back.
+    private readonly Queue<Call> _calls = new();
+    private readonly SemaphoreSlim _queued = new(0);
+    private bool _threadRunning, _disposed;
+
+    /// <summary>How long the thread waits for another call before it ends (a communicator that is no longer used, or is disposed).</summary>
+    private static readonly TimeSpan IdleExit = TimeSpan.FromSeconds(10);
+
+    private void RunCalls()
     {
-        // The previous call's failure belongs to its own caller; a failed transport fails this call too, naming the peer.
-        try { await previous.ConfigureAwait(false); } catch (Exception) { }
-        if (trace is null)
+        RingCommunicator.RunCallsOnThisThread();
+        while (true)
         {
-            await start().ConfigureAwait(false);
-            return;
-        }
-        // Timed from its start on the wire, not from Enqueue: the wait behind earlier calls is theirs.
-        var began = Stopwatch.GetTimestamp();
-        var failed = true;
-        try
-        {
-            await start().ConfigureAwait(false);
-            failed = false;
-        }
-        finally
-        {
-            trace.Collective(kind, began, Stopwatch.GetTimestamp(), bytes, Generation, Rank, failed);
+            bool signalled = _queued.Wait(Volatile.Read(ref _disposed) ? TimeSpan.Zero : IdleExit);
+            Call? call = null;
+            lock (_gate)
+            {
+                // A permit may outlive its call (taken by a wait that had timed out) and wakes this loop once more for nothing.
+                if (_calls.Count > 0) call = _calls.Dequeue();
+                else if (!signalled || _disposed)
+                {
+                    _threadRunning = false;
+                    return;
+                }
+            }
+            if (call != null) Run(call);
         }
     }
 
-    public ValueTask DisposeAsync() => transport.DisposeAsync();
+    private void Run(Call call)
+    {
+        // Timed from its start on the wire, not from Enqueue: the wait behind earlier calls is theirs.
+        var began = trace is null ? 0 : Stopwatch.GetTimestamp();
+        Exception? error = null;
+        // Blocks only where the transport does not finish on this thread (shared memory, TLS): their continuations run on
+        // the thread pool, never here.
+        try { call.Start().GetAwaiter().GetResult(); }
+        catch (Exception e) { error = e; }
+        trace?.Collective(call.Kind, began, Stopwatch.GetTimestamp(), call.Bytes, Generation, Rank, failed: error != null);
+        // The call's failure belongs to its own caller; a failed transport fails the calls after it too, naming the peer.
+        if (error is null) call.Done.SetResult();
+        else if (error is OperationCanceledException canceled) call.Done.SetCanceled(canceled.CancellationToken);
+        else call.Done.SetException(error);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        // The thread ends once the calls already queued have (the transport fails them fast once disposed).
+        Volatile.Write(ref _disposed, true);
+        _queued.Release();
+        return transport.DisposeAsync();
+    }
 }
 
 /// <summary>Each generation's ring on this worker's data-plane listener — TCP connections, whose data goes through shared memory to

@@ -114,7 +114,7 @@ public sealed partial class RingCommunicator
             WireFormat.WriteCallHeader(_headerOut, kind, Generation, sequence, buffer.Length);
             _progress.Reset();
             _receiveDone = _sendDone = false;
-            if (_pump is not null) await PostToPump(kind, sequence, buffer);
+            if (_pump is { } pump) await RunOnPump(pump, kind, sequence, buffer);
             else
             {
                 var sending = SendLoopAsync(buffer);  // first, so our header leaves even if the peer's is wrong

@@ -62,23 +62,37 @@ public static class Program
         await using var ring = new RingCommunicator(listener, 1, rank, peers, RankProcesses.Key, collectiveOptions);
         await ring.ConnectAsync();
         var transport = ring.SendTransport switch { LinkTransport.SharedMemory => "shm", LinkTransport.Tls => "tls", _ => "tcp" };
+        // Calls are made as the worker's HostCommunicator makes them: one after another on a thread of their own, which may
+        // block for a call (a plain-TCP ring then runs the call's loop right there).
+        var thread = new Thread(() =>
+        {
+            RingCommunicator.RunCallsOnThisThread();
+            Measure(ring, rank, peers.Length, options, tls is not null, transport);
+        }) { Name = "bench rank " + rank };
+        thread.Start();
+        thread.Join();
+        return 0;
+    }
+
+    private static void Measure(RingCommunicator ring, int rank, int n, BenchOptions options, bool tls, string transport)
+    {
         var barrier = new float[1];
         foreach (var bytes in options.Sizes)
         {
             var data = new float[bytes / 4];
             Array.Fill(data, rank);
-            await WarmUpAsync(ring, data, rank, options.Warmup);
-            await ring.AllReduceSumAsync(barrier);
+            WarmUp(ring, data, rank, options.Warmup);
+            AllReduce(ring, barrier);
             var clock = Stopwatch.StartNew();
-            for (var i = 0; i < options.Iterations; i++) await ring.AllReduceSumAsync(data);
+            for (var i = 0; i < options.Iterations; i++) AllReduce(ring, data);
             var seconds = clock.Elapsed.TotalSeconds / options.Iterations;
-            var n = peers.Length;
             if (rank == 0)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"ranks={n} bytes={bytes} time_ms={seconds * 1e3:F3} algbw_GBps={bytes / seconds / 1e9:F3} busbw_GBps={bytes / seconds / 1e9 * 2.0 * (n - 1) / n:F3} tls={(tls is null ? 0 : 1)} transport={transport}"));
+                    $"ranks={n} bytes={bytes} time_ms={seconds * 1e3:F3} algbw_GBps={bytes / seconds / 1e9:F3} busbw_GBps={bytes / seconds / 1e9 * 2.0 * (n - 1) / n:F3} tls={(tls ? 1 : 0)} transport={transport}"));
         }
-        return 0;
     }
+
+    private static void AllReduce(RingCommunicator ring, float[] data) => ring.AllReduceSumAsync(data).GetAwaiter().GetResult();
 
     /// <summary>
     /// At least <paramref name="calls"/> calls and at least one second: .NET compiles a method fully only after 30 calls
@@ -86,15 +100,15 @@ public static class Program
     /// 2x slower when measured first than when measured after 64 MiB). Rank 0's clock decides; a one-float allreduce
     /// after each call tells the others, so every rank makes the same calls.
     /// </summary>
-    private static async Task WarmUpAsync(RingCommunicator ring, float[] data, int rank, int calls)
+    private static void WarmUp(RingCommunicator ring, float[] data, int rank, int calls)
     {
         var clock = Stopwatch.StartNew();
         var more = new float[1];
         for (var i = 0; ; i++)
         {
-            await ring.AllReduceSumAsync(data);
+            AllReduce(ring, data);
             more[0] = rank == 0 && (i + 1 < calls || clock.Elapsed < WarmUpTime) ? 1 : 0;
-            await ring.AllReduceSumAsync(more);
+            AllReduce(ring, more);
             if (more[0] == 0) return;
         }
     }
