@@ -94,6 +94,13 @@ public sealed record CollectiveOptions
     /// </summary>
     public bool TcpPump { get; init; } = Environment.GetEnvironmentVariable("PRETRAIN_TCP_PUMP") != "0";
 
+    /// <summary>
+    /// Shared-memory links (Linux) run each call as one loop too, over both mappings, spinning briefly and then sleeping in
+    /// poll(2) on the doorbells (<c>RingCommunicator.SharedLoop.cs</c>) instead of one async loop per direction.
+    /// <c>PRETRAIN_SHM_PUMP=0</c> turns it off.
+    /// </summary>
+    public bool SharedMemoryPump { get; init; } = Environment.GetEnvironmentVariable("PRETRAIN_SHM_PUMP") != "0";
+
     /// <summary>Where the rings' files are made (a tmpfs both ranks see). Each is removed as soon as both ends mapped it.</summary>
     public string SharedMemoryDirectory { get; init; } = "/dev/shm";
 

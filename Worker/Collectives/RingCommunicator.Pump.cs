@@ -2,13 +2,15 @@ using System.Net.Sockets;
 
 namespace Pretrain.Worker.Collectives;
 
-// A call over two plain TCP links, on Linux, runs as one loop on the ring's pump thread: it receives from prev and sends to
+// A call over two plain TCP links, on Linux, runs as one loop, on the calling thread when it may block (HostCommunicator's
+// collectives thread) or else on the ring's pump thread: it receives from prev and sends to
 // next with non-blocking system calls, reduces each segment as it completes, and sleeps in poll(2) on both sockets when
 // neither can move. The async send and receive loops (RingCommunicator.Collectives.cs) cost two wake-ups per readiness
 // (the socket engine's epoll thread, then a thread-pool thread) plus a hand-off from the receive loop to the send loop
 // per forwarded segment; here the kernel wakes the one thread that does the work. On these 2-core VMs that took 2 ranks
 // from 7.7 to 4.8 ms at 16 MiB and from 28 to 17 ms at 64 MiB, past OpenMPI's polling progress engine without its busy wait
-// (docs/BENCHMARKS.md). Shared-memory and TLS links keep the async loops: their waits are not on a plain socket.
+// (docs/BENCHMARKS.md). Two shared-memory links get a loop of the same shape (RingCommunicator.SharedLoop.cs); TLS links
+// and mixed rings keep the async loops.
 public sealed partial class RingCommunicator
 {
     private Pump? _pump;
@@ -29,8 +31,14 @@ public sealed partial class RingCommunicator
     private Task RunOnPump(Pump pump, CollectiveOp kind, long sequence, Memory<byte> buffer)
     {
         if (!t_callerRunsCalls) return PostToPump(kind, sequence, buffer);
-        RunPump(pump, kind, sequence, buffer);
+        RunLoop(pump, kind, sequence, buffer);
         return Task.CompletedTask;
+    }
+
+    private void RunLoop(Pump pump, CollectiveOp kind, long sequence, Memory<byte> buffer)
+    {
+        if (pump is TcpPump tcp) RunPump(tcp, kind, sequence, buffer);
+        else RunShared((SharedPump)pump, kind, sequence, buffer);
     }
     private (CollectiveOp Kind, long Sequence, Memory<byte> Buffer, TaskCompletionSource Done) _posted;
 
@@ -62,7 +70,7 @@ public sealed partial class RingCommunicator
             _posted = default;
             try
             {
-                RunPump(pump, kind, sequence, buffer);
+                RunLoop(pump, kind, sequence, buffer);
                 done.SetResult();
             }
             catch (Exception e) { done.SetException(e); }   // a bug, not a link failure: those are recorded, not thrown
@@ -78,16 +86,12 @@ public sealed partial class RingCommunicator
     /// <summary>Lets the pump's thread end (once any call in flight has).</summary>
     private void StopPump() => _callPosted.Release();
 
-    /// <summary>The descriptors of both plain TCP links and the event that wakes a call's loop on a failure or an abort.</summary>
-    private sealed class Pump(Socket toNext, Socket fromPrev) : IDisposable
+    /// <summary>A call loop's links, and the event that wakes the loop on a failure or an abort.</summary>
+    private abstract class Pump : IDisposable
     {
         private readonly Lock _gate = new();
         private readonly WakeEvent _wake = new();
         private bool _running, _disposed;
-
-        public Socket ToNext => toNext;
-        public Socket FromPrev => fromPrev;
-        public int LowWater = 1;   // fromPrev's SO_RCVLOWAT as last set
 
         /// <summary>The event to poll for one call, or null once disposed; <see cref="Leave"/> when the call ends.</summary>
         public WakeEvent? Enter()
@@ -106,7 +110,7 @@ public sealed partial class RingCommunicator
             lock (_gate)
             {
                 _running = false;
-                if (_disposed) _wake.Dispose();
+                if (_disposed) CloseEvents();
             }
         }
 
@@ -118,15 +122,32 @@ public sealed partial class RingCommunicator
             lock (_gate)
             {
                 _disposed = true;
-                if (!_running) _wake.Dispose();
+                if (!_running) CloseEvents();
             }
         }
+
+        /// <summary>Closes the descriptors a call polls, once none does.</summary>
+        protected virtual void CloseEvents() => _wake.Dispose();
     }
 
-    /// <summary>A pump when both links are plain TCP on Linux, which takes both sockets out of .NET's socket engine; null keeps the async loops.</summary>
-    private static Pump? MakePump(IRingLink toNext, IRingLink fromPrev)
+    /// <summary>Both links plain TCP: their sockets.</summary>
+    private sealed class TcpPump(Socket toNext, Socket fromPrev) : Pump
     {
-        if (!OperatingSystem.IsLinux() || toNext is not RingLink { Transport: LinkTransport.Tcp } next || fromPrev is not RingLink { Transport: LinkTransport.Tcp } prev)
+        public Socket ToNext => toNext;
+        public Socket FromPrev => fromPrev;
+        public int LowWater = 1;   // fromPrev's SO_RCVLOWAT as last set
+    }
+
+    /// <summary>
+    /// A pump when both links are plain TCP (<see cref="CollectiveOptions.TcpPump"/>) or both shared memory
+    /// (<see cref="CollectiveOptions.SharedMemoryPump"/>) on Linux; null keeps the async loops (TLS, mixed rings, other systems).
+    /// </summary>
+    private Pump? MakePump(IRingLink toNext, IRingLink fromPrev)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        if (toNext is SharedMemorySender sender && fromPrev is SharedMemoryReceiver receiver)
+            return _options.SharedMemoryPump ? new SharedPump(sender, receiver) : null;
+        if (!_options.TcpPump || toNext is not RingLink { Transport: LinkTransport.Tcp } next || fromPrev is not RingLink { Transport: LinkTransport.Tcp } prev)
             return null;
         // Registered there since the handshake's async calls, each socket would have the engine's epoll thread wake, and
         // queue a thread-pool item, for every readiness change the pump causes: 1 MiB over 2 ranks took 0.29 ms detached and
@@ -134,7 +155,7 @@ public sealed partial class RingCommunicator
         // and the notice watcher poll them.
         next.Detach();
         prev.Detach();
-        return new Pump(next.Socket, prev.Socket);
+        return new TcpPump(next.Socket, prev.Socket);
     }
 
     /// <summary>
@@ -142,7 +163,7 @@ public sealed partial class RingCommunicator
     /// recorded as the async loops record them (<see cref="OnLinkError"/>, blaming prev for what comes in and next for what
     /// goes out); the loop stops at the first, or when <see cref="Fail"/> or an abort wakes it.
     /// </summary>
-    private unsafe void RunPump(Pump pump, CollectiveOp kind, long sequence, Memory<byte> buffer)
+    private unsafe void RunPump(TcpPump pump, CollectiveOp kind, long sequence, Memory<byte> buffer)
     {
         var wake = pump.Enter()?.Fd ?? -1;
         if (wake < 0)
@@ -174,7 +195,7 @@ public sealed partial class RingCommunicator
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]   // optimised from the first call: a call is one long-running loop
-    private unsafe void Loop(Pump pump, int sendFd, int receiveFd, int wake, CollectiveOp kind, long sequence, int length,
+    private unsafe void Loop(TcpPump pump, int sendFd, int receiveFd, int wake, CollectiveOp kind, long sequence, int length,
         byte* data, byte* scratch, byte* headerOut, byte* headerIn)
     {
         int segment = _segment, header = WireFormat.CallHeaderSize;

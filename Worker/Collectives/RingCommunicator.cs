@@ -102,14 +102,11 @@ public sealed partial class RingCommunicator : ICollectives
         _segment = _toNext.Transport == LinkTransport.SharedMemory && _fromPrev.Transport == LinkTransport.SharedMemory
             ? Math.Min(_options.SharedMemorySegmentBytes, _options.SegmentBytes)
             : _options.SegmentBytes;
-        _pump = _options.TcpPump ? MakePump(_toNext, _fromPrev) : null;
+        _pump = MakePump(_toNext, _fromPrev);
         if (_pump is { } pump) _abort.Token.Register(pump.Wake);
         _connected = true;
-        if (_pump is not null)
-        {
-            StartPump(_pump);
-            StartWatchingNext(_pump.ToNext);
-        }
+        if (_pump is not null) StartPump(_pump);
+        if (_pump is TcpPump tcp) StartWatchingNext(tcp.ToNext);
         else _ = WatchNextAsync(_toNext);
         _watchdog = new Timer(static s => ((RingCommunicator)s!).CheckProgress(), this, WatchdogPeriod, WatchdogPeriod);
         _log.LogInformation("generation {Generation} rank {Rank}: ring connected, from rank {Prev} over {From}, to rank {Next} over {To}",

@@ -54,19 +54,22 @@ internal sealed class RingLink : IRingLink
         {
             if (_tls is not null) _tls.Write(notice);
             else if (!_detached) Socket.Send(notice);
-            else
-            {
-                var added = false;
-                try
-                {
-                    Socket.SafeHandle.DangerousAddRef(ref added);
-                    LinuxSockets.SendAll((int)Socket.SafeHandle.DangerousGetHandle(), notice, NoticeTimeoutMs);
-                }
-                finally
-                {
-                    if (added) Socket.SafeHandle.DangerousRelease();
-                }
-            }
+            else SendRaw(notice);
+        }
+    }
+
+    /// <summary>A detached socket's send: our own bounded one (.NET's would wait through the socket engine, which no longer watches it).</summary>
+    private void SendRaw(byte[] bytes)
+    {
+        var added = false;
+        try
+        {
+            Socket.SafeHandle.DangerousAddRef(ref added);
+            LinuxSockets.SendAll((int)Socket.SafeHandle.DangerousGetHandle(), bytes, NoticeTimeoutMs);
+        }
+        finally
+        {
+            if (added) Socket.SafeHandle.DangerousRelease();
         }
     }
 
@@ -76,7 +79,7 @@ internal sealed class RingLink : IRingLink
     /// <summary>
     /// Takes the socket out of .NET's socket engine (<see cref="LinuxSockets.LeaveEpollSets"/>) for a caller that does its
     /// I/O with system calls of its own (<see cref="RingCommunicator"/>'s pump); from then on this link's own calls are
-    /// limited to <see cref="SendNotice"/> (which then does the same) and <see cref="Dispose"/>.
+    /// limited to <see cref="SendNotice"/> and <see cref="SendDoorbell"/> (which then send with our own calls) and <see cref="Dispose"/>.
     /// </summary>
     public void Detach()
     {
@@ -90,7 +93,11 @@ internal sealed class RingLink : IRingLink
     /// </summary>
     public void SendDoorbell()
     {
-        lock (_notices) Socket.Send(DoorbellBytes);
+        lock (_notices)
+        {
+            if (_detached) SendRaw(DoorbellBytes);
+            else Socket.Send(DoorbellBytes);
+        }
     }
 
     // Stream's own exact-length read: fewer bytes than asked means the peer closed the connection. Pooled, as SocketIo's.

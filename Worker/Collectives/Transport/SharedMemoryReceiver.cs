@@ -15,7 +15,7 @@ namespace Pretrain.Worker.Collectives;
 internal sealed class SharedMemoryReceiver : IRingLink
 {
     /// <summary>Woken for this much data (or what is left to receive): one doorbell per 64 KiB the sender publishes at most.</summary>
-    private const int WakeBytes = SharedRing.PublishBytes;
+    internal const int WakeBytes = SharedRing.PublishBytes;
 
     private readonly RingLink _link;
     private readonly SharedRing _ring;
@@ -30,6 +30,11 @@ internal sealed class SharedMemoryReceiver : IRingLink
 
     public LinkTransport Transport => LinkTransport.SharedMemory;
     public int Capacity => _ring.Capacity;
+
+    // For RingCommunicator's call loop (SharedLoop.cs), which reads the ring and polls the doorbells itself.
+    internal SharedRing Mapping => _ring;
+    internal RingLink Link => _link;
+    internal long SpinTicks => _spinTicks;
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> ReceiveExactlyAsync(Memory<byte> buffer, CancellationToken ct)

@@ -37,6 +37,29 @@ internal sealed class SharedMemorySender : IRingLink
     public LinkTransport Transport => LinkTransport.SharedMemory;
     public int Capacity => _ring.Capacity;
 
+    // For RingCommunicator's call loop (SharedLoop.cs), which writes the ring itself and sleeps on SpaceEvent for room.
+    internal SharedRing Mapping => _ring;
+    internal RingLink Link => _link;
+    internal long SpinTicks => _spinTicks;
+
+    /// <summary>
+    /// An event signalled at every doorbell from the consumer, and when the connection ends, made for the call loop that
+    /// asks (and closed by it: the loop may be polling it when this link is disposed).
+    /// </summary>
+    internal WakeEvent UseSpaceEvent()
+    {
+        var made = new WakeEvent();
+        Volatile.Write(ref _spaceEvent, made);
+        if (Ended is not null) made.Signal();   // ended before: a loop polling it must not sleep
+        return made;
+    }
+
+    private WakeEvent? _spaceEvent;
+
+    /// <summary>Why the connection ended (the consumer closed it: an <see cref="EndOfStreamException"/>), or null while it is open.</summary>
+    internal Exception? Ended => Volatile.Read(ref _ended);
+    private Exception? _ended;
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask SendAllAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct)
     {
@@ -132,6 +155,7 @@ internal sealed class SharedMemorySender : IRingLink
                     if (headerFilled == 0 && buffer[i] == RingLink.DoorbellByte)
                     {
                         _space.Ring();
+                        Volatile.Read(ref _spaceEvent)?.Signal();
                         i++;
                         continue;
                     }
@@ -158,7 +182,10 @@ internal sealed class SharedMemorySender : IRingLink
         }
         Volatile.Write(ref _closedBy, ended);
         _notices.Writer.TryComplete();
-        _space.Fault(ended ?? new EndOfStreamException("the receiving rank closed the connection"));
+        var fault = ended ?? new EndOfStreamException("the receiving rank closed the connection");
+        Volatile.Write(ref _ended, fault);
+        Volatile.Read(ref _spaceEvent)?.Signal();
+        _space.Fault(fault);
     }
 
     /// <summary>A doorbell to the other side. A failed one is dropped: the connection is gone, and its end fails the link anyway.</summary>
@@ -174,5 +201,6 @@ internal sealed class SharedMemorySender : IRingLink
         _link.Dispose();
         _ring.Dispose();
         _space.Fault(new ObjectDisposedException(nameof(SharedMemorySender)));
+        // The space event stays open: a call loop may be polling it; the communicator closes it with its pump.
     }
 }
