@@ -201,13 +201,13 @@ public sealed partial class RingCommunicator
         int segment = _segment, header = WireFormat.CallHeaderSize;
         // Send side: the header, then pass by pass, segment by segment; a SendWaits segment goes once as many segments
         // were received (and reduced) as it is the forwarded one of — the async loops' ProgressCounter, counted here.
-        int headerSent = 0, sendPass = 0, sendOffset = 0, sent = 0;
+        int headerSent = 0;
+        var tx = Start(send: true);
         long waited = 0, received = 0;
         bool sendCleared = false;
         // Receive side: the header, checked, then pass by pass into the data (or into scratch, added in when a segment is whole).
-        int headerReceived = 0, receivePass = 0, receiveOffset = 0, got = 0;
-        SkipEmpty(ref sendPass, send: true);
-        SkipEmpty(ref receivePass, send: false);
+        int headerReceived = 0;
+        var rx = Start(send: false);
         Span<LinuxSockets.PollFd> fds = stackalloc LinuxSockets.PollFd[3];
         var pollMs = (int)Math.Clamp(WatchdogPeriod.TotalMilliseconds, 10, 1000);
 
@@ -235,42 +235,29 @@ public sealed partial class RingCommunicator
                                 if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, length) is { } mismatch)
                                     throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
                                 Touch();
-                                if (receivePass == _passCount) _receiveDone = true;
+                                if (rx.Pass == _passCount) _receiveDone = true;
                             }
                         }
                     }
                     else
                     {
-                        var pass = _passes[receivePass];
-                        var size = Math.Min(segment, pass.ReceiveLength - receiveOffset);
+                        var pass = _passes[rx.Pass];
+                        var size = rx.SegmentLength(_passes, segment, send: false);
                         // Woken once a quarter of a 1 MiB socket buffer is in, not per 64 KiB packet (SocketIo.LowWaterBytes), and
                         // never for more than this segment: the rest may only come once we forwarded it.
-                        var remaining = size - got;
+                        var remaining = size - rx.Done;
                         if (pump.LowWater > remaining || (pump.LowWater == 1 && remaining >= SocketIo.MarkedReceiveBytes))
                             pump.LowWater = SocketIo.SetLowWaterMark(pump.FromPrev, remaining >= SocketIo.MarkedReceiveBytes ? Math.Min(SocketIo.LowWaterBytes, remaining) : 1);
-                        var into = pass.Reduce ? scratch + got : data + pass.ReceiveOffset + receiveOffset + got;
-                        var n = LinuxSockets.Receive(receiveFd, into, size - got);
+                        var into = pass.Reduce ? scratch + rx.Done : data + pass.ReceiveOffset + rx.Offset + rx.Done;
+                        var n = LinuxSockets.Receive(receiveFd, into, remaining);
                         if (n == 0) throw new EndOfStreamException();
                         if (n > 0)
                         {
                             moved = true;
-                            got += n;
                             Touch();
-                            if (got == size)
-                            {
-                                if (pass.Reduce)
-                                    Reduction.AddInto(kind, new Span<byte>(data + pass.ReceiveOffset + receiveOffset, size), new ReadOnlySpan<byte>(scratch, size));
-                                received++;
-                                got = 0;
-                                receiveOffset += size;
-                                if (receiveOffset == pass.ReceiveLength)
-                                {
-                                    receiveOffset = 0;
-                                    receivePass++;
-                                    SkipEmpty(ref receivePass, send: false);
-                                    if (receivePass == _passCount) _receiveDone = true;
-                                }
-                            }
+                            if (n == remaining && pass.Reduce)
+                                Reduction.AddInto(kind, new Span<byte>(data + pass.ReceiveOffset + rx.Offset, size), new ReadOnlySpan<byte>(scratch, size));
+                            if (Advance(ref rx, n, size, send: false)) received++;
                         }
                     }
                 }
@@ -295,12 +282,12 @@ public sealed partial class RingCommunicator
                         {
                             moved = true;
                             headerSent += n;
-                            if (headerSent == header && sendPass == _passCount) _sendDone = true;
+                            if (headerSent == header && tx.Pass == _passCount) _sendDone = true;
                         }
                     }
                     else
                     {
-                        var pass = _passes[sendPass];
+                        var pass = _passes[tx.Pass];
                         if (!sendCleared && (!pass.SendWaits || received > waited))
                         {
                             if (pass.SendWaits) waited++;
@@ -309,25 +296,15 @@ public sealed partial class RingCommunicator
                         if (sendCleared)
                         {
                             sendable = true;
-                            var size = Math.Min(segment, pass.SendLength - sendOffset);
-                            var n = LinuxSockets.Send(sendFd, data + pass.SendOffset + sendOffset + sent, size - sent);
+                            var size = tx.SegmentLength(_passes, segment, send: true);
+                            var n = LinuxSockets.Send(sendFd, data + pass.SendOffset + tx.Offset + tx.Done, size - tx.Done);
                             if (n > 0)
                             {
                                 moved = true;
-                                sent += n;
-                                if (sent == size)
+                                if (Advance(ref tx, n, size, send: true))
                                 {
                                     Touch();
-                                    sent = 0;
                                     sendCleared = false;
-                                    sendOffset += size;
-                                    if (sendOffset == pass.SendLength)
-                                    {
-                                        sendOffset = 0;
-                                        sendPass++;
-                                        SkipEmpty(ref sendPass, send: true);
-                                        if (sendPass == _passCount) _sendDone = true;
-                                    }
                                 }
                             }
                         }
@@ -422,7 +399,48 @@ public sealed partial class RingCommunicator
         return true;
     }
 
-    /// <summary>Moves <paramref name="pass"/> past passes with nothing to send (or receive): broadcast's ends.</summary>
+    /// <summary>Where one direction of a call loop is: its pass, the segment's offset in that pass, and the bytes of the segment done.</summary>
+    private struct PassCursor
+    {
+        public int Pass, Offset, Done;
+
+        public readonly int SegmentLength(RingPass[] passes, int segment, bool send) =>
+            Math.Min(segment, (send ? passes[Pass].SendLength : passes[Pass].ReceiveLength) - Offset);
+    }
+
+    /// <summary>A direction's cursor at its first pass with something to move (broadcast's ends have none).</summary>
+    private PassCursor Start(bool send)
+    {
+        var cursor = new PassCursor();
+        SkipEmpty(ref cursor.Pass, send);
+        return cursor;
+    }
+
+    /// <summary>
+    /// Counts <paramref name="n"/> more bytes of the segment of <paramref name="size"/> at <paramref name="cursor"/>; true
+    /// when that completed it. The cursor then moves to the next segment (past empty passes), and the direction is done
+    /// after the last pass.
+    /// </summary>
+    private bool Advance(ref PassCursor cursor, int n, int size, bool send)
+    {
+        cursor.Done += n;
+        if (cursor.Done < size) return false;
+        cursor.Done = 0;
+        cursor.Offset += size;
+        if (cursor.Offset == (send ? _passes[cursor.Pass].SendLength : _passes[cursor.Pass].ReceiveLength))
+        {
+            cursor.Offset = 0;
+            cursor.Pass++;
+            SkipEmpty(ref cursor.Pass, send);
+            if (cursor.Pass == _passCount)
+            {
+                if (send) _sendDone = true;
+                else _receiveDone = true;
+            }
+        }
+        return true;
+    }
+
     private void SkipEmpty(ref int pass, bool send)
     {
         while (pass < _passCount && (send ? _passes[pass].SendLength : _passes[pass].ReceiveLength) == 0) pass++;

@@ -69,12 +69,10 @@ public sealed partial class RingCommunicator
         int segment = _segment, header = WireFormat.CallHeaderSize;
         // The same bookkeeping as the TCP loop: pass by pass, segment by segment, a SendWaits segment going once as many
         // segments were received (and added in) as it is the forwarded one of.
-        int headerSent = 0, sendPass = 0, sendOffset = 0, sent = 0;
+        int headerSent = 0, headerReceived = 0;
+        PassCursor tx = Start(send: true), rx = Start(send: false);
         long waited = 0, received = 0;
         bool sendCleared = false;
-        int headerReceived = 0, receivePass = 0, receiveOffset = 0, got = 0;
-        SkipEmpty(ref sendPass, send: true);
-        SkipEmpty(ref receivePass, send: false);
         Span<LinuxSockets.PollFd> fds = stackalloc LinuxSockets.PollFd[3];
         Span<byte> doorbells = stackalloc byte[64];
         var pollMs = (int)Math.Clamp(WatchdogPeriod.TotalMilliseconds, 10, 1000);
@@ -102,37 +100,24 @@ public sealed partial class RingCommunicator
                                 if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, length) is { } mismatch)
                                     throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
                                 Touch();
-                                if (receivePass == _passCount) _receiveDone = true;
+                                if (rx.Pass == _passCount) _receiveDone = true;
                             }
                         }
                         else readWanted = header - headerReceived;
                     }
                     else
                     {
-                        var pass = _passes[receivePass];
-                        var size = Math.Min(segment, pass.ReceiveLength - receiveOffset);
-                        var into = new Span<byte>(data + pass.ReceiveOffset + receiveOffset + got, size - got);
+                        var pass = _passes[rx.Pass];
+                        var size = rx.SegmentLength(_passes, segment, send: false);
+                        var into = new Span<byte>(data + pass.ReceiveOffset + rx.Offset + rx.Done, size - rx.Done);
                         n = pass.Reduce ? prev.ReadAdding(into, kind, out wakeProducer) : prev.Read(into, out wakeProducer);
                         if (n > 0)
                         {
-                            got += n;
                             Touch();
-                            if (got == size)
-                            {
-                                received++;
-                                got = 0;
-                                receiveOffset += size;
-                                if (receiveOffset == pass.ReceiveLength)
-                                {
-                                    receiveOffset = 0;
-                                    receivePass++;
-                                    SkipEmpty(ref receivePass, send: false);
-                                    if (receivePass == _passCount) _receiveDone = true;
-                                }
-                            }
+                            if (Advance(ref rx, n, size, send: false)) received++;
                         }
                         // Woken for 64 KiB (or what is left of the segment), as the async receiver waits.
-                        else readWanted = Math.Min(size - got, SharedMemoryReceiver.WakeBytes);
+                        else readWanted = Math.Min(into.Length, SharedMemoryReceiver.WakeBytes);
                     }
                     if (wakeProducer) SharedMemorySender.Ring(pump.Prev.Link);
                     if (n > 0) moved = true;
@@ -156,11 +141,11 @@ public sealed partial class RingCommunicator
                         left = header - headerSent;
                         n = next.Write(new ReadOnlySpan<byte>(headerOut + headerSent, left), out wakeConsumer);
                         headerSent += n;
-                        if (headerSent == header && sendPass == _passCount) _sendDone = true;
+                        if (headerSent == header && tx.Pass == _passCount) _sendDone = true;
                     }
                     else
                     {
-                        var pass = _passes[sendPass];
+                        var pass = _passes[tx.Pass];
                         if (!sendCleared && (!pass.SendWaits || received > waited))
                         {
                             if (pass.SendWaits) waited++;
@@ -168,23 +153,13 @@ public sealed partial class RingCommunicator
                         }
                         if (sendCleared)
                         {
-                            var size = Math.Min(segment, pass.SendLength - sendOffset);
-                            left = size - sent;
-                            n = next.Write(new ReadOnlySpan<byte>(data + pass.SendOffset + sendOffset + sent, left), out wakeConsumer);
-                            sent += n;
-                            if (sent == size)
+                            var size = tx.SegmentLength(_passes, segment, send: true);
+                            left = size - tx.Done;
+                            n = next.Write(new ReadOnlySpan<byte>(data + pass.SendOffset + tx.Offset + tx.Done, left), out wakeConsumer);
+                            if (n > 0 && Advance(ref tx, n, size, send: true))
                             {
                                 Touch();
-                                sent = 0;
                                 sendCleared = false;
-                                sendOffset += size;
-                                if (sendOffset == pass.SendLength)
-                                {
-                                    sendOffset = 0;
-                                    sendPass++;
-                                    SkipEmpty(ref sendPass, send: true);
-                                    if (sendPass == _passCount) _sendDone = true;
-                                }
                             }
                         }
                     }
