@@ -115,8 +115,8 @@ public sealed class HostCommunicator(ICollectives transport, TraceRecorder? trac
         // Timed from its start on the wire, not from Enqueue: the wait behind earlier calls is theirs.
         var began = trace is null ? 0 : Stopwatch.GetTimestamp();
         Exception? error = null;
-        // Blocks only where the transport does not finish on this thread (shared memory, TLS): their continuations run on
-        // the thread pool, never here.
+        // Blocks only where the transport does not finish on this thread (TLS links, a ring of shared memory and TCP, or the
+        // loops turned off): their continuations run on the thread pool, never here.
         try { call.Start().GetAwaiter().GetResult(); }
         catch (Exception e) { error = e; }
         trace?.Collective(call.Kind, began, Stopwatch.GetTimestamp(), call.Bytes, Generation, Rank, failed: error != null);

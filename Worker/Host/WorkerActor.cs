@@ -392,8 +392,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
             _memory.GenerationCancel.Cancel();
             if (s.JobCompleted && _memory.Pending is null)
             {
-                // Not a failure: the job needs nothing more from this worker (a newcomer or a late replacement).
-                _log.Info("{0} exits: {1} without it; nothing is left to do", _options.WorkerId, s.Reason);
+                // Not a failure: the job needs nothing more from this worker (a newcomer or a late replacement). A warning, so
+                // it shows without --verbose: the operator should see why a worker that never trained exits 0.
+                _log.Warning("{0} exits: {1} without it; nothing is left to do", _options.WorkerId, s.Reason);
                 Exit(WorkerExitCodes.Finished, null);
                 return;
             }

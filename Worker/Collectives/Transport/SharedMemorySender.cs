@@ -37,7 +37,7 @@ internal sealed class SharedMemorySender : IRingLink
     public LinkTransport Transport => LinkTransport.SharedMemory;
     public int Capacity => _ring.Capacity;
 
-    // For RingCommunicator's call loop (SharedLoop.cs), which writes the ring itself and sleeps on SpaceEvent for room.
+    // For RingCommunicator's call loop (SharedLoop.cs), which writes the ring itself and sleeps on UseSpaceEvent's event for room.
     internal SharedRing Mapping => _ring;
     internal RingLink Link => _link;
     internal long SpinTicks => _spinTicks;
