@@ -20,7 +20,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
         System = system;
         Job = job;
         _observer = observer;
-        _timeout = timeout;
+        // The job actor answers once it has recovered the journal, which on a loaded machine (or a long journal) takes longer
+        // than the data plane's --timeout: seen in CI, a 5 s ask at start failed a coordinator whose SQLite was still opening.
+        _timeout = Max(timeout, LocalAnswer);
         Port = port;
         Address = ClusterHocon.Address(publicHost, port, tls);
         JobPath = ClusterHocon.JobPath(publicHost, port, tls);
@@ -79,6 +81,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>The least time an ask of the job actor (in this process) is given.</summary>
+    private static readonly TimeSpan LocalAnswer = TimeSpan.FromSeconds(30);
 
     /// <summary>Defines the job the workers run. Idempotent for the same spec; throws if the journal holds another.</summary>
     public async Task SubmitAsync(JobSpec spec, CancellationToken ct = default)

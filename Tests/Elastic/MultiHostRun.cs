@@ -71,12 +71,15 @@ public sealed partial class MultiHostRun : IDisposable
         return process;
     }
 
-    /// <summary>Waits until rank 0 has published the checkpoint of <paramref name="step"/>.</summary>
+    /// <summary>
+    /// Waits until rank 0 has published the checkpoint of <paramref name="step"/> or a later one (with checkpoint.keep a
+    /// fast run may prune step's own before a poll sees it).
+    /// </summary>
     public async Task WaitForCheckpointAsync(long step, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
-        string path = Path.Combine(Directory, "checkpoints", $"step-{step:D8}");
-        while (!System.IO.Directory.Exists(path))
+        string checkpoints = Path.Combine(Directory, "checkpoints");
+        while (!ChaosRun.Published(checkpoints).Any(s => s >= step))
         {
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"no checkpoint {step} within {timeout}:\n{Output}");
             await Task.Delay(50);
