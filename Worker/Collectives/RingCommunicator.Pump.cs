@@ -203,8 +203,7 @@ public sealed partial class RingCommunicator
         // were received (and reduced) as it is the forwarded one of — the async loops' ProgressCounter, counted here.
         int headerSent = 0;
         var tx = Start(send: true);
-        long waited = 0, received = 0;
-        bool sendCleared = false;
+        long received = 0;
         // Receive side: the header, checked, then pass by pass into the data (or into scratch, added in when a segment is whole).
         int headerReceived = 0;
         var rx = Start(send: false);
@@ -230,13 +229,7 @@ public sealed partial class RingCommunicator
                         {
                             moved = true;
                             headerReceived += n;
-                            if (headerReceived == header)
-                            {
-                                if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, length) is { } mismatch)
-                                    throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
-                                Touch();
-                                if (rx.Pass == _passCount) _receiveDone = true;
-                            }
+                            if (headerReceived == header) HeaderReceived(kind, sequence, length, rx);
                         }
                     }
                     else
@@ -288,12 +281,7 @@ public sealed partial class RingCommunicator
                     else
                     {
                         var pass = _passes[tx.Pass];
-                        if (!sendCleared && (!pass.SendWaits || received > waited))
-                        {
-                            if (pass.SendWaits) waited++;
-                            sendCleared = true;
-                        }
-                        if (sendCleared)
+                        if (SendMayGo(ref tx, received))
                         {
                             sendable = true;
                             var size = tx.SegmentLength(_passes, segment, send: true);
@@ -302,10 +290,7 @@ public sealed partial class RingCommunicator
                             {
                                 moved = true;
                                 if (Advance(ref tx, n, size, send: true))
-                                {
                                     Touch();
-                                    sendCleared = false;
-                                }
                             }
                         }
                     }
@@ -403,6 +388,8 @@ public sealed partial class RingCommunicator
     private struct PassCursor
     {
         public int Pass, Offset, Done;
+        public long Waited;     // send side: segments received that forwarded segments have waited for
+        public bool Cleared;    // send side: the segment at the cursor may go
 
         public readonly int SegmentLength(RingPass[] passes, int segment, bool send) =>
             Math.Min(segment, (send ? passes[Pass].SendLength : passes[Pass].ReceiveLength) - Offset);
@@ -426,6 +413,7 @@ public sealed partial class RingCommunicator
         cursor.Done += n;
         if (cursor.Done < size) return false;
         cursor.Done = 0;
+        cursor.Cleared = false;
         cursor.Offset += size;
         if (cursor.Offset == (send ? _passes[cursor.Pass].SendLength : _passes[cursor.Pass].ReceiveLength))
         {
@@ -439,6 +427,30 @@ public sealed partial class RingCommunicator
             }
         }
         return true;
+    }
+
+    /// <summary>Prev's call header is in: it must describe the same call (else a desync, blaming prev); nothing follows for an empty schedule.</summary>
+    private void HeaderReceived(CollectiveOp kind, long sequence, int length, in PassCursor rx)
+    {
+        if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, length) is { } mismatch)
+            throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
+        Touch();
+        if (rx.Pass == _passCount) _receiveDone = true;
+    }
+
+    /// <summary>
+    /// Whether the send cursor's segment may go: at once, or in a SendWaits pass once as many segments were received (and
+    /// reduced) as it is the forwarded one of — the async loops' ProgressCounter, counted here.
+    /// </summary>
+    private bool SendMayGo(ref PassCursor tx, long received)
+    {
+        if (tx.Cleared) return true;
+        if (_passes[tx.Pass].SendWaits)
+        {
+            if (received <= tx.Waited) return false;
+            tx.Waited++;
+        }
+        return tx.Cleared = true;
     }
 
     private void SkipEmpty(ref int pass, bool send)

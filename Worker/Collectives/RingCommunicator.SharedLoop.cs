@@ -71,8 +71,7 @@ public sealed partial class RingCommunicator
         // segments were received (and added in) as it is the forwarded one of.
         int headerSent = 0, headerReceived = 0;
         PassCursor tx = Start(send: true), rx = Start(send: false);
-        long waited = 0, received = 0;
-        bool sendCleared = false;
+        long received = 0;
         Span<LinuxSockets.PollFd> fds = stackalloc LinuxSockets.PollFd[3];
         Span<byte> doorbells = stackalloc byte[64];
         var pollMs = (int)Math.Clamp(WatchdogPeriod.TotalMilliseconds, 10, 1000);
@@ -95,13 +94,7 @@ public sealed partial class RingCommunicator
                         if (n > 0)
                         {
                             headerReceived += n;
-                            if (headerReceived == header)
-                            {
-                                if (WireFormat.CheckCallHeader(_headerIn, kind, Generation, sequence, length) is { } mismatch)
-                                    throw new CollectiveException($"desync: rank {Prev.Rank} {mismatch}", Generation, Prev.Rank, PeerName(Prev.Rank));
-                                Touch();
-                                if (rx.Pass == _passCount) _receiveDone = true;
-                            }
+                            if (headerReceived == header) HeaderReceived(kind, sequence, length, rx);
                         }
                         else readWanted = header - headerReceived;
                     }
@@ -146,21 +139,13 @@ public sealed partial class RingCommunicator
                     else
                     {
                         var pass = _passes[tx.Pass];
-                        if (!sendCleared && (!pass.SendWaits || received > waited))
-                        {
-                            if (pass.SendWaits) waited++;
-                            sendCleared = true;
-                        }
-                        if (sendCleared)
+                        if (SendMayGo(ref tx, received))
                         {
                             var size = tx.SegmentLength(_passes, segment, send: true);
                             left = size - tx.Done;
                             n = next.Write(new ReadOnlySpan<byte>(data + pass.SendOffset + tx.Offset + tx.Done, left), out wakeConsumer);
                             if (n > 0 && Advance(ref tx, n, size, send: true))
-                            {
                                 Touch();
-                                sendCleared = false;
-                            }
                         }
                     }
                     if (wakeConsumer) SharedMemorySender.Ring(pump.Next.Link);
