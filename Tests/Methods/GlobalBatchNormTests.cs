@@ -102,6 +102,78 @@ public class GlobalBatchNormTests
     }
 
     [Fact]
+    public async Task Inputs_far_from_zero_keep_BatchNorm2d_s_statistics_step_after_step_from_one_sum_each_way()
+    {
+        // A mean of 300 against a standard deviation near 1, drifting upward by 20 per step: one-pass sums of x and x²
+        // (or of x − K for any K the replicas could agree on before the step) would lose the variance to cancellation
+        // in float32, so this holds only if the replicas' statistics are combined without it.
+        const int Steps = 4;
+        const float Far = 300;
+        Tensor Batch(int step) { var x = Inputs(); x.add_(Far + 20 * step); return x; }
+        static float Relative(Tensor actual, Tensor expected) => ((actual - expected).abs().max() / expected.abs().max()).to_type(ScalarType.Float32).item<float>();
+
+        // The reference in double. Float32 BatchNorm2d is off from it by up to 4e-6 of the largest value here (it accumulates
+        // in double); ours by about 1e-5, as the global mean near 340 is rounded to float32 (ulp 3e-5) before x − mean.
+        // One-pass sums of x − K, K the bias-corrected running mean (a shift all replicas know before the step), were off by
+        // 1.5e-4 as the batches drift; about zero they cancel more still.
+        using var reference = nn.BatchNorm2d(C).to(ScalarType.Float64);
+        var expected = new List<(Tensor Output, Tensor InputGrad, Tensor RunningVar)>();
+        for (var step = 0; step < Steps; step++)
+        {
+            using var x = Batch(step);
+            using var xAll = x.to_type(ScalarType.Float64).requires_grad_(true);
+            var y = reference.forward(xAll);
+            using (var loss = Loss(y)) loss.backward();
+            expected.Add((y.detach(), xAll.grad!.clone(), reference.running_var!.clone()));
+        }
+
+        await using var harness = new RingHarness(2);
+        var ring = await harness.ConnectAsync(generation: 1);
+        var counters = new CountingSum[2];
+        var ranks = await Task.WhenAll(Enumerable.Range(0, 2).Select(rank => Task.Factory.StartNew(() =>
+        {
+            var replicas = counters[rank] = new CountingSum(new BlockingReplicaSum(new HostCommunicator(ring[rank]), TimeSpan.FromSeconds(30)));
+            using var norm = new GlobalBatchNorm2d(C, replicas);
+            var steps = new List<(Tensor Output, Tensor InputGrad, Tensor RunningVar)>();
+            for (var step = 0; step < Steps; step++)
+            {
+                using var x = Batch(step);
+                var xLocal = x.narrow(0, rank * N / 2, N / 2).clone().requires_grad_(true);
+                var y = norm.forward(xLocal);
+                using (var loss = Loss(y)) loss.backward();
+                replicas.ThrowIfFailed();
+                steps.Add((y.detach(), xLocal.grad!.clone(), norm.named_buffers().First(b => b.name == "running_var").buffer.clone()));
+            }
+            return steps;
+        }, TaskCreationOptions.LongRunning)));
+
+        for (var rank = 0; rank < 2; rank++)
+            for (var step = 0; step < Steps; step++)
+            {
+                var (output, inputGrad, runningVar) = ranks[rank][step];
+                var (outputAll, gradAll, runningVarAll) = expected[step];
+                using var outputHalf = outputAll.narrow(0, rank * N / 2, N / 2);
+                using var gradHalf = gradAll.narrow(0, rank * N / 2, N / 2) * 2;
+                Assert.True(Relative(output, outputHalf) <= 4e-5, $"rank {rank}, step {step}: output differs by {Relative(output, outputHalf):E2} of its largest");
+                Assert.True(Relative(inputGrad, gradHalf) <= 4e-5, $"rank {rank}, step {step}: input gradient differs by {Relative(inputGrad, gradHalf):E2}");
+                Assert.True(Relative(runningVar, runningVarAll) <= 4e-5, $"rank {rank}, step {step}: running variance differs by {Relative(runningVar, runningVarAll):E2}");
+            }
+        // One collective forward and one backward per step, as PyTorch's SyncBatchNorm.
+        Assert.All(counters, counter => Assert.Equal(2 * Steps, counter.Calls));
+    }
+
+    /// <summary>Counts the collectives a layer makes.</summary>
+    sealed class CountingSum(IReplicaSum inner) : IReplicaSum
+    {
+        public int Calls;
+        public void SumInPlace(Tensor data) { Calls++; inner.SumInPlace(data); }
+        public void Fail(Exception error) => inner.Fail(error);
+        public void ThrowIfFailed() => inner.ThrowIfFailed();
+        public int Replica => inner.Replica;
+        public int Replicas => inner.Replicas;
+    }
+
+    [Fact]
     public void With_no_other_replica_it_trains_as_BatchNorm2d_bit_for_bit()
     {
         // One worker: the fused kernel, as PyTorch's SyncBatchNorm falls back to batch_norm (the autograd ops would differ

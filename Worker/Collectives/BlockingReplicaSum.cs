@@ -47,6 +47,12 @@ public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
 
     public bool Alone => _shards is null && _group is { WorldSize: 1 };
 
+    public int Replica => _shards?.Replica ?? Bound.Rank;
+
+    public int Replicas => _shards?.Replicas ?? Bound.WorldSize;
+
+    private ICommunicator Bound => _group ?? throw new InvalidOperationException("global batch norm in training mode outside a step: no replicas are bound");
+
     public void SumInPlace(Tensor data)
     {
         if (_shards is not null)
@@ -56,7 +62,7 @@ public sealed class BlockingReplicaSum(TimeSpan timeout) : IReplicaSum
         }
         if (_failure is not null)
             throw Wrap("an earlier all-reduce failed", _failure);
-        var group = _group ?? throw new InvalidOperationException("global batch norm in training mode outside a step: no replicas are bound");
+        var group = Bound;
         if (group.WorldSize == 1)
             return;
         var sum = group.AllReduceSum(data);

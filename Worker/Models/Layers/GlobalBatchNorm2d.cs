@@ -10,8 +10,11 @@ namespace Pretrain.Worker.Models.Layers;
 /// samples of every worker, and the gradient is the exact gradient through those global statistics —
 /// the same, to rounding, as <see cref="BatchNorm2d"/> on one worker holding the whole global batch.
 /// <para>
-/// Two all-reduces of C + 1 and C floats in the forward (Σx with the count, then Σ(x − mean)²: the
-/// two-pass variance, so no E[x²] − E[x]² cancellation) and the same two in the backward
+/// One collective each way, as PyTorch's SyncBatchNorm makes: the forward gathers every replica's count,
+/// mean and Σ(x − mean)² per channel (R × (2C + 1) floats for R replicas, an all-gather built from one
+/// sum, <see cref="IReplicaSum.Replica"/>) and combines them in replica order by Chan's parallel
+/// variance: Σ M2ᵢ + Σ nᵢ(meanᵢ − mean)², every term positive, so no E[x²] − E[x]² cancellation however
+/// far the inputs are from zero. The backward is that sum's gradient, one all-reduce of the same size
 /// (<see cref="ReplicaSumFunction"/>); everything else is ordinary autograd. Running statistics use the
 /// global mean and unbiased global variance, so they are identical on every worker. In eval mode this is
 /// plain batch norm with the running statistics, and so is training with no other replica (<see cref="IReplicaSum.Alone"/>:
@@ -22,6 +25,7 @@ namespace Pretrain.Worker.Models.Layers;
 public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
 {
     private static readonly long[] AllButChannels = [0, 2, 3];
+    private static readonly long[] Replicas = [0];   // not sum(0): a literal 0 converts to ScalarType (Byte) and picks the dtype overload
 
     private readonly Parameter _weight, _bias;
     private readonly Tensor _runningMean, _runningVar, _batchesTracked;
@@ -70,24 +74,44 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         }
 
         using var scope = NewDisposeScope();
-        using var localCount = tensor(new float[] { x.numel() / _channels });
-        var sums = ReplicaSumFunction.Sum(cat([x.sum(AllButChannels), localCount]), _replicas);      // (C + 1): Σx per channel, then n
-        var count = sums[_channels].detach();
-        var mean = sums.narrow(0, 0, _channels) / count;
-        var centered = x - mean.view(_perChannel);
-        var variance = ReplicaSumFunction.Sum(centered.pow(_two).sum(AllButChannels), _replicas) / count;  // biased, as BN normalises
-        var y = centered * variance.add(_epsScalar).rsqrt().view(_perChannel) * _weight.view(_perChannel) + _bias.view(_perChannel);
+        var (count, mean, variance) = GlobalStatistics(x);
+        var y = (x - mean.view(_perChannel)) * variance.add(_epsScalar).rsqrt().view(_perChannel) * _weight.view(_perChannel)
+            + _bias.view(_perChannel);
 
         if (_replicas.UpdatesStatistics)
         {
             using var noGrad = no_grad();
-            var n = count.item<float>();
-            using var unbias = (n / Math.Max(n - 1, 1)).ToScalar();
+            using var unbias = (count / Math.Max(count - 1, 1)).ToScalar();
             _runningMean.mul_(_keep).add_(mean.detach(), alpha: _momentumScalar);
             _runningVar.mul_(_keep).add_(variance.detach().mul(unbias), alpha: _momentumScalar);
             _batchesTracked.add_(_one);
         }
         return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The global batch's sample count, per-channel mean and biased variance, differentiable in <paramref name="x"/>:
+    /// each replica's own (n, mean, M2) in its slot of an R × (2C + 1) tensor, summed over the replicas (so gathered:
+    /// every element has one contributor, and adding zeros is exact), then combined in slot order — the same order and
+    /// values on every replica, so reproducible runs stay bit-exact whatever the world size.
+    /// </summary>
+    private (float Count, Tensor Mean, Tensor Variance) GlobalStatistics(Tensor x)
+    {
+        var n = x.numel() / _channels;
+        var localMean = x.mean(AllButChannels);
+        var localM2 = (x - localMean.view(_perChannel)).pow(_two).sum(AllButChannels);
+        using var localCount = tensor(new float[] { n });
+        var width = 2 * _channels + 1;
+        var (slot, slots) = (_replicas.Replica, _replicas.Replicas);
+        var gathered = ReplicaSumFunction.Sum(cat([zeros(slot * width), localCount, localMean, localM2, zeros((slots - slot - 1) * width)]), _replicas)
+            .view(slots, width);
+        var counts = gathered.narrow(1, 0, 1).detach();                  // (R, 1)
+        var means = gathered.narrow(1, 1, _channels);                    // (R, C)
+        var m2s = gathered.narrow(1, 1 + _channels, _channels);          // (R, C)
+        var total = counts.sum();
+        var mean = (means * counts).sum(Replicas) / total;
+        var m2 = m2s.sum(Replicas) + ((means - mean).pow(_two) * counts).sum(Replicas);
+        return (total.item<float>(), mean, m2 / total);
     }
 
     protected override void Dispose(bool disposing)

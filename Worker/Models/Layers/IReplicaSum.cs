@@ -13,6 +13,16 @@ public interface IReplicaSum
     void SumInPlace(Tensor data);
 
     /// <summary>
+    /// This replica's place among the <see cref="Replicas"/> that take part in a sum (its rank, or a reproducible run's
+    /// micro-shard): a layer that needs every replica's values, not only their sum, writes its own into slot
+    /// <see cref="Replica"/> of a zeroed tensor and sums that, an all-gather whose every element has one contributor.
+    /// </summary>
+    int Replica { get; }
+
+    /// <summary>How many replicas take part in a sum.</summary>
+    int Replicas { get; }
+
+    /// <summary>
     /// Records a failure that happened where nothing can throw (inside autograd's backward, which runs
     /// under native code); later sums fail at once and <see cref="ThrowIfFailed"/> rethrows it.
     /// </summary>

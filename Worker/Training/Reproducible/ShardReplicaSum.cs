@@ -70,6 +70,10 @@ public sealed class ShardReplicaSum(ICommunicator group, ShardPlan plan, TimeSpa
     /// <summary>The first local shard moves the running statistics; the others compute the same values and leave them.</summary>
     public bool UpdatesStatistics => t_local == 1;
 
+    public int Replica => t_local > 0 ? plan.First + t_local - 1 : throw new InvalidOperationException("a shard sum outside a shard thread: run the forward through ShardReplicaSum.Run");
+
+    public int Replicas => plan.Shards;
+
     public void SumInPlace(Tensor data)
     {
         var local = t_local - 1;
