@@ -72,6 +72,14 @@ public interface IPretrainingMethod : IDisposable
     long TrainSamples { get; }
 
     /// <summary>
+    /// Names the micro-batch that comes after the one the loop is about to run, so the method may make its input on
+    /// another thread while that one computes (<see cref="Training.Prefetcher{T}"/>). A hint: the batch run next may
+    /// differ (a new generation, a retried step), and the method must then compute what it would have without the hint.
+    /// Not called in reproducible runs. The default prepares nothing.
+    /// </summary>
+    void PrepareAhead(MicroBatch next) { }
+
+    /// <summary>
     /// Forward and backward of this rank's micro-batch over the generation's replicas
     /// <paramref name="group"/>, adding its gradient into <c>.grad</c>. The loop <b>sums</b> the gradients of
     /// all micro-steps and ranks afterwards, so the method differentiates its share of the step's loss

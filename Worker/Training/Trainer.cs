@@ -43,6 +43,7 @@ public sealed class Trainer : IDisposable
     private readonly Tensor[] _state;                  // everything a generation's source hands over, in a fixed order
     private readonly Tensor[] _forwardState, _forwardSnapshot;
     private readonly long[] _ids;                      // this rank's sample ids of the current micro-step
+    private readonly long[] _nextIds;                  // and of the next one, named to the method ahead of time
     private readonly long[] _globalIds;                // the global batch of a committed step, for the sample digest
     private readonly LrSchedule _schedule;
     private readonly CheckpointStore _checkpoints;
@@ -79,6 +80,7 @@ public sealed class Trainer : IDisposable
         _forwardState = [.. _method.ForwardState];
         _forwardSnapshot = _forwardState.Select(t => empty_like(t).DetachFromDisposeScope()).ToArray();
         _ids = new long[recipe.Batch.Global / recipe.Batch.Accumulation];
+        _nextIds = new long[_ids.Length];
         _globalIds = new long[recipe.Batch.Global];
         _schedule = new LrSchedule(recipe.Optimizer.Lr, recipe.Optimizer.MinLr, recipe.Schedule.WarmupSteps, recipe.Steps);
         _checkpoints = new CheckpointStore(runDirectory, log);
@@ -223,6 +225,7 @@ public sealed class Trainer : IDisposable
                 for (var k = 0; k < microSteps; k++)
                 {
                     var count = _sampler.MicroBatch(step, k, microSteps, group.Rank, group.WorldSize, _ids);
+                    PrepareAhead(step, k, group);
                     if (k == microSteps - 1)
                         _buckets.Arm(group, ct);   // the last backward starts each bucket's allreduce once it has completed the bucket
                     localLoss += await _method.ForwardBackwardAsync(new MicroBatch(step, k, microSteps, _ids.AsMemory(0, count), _recipe.Batch.Global), group, ct);
@@ -269,6 +272,19 @@ public sealed class Trainer : IDisposable
         Commit(step, globalLoss);
         _phases.Lap(StepPhase.Optimizer);
         return (globalLoss, lr, norm, stopVotes, leaveVotes);
+    }
+
+    /// <summary>
+    /// Names the micro-batch after (<paramref name="step"/>, <paramref name="k"/>) to the method, which may make its input
+    /// while this one computes (a DataLoader's prefetch); it assumes the generation goes on, and the method checks.
+    /// </summary>
+    private void PrepareAhead(long step, int k, ICommunicator group)
+    {
+        var microSteps = _recipe.Batch.Accumulation;
+        var (nextStep, nextK) = k + 1 < microSteps ? (step, k + 1) : (step + 1, 0);
+        if (nextStep >= _recipe.Steps) return;
+        var count = _sampler.MicroBatch(nextStep, nextK, microSteps, group.Rank, group.WorldSize, _nextIds);
+        _method.PrepareAhead(new MicroBatch(nextStep, nextK, microSteps, _nextIds.AsMemory(0, count), _recipe.Batch.Global));
     }
 
     /// <summary>

@@ -46,6 +46,7 @@ public sealed partial class ByolMethod : IRepresentationMethod
     private readonly ByolOptions _options;
     private readonly ImageBatch _train;
     private readonly ViewAugmenter _augmenter;
+    private readonly ViewLoader _views;                  // a micro-batch's views, made one micro-batch ahead
     private readonly ContrastiveNetwork _online, _target;  // encoder + projector; the target is an average of the online one
     private readonly Sequential _predictor;
     private readonly Tensor[] _onlineTensors, _targetTensors; // encoder + projector parameters, in the same order, for the average
@@ -63,6 +64,7 @@ public sealed partial class ByolMethod : IRepresentationMethod
         var data = (ImageData)recipe.Data;
         _train = new ImageBatch(data.ImagesPath, "train", context.MaxMicroBatch);
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
+        _views = new ViewLoader(data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 2);
         _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
         Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
@@ -147,13 +149,13 @@ public sealed partial class ByolMethod : IRepresentationMethod
     /// Forward and backward of this rank's samples. Nothing to await: the only collectives are global batch
     /// norm's, which block inside the forward and backward (<see cref="BlockingReplicaSum"/>).
     /// </summary>
+    public void PrepareAhead(MicroBatch next) => _views.Announce(next);
+
     public Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         using var replicas = _replicas.Use(group);
-        var ids = batch.SampleIds.Span;
-        using var images = _train.Load(ids);                                       // (n, C, H, W) uint8
-        var views = _augmenter.BothViews(images, ids, batch.Step); // (2n, C, H, W)
+        using var views = _views.Take(batch);                                      // (2n, C, H, W)
         _context.Phases.Lap(StepPhase.Data);
         var targets = TargetProjections(views);                                    // (2n, d), no graph
         using var globalCount = ((double)batch.GlobalCount).ToScalar();            // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
@@ -202,6 +204,7 @@ public sealed partial class ByolMethod : IRepresentationMethod
         _evaluation.Dispose();
         _onlineStatistics?.Dispose();
         _targetStatistics?.Dispose();
+        _views.Dispose();
         _train.Dispose();
         _predictor.Dispose();
         _target.Dispose();

@@ -47,6 +47,7 @@ public sealed class MoCoMethod : IRepresentationMethod
     private readonly ImageData _data;
     private readonly ImageBatch _train;
     private readonly ViewAugmenter _augmenter;
+    private readonly ViewLoader _views;                  // a micro-batch's views, made one micro-batch ahead
     private readonly ContrastiveNetwork _query, _key;
     private readonly Tensor[] _queryTensors, _keyTensors; // parameters, in the same order, for the momentum update
     private readonly (string Name, Tensor Tensor)[] _queryBuffers;
@@ -68,6 +69,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         _global = context.MaxMicroBatch;
         _train = new ImageBatch(_data.ImagesPath, "train", _global);
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
+        _views = new ViewLoader(_data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 2);
 
         _query = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
         _key = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
@@ -139,13 +141,15 @@ public sealed class MoCoMethod : IRepresentationMethod
         return randperm(count, generator: generator);
     }
 
+    public void PrepareAhead(MicroBatch next) => _views.Announce(next);
+
     public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
-        var ids = batch.SampleIds.Span;
-        using var images = _train.Load(ids);                                   // (n, C, H, W) uint8
-        var queryViews = _augmenter.Augment(images, ids, batch.Step, view: 0); // (n, C, H, W) float
-        var keyViews = _augmenter.Augment(images, ids, batch.Step, view: 1);
+        var n = batch.SampleIds.Length;
+        using var views = _views.Take(batch);                                  // (2n, C, H, W) float: view 0, then view 1
+        var queryViews = views.narrow(0, 0, n);
+        var keyViews = views.narrow(0, n, n);
         _context.Phases.Lap(StepPhase.Data);
 
         var keys = await KeysAsync(keyViews, batch, group, ct);                // (n, d), no graph
@@ -294,6 +298,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         _evaluation.Dispose();
         _queryStatistics?.Dispose();
         _keyStatistics?.Dispose();
+        _views.Dispose();
         _train.Dispose();
         _pendingKeys.Dispose();
         _queuePosition.Dispose();

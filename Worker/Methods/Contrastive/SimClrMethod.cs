@@ -24,7 +24,7 @@ namespace Pretrain.Worker.Methods.Contrastive;
 /// (<see cref="GlobalBatchNorm2d"/>), so the run computes what one worker with the whole global batch
 /// would, and a worker's statistics cannot leak which of the global batch's samples are its own (a shortcut
 /// the loss could otherwise use to pick out positives, as the SimCLR paper notes). It costs two small
-/// all-reduces per BN layer in the forward and two in the backward. With <c>false</c>, BN is per worker.
+/// all-reduce per BN layer in the forward and one in the backward. With <c>false</c>, BN is per worker.
 /// </para>
 /// </summary>
 public sealed class SimClrMethod : IRepresentationMethod
@@ -33,6 +33,7 @@ public sealed class SimClrMethod : IRepresentationMethod
     private readonly ContrastiveOptions _options;
     private readonly ImageBatch _train;
     private readonly ViewAugmenter _augmenter;
+    private readonly ViewLoader _views;                  // a micro-batch's two views, made one micro-batch ahead
     private readonly ContrastiveNetwork _network;
     private readonly DistributedNtXent _loss;
     private readonly (string Name, Tensor Tensor)[] _buffers;
@@ -48,6 +49,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         var data = (ImageData)recipe.Data;
         _train = new ImageBatch(data.ImagesPath, "train", context.MaxMicroBatch);
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
+        _views = new ViewLoader(data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 2);
         _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
         Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)
@@ -81,14 +83,14 @@ public sealed class SimClrMethod : IRepresentationMethod
     /// <summary>SimCLR excludes biases and batch-norm parameters (the 1-d ones) from weight decay and LARS adaptation.</summary>
     public bool Decays(string name, Tensor parameter) => parameter.dim() > 1;
 
+    public void PrepareAhead(MicroBatch next) => _views.Announce(next);
+
     public async Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         using var replicas = _replicas.Use(group);
-        var ids = batch.SampleIds.Span;
-        long n = ids.Length;
-        using var images = _train.Load(ids);                                       // (n, C, H, W) uint8
-        var views = _augmenter.BothViews(images, ids, batch.Step); // (2n, C, H, W)
+        long n = batch.SampleIds.Length;
+        using var views = _views.Take(batch);                                      // (2n, C, H, W)
         _context.Phases.Lap(StepPhase.Data);
         var z = _network.forward(views);                                           // (2n, d): both views through one BN
         _context.Phases.Lap(StepPhase.Forward);
@@ -192,6 +194,7 @@ public sealed class SimClrMethod : IRepresentationMethod
     {
         _evaluation.Dispose();
         _shardStatistics?.Dispose();
+        _views.Dispose();
         _train.Dispose();
         _network.Dispose();
     }

@@ -37,6 +37,7 @@ public sealed class MaeMethod : IRepresentationMethod
     private readonly ImageData _data;
     private readonly ImageBatch _train;
     private readonly ViewAugmenter _augmenter;
+    private readonly ViewLoader _views;                  // a micro-batch's views, made one micro-batch ahead
     private readonly PatchMasking _masking;
     private readonly MaskedAutoencoder _model;
     private readonly Tensor _visible, _masked, _restore; // (b, K), (b, M), (b, N) int64: the micro-batch's masks, filled in place
@@ -71,6 +72,7 @@ public sealed class MaeMethod : IRepresentationMethod
         _masked = zeros(micro, _masking.Masked, dtype: int64).DetachFromDisposeScope();
         _restore = zeros(micro, patches, dtype: int64).DetachFromDisposeScope();
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
+        _views = new ViewLoader(_data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 1);
         _model = MethodFactory.Seeded(recipe.Seed, () => new MaskedAutoencoder(shape, options, _train.Channels, _train.Height, recipe.Seed));
         Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         _buffers = _model.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
@@ -96,12 +98,13 @@ public sealed class MaeMethod : IRepresentationMethod
     /// <summary>Dense layers' matrices only: not biases, LayerNorms or the mask token (<see cref="MaskedAutoencoder.UsesWeightDecay"/>).</summary>
     public bool Decays(string name, Tensor parameter) => MaskedAutoencoder.UsesWeightDecay(name, parameter);
 
+    public void PrepareAhead(MicroBatch next) => _views.Announce(next);
+
     public Task<double> ForwardBackwardAsync(MicroBatch batch, ICommunicator group, CancellationToken ct)
     {
         using var scope = NewDisposeScope();
         var ids = batch.SampleIds.Span;
-        using var images = _train.Load(ids);                                         // (n, C, H, W) uint8
-        var views = _augmenter.Augment(images, ids, batch.Step, view: 0);            // (n, C, H, W) float in [0, 1]
+        using var views = _views.Take(batch);                                        // (n, C, H, W) float in [0, 1]
         var (visible, masked, restore) = Masks(ids, batch.Step);                     // (n, K), (n, M), (n, N)
         _context.Phases.Lap(StepPhase.Data);
         using var globalCount = batch.GlobalCount.ToScalar();                        // explicit: an implicit Scalar may be finalized mid-call (see GlobalBatchNorm2d)
@@ -175,6 +178,7 @@ public sealed class MaeMethod : IRepresentationMethod
     {
         _evaluation.Dispose();
         _validation?.Dispose();
+        _views.Dispose();
         _train.Dispose();
         _visible.Dispose();
         _masked.Dispose();
