@@ -40,7 +40,7 @@ cores=$(nproc)
   if [ "$cores" -lt 4 ]; then
     echo "This machine has $cores cores, so with 1 torch thread per worker **4 workers oversubscribe it** ($((4 / cores)) ranks per"
     echo "core, and each rank's ring threads on top). The scheduler then parks a rank while its peers wait for it in every"
-    echo "collective (SimCLR's global batch norm adds several per step), so the 4-worker rows measure the oversubscription"
+    echo "collective (SimCLR's global batch norm adds one per layer each way), so the 4-worker rows measure the oversubscription"
     echo "more than the ring: what running more workers than cores on one machine costs, not how the ring scales."
   else
     echo "This machine has $cores cores: every rank has a core of its own."
