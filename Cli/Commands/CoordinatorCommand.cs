@@ -33,8 +33,8 @@ static class CoordinatorCommand
         }.Check(v => v < 0 ? $"--idle-timeout must be 0 (wait forever) or a number of seconds, got {v}." : null);
         var linger = new Option<int>("--linger")
         {
-            Description = "Seconds the coordinator stays up after the job completed, telling workers that register late (a Job's replacement pods) " +
-                          "that it is over, so they exit 0. Default 0: exit at once.",
+            Description = "Seconds the coordinator stays up after the job ended, telling workers that register late (a Job's replacement pods) " +
+                          "that it is over, so they exit 0 (it completed) or 1 (it failed). Default 0: exit at once.",
         }.Check(v => v < 0 ? $"--linger must be 0 or a number of seconds, got {v}." : null);
         var verbose = CommonOptions.Verbose();
         var secretFile = CommonOptions.SecretFile("coordinator");

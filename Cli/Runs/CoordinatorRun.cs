@@ -164,22 +164,29 @@ public static class CoordinatorRun
             if (workers != null) checkpoints.RemoveTemporaries();
             string? failedPath = await WriteSummaryAsync(summary, runDirectory, console);
             console.Error($"logs: {Path.Combine(runDirectory, "logs")}" + (failedPath != null ? $"; summary: {failedPath}" : ""));
+            await LingerAsync(options, workers, console, ct);   // late workers are told the job failed: they exit 1, and a Job fails
             return 1;
         }
         // A resume of a finished run writes no checkpoint: the one it resumed from is the last.
         if (summary.LastCheckpoint is null) summary = summary with { LastCheckpoint = checkpoints.NewestQuietly()?.Directory };
         string summaryPath = await WriteSummaryAsync(summary, runDirectory, console) ?? "(printed above)";
         console.Summary(summary, summaryPath);
-        if (options.Linger > TimeSpan.Zero && workers is null)
-        {
-            // A Job's replacement pod may still be on its way (its predecessor died during the last steps). Told that the job
-            // completed, it exits 0 and its index completes; without an answer it would wait --coordinator-timeout, exit 5,
-            // and be replaced again.
-            console.Info($"answering workers that register late for {options.Linger.TotalSeconds:0} s (--linger)");
-            try { await Task.Delay(options.Linger, ct); }
-            catch (OperationCanceledException) { }
-        }
+        await LingerAsync(options, workers, console, ct);
         return 0;
+    }
+
+    /// <summary>
+    /// With --linger (a coordinator of its own, not the launcher's), stays up once the job is over: a Job's replacement pod
+    /// may still be on its way (its predecessor died during the last steps). Told that the job completed it exits 0 and its
+    /// index completes; told that it failed it exits 1 and the Job fails. Unanswered it would wait --coordinator-timeout,
+    /// exit 5 and be replaced again. SIGTERM ends the wait.
+    /// </summary>
+    static async Task LingerAsync(RunOptions options, WorkerProcesses? workers, RunConsole console, CancellationToken ct)
+    {
+        if (options.Linger <= TimeSpan.Zero || workers is not null) return;
+        console.Info($"answering workers that register late for {options.Linger.TotalSeconds:0} s (--linger)");
+        try { await Task.Delay(options.Linger, ct); }
+        catch (OperationCanceledException) { }
     }
 
     /// <summary>

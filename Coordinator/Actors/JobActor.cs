@@ -210,7 +210,8 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 sender.Tell(new WorkerRegistered(c.WorkerId, _state.Job));
                 if (_state.Phase == JobPhase.Running && _state.RankOf(c.WorkerId) is not null && _state.Current is { } current) sender.Tell(current);
             },
-            onRefused: (sender, reason) => sender.Tell(new StopWorker(reason, JobCompleted: _state.Phase == JobPhase.Completed)));
+            onRefused: (sender, reason) => sender.Tell(new StopWorker(reason, JobCompleted: _state.Phase == JobPhase.Completed,
+                JobFailed: _state.Phase == JobPhase.Failed)));
     }
 
     /// <summary>Refuses a request from the sender, logging its address and counting it; the job's state is not touched.</summary>
@@ -344,7 +345,8 @@ public sealed class JobActor : ReceivePersistentActor, IWithTimers
                 break;
             case JobFailed f:
                 Timers.Cancel("regroup");
-                foreach (var worker in _workers.Values) worker.Tell(new StopWorker(f.Reason));
+                // JobFailed: each exits 1, so a Kubernetes Job fails rather than replacing pods the job no longer has a use for.
+                foreach (var worker in _workers.Values) worker.Tell(new StopWorker(f.Reason, JobFailed: true));
                 _observer.OnOutcome(JobOutcome.From(_state));
                 break;
             case JobCompleted c:

@@ -131,7 +131,7 @@ public static class JobDecisions
     private static Decision Register(JobState state, RegisterWorker c, long now)
     {
         if (state.Job is not { } job) return Decision.Refuse("no job is defined yet");
-        if (state.IsOver) return Decision.Refuse(state.Phase == JobPhase.Completed ? $"the job completed at step {state.LastStep}" : "the job failed");
+        if (state.IsOver) return Decision.Refuse(state.Phase == JobPhase.Completed ? $"the job completed at step {state.LastStep}" : $"the job failed: {state.FailureReason}");
         var events = new List<IJobEvent>();
         if (state.Member(c.WorkerId) is { } known)
         {

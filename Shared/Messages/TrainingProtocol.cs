@@ -98,13 +98,16 @@ public sealed record ReportFailed(
 /// blamed): it drops its generation and registers again as a newcomer instead of exiting. With
 /// <paramref name="JobCompleted"/> the job completed without this worker (a newcomer still waiting for a
 /// generation, or a replacement pod that registered late): nothing is left for it to do, so it exits 0, and a
-/// Kubernetes Job counts its index complete instead of replacing the pod again.
+/// Kubernetes Job counts its index complete instead of replacing the pod again. With <paramref name="JobFailed"/>
+/// the coordinator has failed the job (too few workers for too long, every replica lost): the worker exits 1, as
+/// one that failed the job itself does, so a Kubernetes Job fails (FailJob) instead of replacing its pods for ever.
 /// </summary>
 [MessagePackObject]
 public sealed record StopWorker(
     [property: Key(0)] string Reason,
     [property: Key(1)] bool Rejoin = false,
-    [property: Key(2)] bool JobCompleted = false) : IPretrainMessage;
+    [property: Key(2)] bool JobCompleted = false,
+    [property: Key(3)] bool JobFailed = false) : IPretrainMessage;
 
 /// <summary>
 /// Coordinator → worker: a final report (<see cref="ReportFinished"/>, <see cref="ReportPeerLost"/>,

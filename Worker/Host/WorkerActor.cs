@@ -398,6 +398,13 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers, IWithUnboundedStash
                 Exit(WorkerExitCodes.Finished, null);
                 return;
             }
+            if (s.JobFailed)
+            {
+                // As a worker that failed the job itself, whatever final report it still held (a lost peer's, say): a Kubernetes
+                // Job then fails (FailJob) instead of replacing this pod.
+                Exit(WorkerExitCodes.Failed, "stopped by the coordinator, which failed the job: " + s.Reason);
+                return;
+            }
             // A final report still pending (a restarted coordinator found the job over) keeps its own exit code.
             Exit(_memory.Pending is (_, int code) ? code : WorkerExitCodes.Stopped, "stopped by the coordinator: " + s.Reason);
         });
