@@ -26,13 +26,22 @@ ensure_packages prometheus postgresql bible-kjv dataset-fashion-mnist
 ensure_kjv_text
 ensure_kustomize || log "kustomize is missing: the manifest tests will fail naming it"
 
+# The tests' temporary files (run directories, recipes, shards: about 0.7 GB a run) go under one directory of this run,
+# removed when every test passed and kept, and named, when one failed.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/pretrain-test-run.XXXXXX")
+chmod 755 "$run_tmp"   # PostgreSQL runs as its own user and must reach its data directory in here
+export TMPDIR="$run_tmp"
+
 pg_dir=""
 if [ -z "${PRETRAIN_TEST_POSTGRES:-}" ]; then
   pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/pretrain-postgres.XXXXXX")
   PRETRAIN_TEST_POSTGRES=$("$root/scripts/postgres-start.sh" "$pg_dir")
   export PRETRAIN_TEST_POSTGRES
 fi
-cleanup() { [ -n "$pg_dir" ] && "$root/scripts/postgres-stop.sh" "$pg_dir" >/dev/null 2>&1 || true; }
+cleanup() {
+  { [ -n "$pg_dir" ] && "$root/scripts/postgres-stop.sh" "$pg_dir" >/dev/null 2>&1; } || true
+  if [ "${status:-1}" -eq 0 ]; then rm -rf "$run_tmp"; else log "the tests' temporary files are kept in $run_tmp"; fi
+}
 trap cleanup EXIT
 
 build_if_needed
