@@ -1,5 +1,10 @@
+using Pretrain.Shared.Recipes;
+using Pretrain.Tests.Methods;
+using Pretrain.Worker.Methods;
+using Pretrain.Worker.Methods.Vision;
 using Pretrain.Worker.Training;
 using Xunit;
+using static TorchSharp.torch;
 
 namespace Pretrain.Tests.Training;
 
@@ -100,5 +105,32 @@ public class PrefetcherTests
         prefetcher.Dispose();                                           // waits for step 1's input, then disposes it
         Assert.All(maker.All, made => Assert.True(made.Disposed));
         Assert.Equal(2, maker.All.Count);
+    }
+
+    [Fact]
+    public void Views_made_ahead_on_real_images_are_the_views_made_in_place_bit_for_bit()
+    {
+        var recipe = SmallFashionMnist.Recipe(4, method: "simclr");
+        var folder = ((ImageData)recipe.Data).ImagesPath;
+        using var images = new ImageBatch(folder, "train", 8);
+        var augmenter = Augmentations.For(recipe.Augment!, images.Height, recipe.Seed);
+        using var ahead = new ViewLoader(folder, 8, augmenter, views: 2, ahead: true);
+        using var inPlace = new ViewLoader(folder, 8, augmenter, views: 2, ahead: false);
+        long[][] ids = [[3, 1, 4, 1], [5, 9, 2, 6], [5, 3, 5, 8], [9, 7, 9, 3]];
+        MicroBatch Batch(int step) => new(step, 0, 1, ids[step]);
+
+        for (var step = 0; step < ids.Length; step++)
+        {
+            if (step + 1 < ids.Length)
+            {
+                ahead.Announce(Batch(step + 1));
+                inPlace.Announce(Batch(step + 1));
+            }
+            using var madeAhead = ahead.Take(Batch(step));
+            using var madeInPlace = inPlace.Take(Batch(step));
+            Assert.Equal(new long[] { 8, images.Channels, madeInPlace.shape[2], madeInPlace.shape[3] }, madeAhead.shape);
+            using var same = madeAhead.eq(madeInPlace).all();
+            Assert.True(same.item<bool>(), $"step {step}: the views made ahead differ from those made in place");
+        }
     }
 }

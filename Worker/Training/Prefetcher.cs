@@ -13,7 +13,9 @@ namespace Pretrain.Worker.Training;
 /// <see cref="Take"/>, as it would have without prefetching. Used from the training thread only.
 /// </para>
 /// </summary>
-public sealed class Prefetcher<T>(Func<long, long[], T> make) : IDisposable where T : class, IDisposable
+/// <param name="make">The input of a step's sample ids.</param>
+/// <param name="ahead">False: announcements are ignored and every batch is made when it is taken.</param>
+public sealed class Prefetcher<T>(Func<long, long[], T> make, bool ahead = true) : IDisposable where T : class, IDisposable
 {
     private (long Step, long[] Ids)? _announced;
     private (long Step, long[] Ids, Task<T> Making)? _ahead;
@@ -22,7 +24,10 @@ public sealed class Prefetcher<T>(Func<long, long[], T> make) : IDisposable wher
     /// Names the batch that comes after the one about to be taken: it starts once that is taken. Replaces an earlier
     /// announcement that never started (its step failed before taking its input).
     /// </summary>
-    public void Announce(long step, ReadOnlySpan<long> ids) => _announced = (step, ids.ToArray());
+    public void Announce(long step, ReadOnlySpan<long> ids)
+    {
+        if (ahead) _announced = (step, ids.ToArray());
+    }
 
     /// <summary>
     /// The input of <paramref name="step"/>'s <paramref name="ids"/>: the one made ahead when it is this batch (waiting

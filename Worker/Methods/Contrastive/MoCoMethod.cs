@@ -69,7 +69,7 @@ public sealed class MoCoMethod : IRepresentationMethod
         _global = context.MaxMicroBatch;
         _train = new ImageBatch(_data.ImagesPath, "train", _global);
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
-        _views = new ViewLoader(_data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 2);
+        _views = new ViewLoader(_data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 2, ahead: ViewLoader.AheadByDefault);
 
         _query = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));
         _key = MethodFactory.Seeded(recipe.Seed, () => new ContrastiveNetwork(shape, _train.Channels, headBatchNorm: false));

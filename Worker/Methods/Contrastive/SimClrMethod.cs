@@ -49,7 +49,7 @@ public sealed class SimClrMethod : IRepresentationMethod
         var data = (ImageData)recipe.Data;
         _train = new ImageBatch(data.ImagesPath, "train", context.MaxMicroBatch);
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
-        _views = new ViewLoader(data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 2);
+        _views = new ViewLoader(data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 2, ahead: ViewLoader.AheadByDefault);
         _replicas = new BlockingReplicaSum(context.CollectiveTimeout);             // bound to each step's replicas
         Func<long, nn.Module<Tensor, Tensor>>? norm = _options.GlobalBatchNorm
             ? channels => new GlobalBatchNorm2d(channels, _replicas)

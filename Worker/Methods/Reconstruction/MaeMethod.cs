@@ -72,7 +72,7 @@ public sealed class MaeMethod : IRepresentationMethod
         _masked = zeros(micro, _masking.Masked, dtype: int64).DetachFromDisposeScope();
         _restore = zeros(micro, patches, dtype: int64).DetachFromDisposeScope();
         _augmenter = Augmentations.For(recipe.Augment!, _train.Height, recipe.Seed);
-        _views = new ViewLoader(_data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 1);
+        _views = new ViewLoader(_data.ImagesPath, context.MaxMicroBatch, _augmenter, views: 1, ahead: ViewLoader.AheadByDefault);
         _model = MethodFactory.Seeded(recipe.Seed, () => new MaskedAutoencoder(shape, options, _train.Channels, _train.Height, recipe.Seed));
         Parameters = _model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal).Select(p => (p.name, p.parameter)).ToArray();
         _buffers = _model.named_buffers().OrderBy(b => b.name, StringComparer.Ordinal).Select(b => (b.name, b.buffer)).ToArray();
