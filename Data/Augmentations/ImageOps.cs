@@ -78,7 +78,7 @@ public static class ImageOps
         using var one = 1f.ToScalar();
         var mean = Luma(images).mean([1, 2, 3], keepdim: true); // (B, 1, 1, 1)
         var f = Column(images, factors);
-        return (f * images + f.negative().add_(one) * mean).clamp(zero, one).MoveToOuterDisposeScope(); // 1 − f as −f + 1, what the operator computed
+        return (f * images + f.negative().add_(one, HeldScalars.One) * mean).clamp(zero, one).MoveToOuterDisposeScope(); // 1 − f as −f + 1, what the operator computed
     }
 
     /// <summary>Replaces the flagged samples by their luma in all three channels; other channel counts pass through.</summary>
@@ -127,7 +127,7 @@ public static class ImageOps
         using var at = threshold.ToScalar();
         using var one = 1f.ToScalar();
         var invert = Mask(images, solarize).logical_and(images.ge(at));
-        return where(invert, images.negative().add_(one), images).MoveToOuterDisposeScope(); // 1 − x as −x + 1, what the operator computed
+        return where(invert, images.negative().add_(one, HeldScalars.One), images).MoveToOuterDisposeScope(); // 1 − x as −x + 1, what the operator computed
     }
 
     /// <summary>Normalised 1-D Gaussian kernels, row b for sigma b; sigma 0 gives the identity kernel (a centred 1).</summary>

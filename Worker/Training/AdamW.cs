@@ -1,3 +1,4 @@
+using Pretrain.Data.Augmentations;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -66,7 +67,7 @@ public sealed class AdamW : Optimizers.IOptimizer
                 s.Parameter.mul_(decay);
             s.M.mul_(_beta1Scalar).add_(grad, _oneMinusBeta1);
             s.V.mul_(_beta2Scalar).addcmul_(grad, grad, _oneMinusBeta2);
-            s.Scratch.copy_(s.V).sqrt_().div_(rootCorrection2).add_(eps); // denominator, no allocation
+            s.Scratch.copy_(s.V).sqrt_().div_(rootCorrection2).add_(eps, HeldScalars.One); // denominator, no allocation
             s.Parameter.addcdiv_(s.M, s.Scratch, stepSize);
         }
     }

@@ -1,3 +1,4 @@
+using Pretrain.Data.Augmentations;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,7 +23,7 @@ public static class GradientClipping
         using var scope = NewDisposeScope();
         var squares = zeros(1, dtype: ScalarType.Float64);
         foreach (var grad in gradients)
-            squares.add_(grad.square().sum().to(ScalarType.Float64)); // float64 sum: order-stable, no overflow
+            squares.add_(grad.square().sum().to(ScalarType.Float64), HeldScalars.One); // float64 sum: order-stable, no overflow
         var norm = Math.Sqrt(squares.item<double>());
         if (maxNorm > 0 && norm > maxNorm)
         {

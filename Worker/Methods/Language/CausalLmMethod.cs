@@ -1,3 +1,4 @@
+using Pretrain.Data.Augmentations;
 using Pretrain.Data;
 using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;
@@ -96,7 +97,7 @@ public sealed class CausalLmMethod : IPretrainingMethod
                 _batch.Ids[j] = (first + done + j) % _corpus.ValidationSamples;
             var (inputs, targets) = _batch.Load(Split.Validation, count);
             using var windowsInBatch = count.ToScalar();
-            total.add_(_model.Loss(inputs, targets).detach().mul(windowsInBatch));
+            total.add_(_model.Loss(inputs, targets).detach().mul(windowsInBatch), HeldScalars.One);
         }
         _model.train();
         if (group.WorldSize > 1)

@@ -69,7 +69,7 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         {
             // The global batch is this batch: torch's fused batch norm computes the same statistics, running statistics and
             // gradient, one kernel each way, where the ops below cost SimCLR's one-worker step 51 ms more backward (docs/BENCHMARKS.md).
-            _batchesTracked.add_(_one);
+            _batchesTracked.add_(_one, _one);
             return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training: true, momentum: _momentum, eps: _eps);
         }
 
@@ -84,7 +84,7 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
             using var unbias = (count / Math.Max(count - 1, 1)).ToScalar();
             _runningMean.mul_(_keep).add_(mean.detach(), alpha: _momentumScalar);
             _runningVar.mul_(_keep).add_(variance.detach().mul(unbias), alpha: _momentumScalar);
-            _batchesTracked.add_(_one);
+            _batchesTracked.add_(_one, _one);
         }
         return y.MoveToOuterDisposeScope();
     }

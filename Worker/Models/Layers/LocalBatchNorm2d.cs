@@ -43,7 +43,7 @@ public sealed class LocalBatchNorm2d : nn.Module<Tensor, Tensor>
         if (x.dim() != 4 || x.shape[1] != _channels)
             throw new ArgumentException($"LocalBatchNorm2d({_channels}) expects (B, {_channels}, H, W), got ({string.Join(", ", x.shape)})");
         if (training)
-            _batchesTracked.add_(_one);
+            _batchesTracked.add_(_one, _one);   // alpha explicit too: add_(x) passes an implicit one
         return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training, _momentum, _eps);
     }
 

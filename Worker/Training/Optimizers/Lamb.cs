@@ -1,3 +1,4 @@
+using Pretrain.Data.Augmentations;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -60,7 +61,7 @@ public sealed class Lamb : IOptimizer
             if (grad is null) continue;
             s.M.mul_(_beta1Scalar).add_(grad, _oneMinusBeta1);
             s.V.mul_(_beta2Scalar).addcmul_(grad, grad, _oneMinusBeta2);
-            var denominator = s.Denominator.copy_(s.V).div_(correction2Scalar).sqrt_().add_(_eps);   // √(v/(1−β2ᵗ)) + ε
+            var denominator = s.Denominator.copy_(s.V).div_(correction2Scalar).sqrt_().add_(_eps, HeldScalars.One);   // √(v/(1−β2ᵗ)) + ε
             var r = s.Direction.copy_(s.M).div_(correction1Scalar).div_(denominator);              // (m/(1−β1ᵗ)) / (√… + ε)
             if (s.Decays && _weightDecay != 0) r.add_(s.Parameter, _decay);                        // + wd·w
             if (s.Decays) r.mul_(_trust.Of(s.Parameter, r));                                       // ‖w‖/‖r‖ · r

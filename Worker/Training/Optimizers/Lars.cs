@@ -1,3 +1,4 @@
+using Pretrain.Data.Augmentations;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -58,7 +59,7 @@ public sealed class Lars : IOptimizer
             var g = s.Scratch.copy_(grad);
             if (s.Decays && _weightDecay != 0) g.add_(s.Parameter, _decay);        // g + wd·w
             if (s.Adapts) g.mul_(_trust.Of(s.Parameter, g));                        // trust·g
-            s.Velocity.mul_(_momentum).add_(g.mul_(lrScalar));                      // v ← μ·v + lr·trust·g
+            s.Velocity.mul_(_momentum).add_(g.mul_(lrScalar), HeldScalars.One);                      // v ← μ·v + lr·trust·g
             s.Parameter.sub_(s.Velocity);
         }
     }

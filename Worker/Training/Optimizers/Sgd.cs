@@ -1,3 +1,4 @@
+using Pretrain.Data.Augmentations;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,7 +48,7 @@ public sealed class Sgd : IOptimizer
         {
             using var grad = s.Parameter.grad;
             if (grad is null) continue;
-            s.Velocity.mul_(_momentum).add_(grad);
+            s.Velocity.mul_(_momentum).add_(grad, HeldScalars.One);
             if (s.Decays && _weightDecay != 0)
                 s.Velocity.add_(s.Parameter, alpha: _decay);
             s.Parameter.add_(s.Velocity, alpha: step);
