@@ -1,3 +1,4 @@
+using Pretrain.Data.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 

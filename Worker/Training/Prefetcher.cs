@@ -39,7 +39,7 @@ public sealed class Prefetcher<T>(Func<long, long[], T> make, bool ahead = true)
         if (_ahead is { } ahead && ahead.Step == step && ids.SequenceEqual(ahead.Ids))
         {
             _ahead = null;
-            input = ahead.Making.GetAwaiter().GetResult();
+            input = Finish(ahead.Making, step);
         }
         else
         {
@@ -54,20 +54,36 @@ public sealed class Prefetcher<T>(Func<long, long[], T> make, bool ahead = true)
         return input;
     }
 
-    /// <summary>Waits for the batch in the making (local work, bounded) and disposes it: <c>make</c> may then run again.</summary>
+    /// <summary>Waits for the batch in the making (<see cref="Finish"/>) and disposes it: <c>make</c> may then run again.</summary>
     private void Discard()
     {
         if (_ahead is not { } ahead) return;
         _ahead = null;
         try
         {
-            ahead.Making.GetAwaiter().GetResult().Dispose();
+            Finish(ahead.Making, ahead.Step).Dispose();
         }
-        catch
+        catch (Exception error) when (error is not TimeoutException)   // still in the making: another make would share its buffer
         {
             // Its failure belongs to a batch nobody takes; the batch taken instead is made again and fails on its own if it must.
         }
     }
+
+    /// <summary>
+    /// Local work (reading mapped shards, augmenting), but a wait all the same: bounded, and named when it runs out, as a
+    /// disk that stopped answering would leave it.
+    /// </summary>
+    private static T Finish(Task<T> making, long step)
+    {
+        bool done;
+        try { done = making.Wait(MakeTimeout); }
+        catch (AggregateException) { done = true; }   // failed: GetResult below rethrows the error itself
+        if (!done)
+            throw new TimeoutException($"the input of step {step}, made ahead on the thread pool, was not ready within {MakeTimeout.TotalMinutes:0} min");
+        return making.GetAwaiter().GetResult();
+    }
+
+    private static readonly TimeSpan MakeTimeout = TimeSpan.FromMinutes(5);
 
     public void Dispose()
     {

@@ -1,4 +1,4 @@
-using Pretrain.Data.Augmentations;
+using Pretrain.Data.Torch;
 using Pretrain.Data;
 using Pretrain.Data.Sampling;
 using Pretrain.Shared.Recipes;

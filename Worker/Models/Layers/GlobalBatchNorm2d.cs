@@ -1,3 +1,4 @@
+using Pretrain.Data.Torch;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -37,14 +38,14 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
     // frees, and TorchSharp 0.107 does not keep it alive across the native call, so a GC at the wrong moment hands
     // libtorch a freed Scalar ("Unknown scalar type", seen once in 2,337 steps of SimCLR).
     // Tensor.square() is pow(2) inside TorchSharp, an implicit int→Scalar of its own, hence pow(_two).
-    private readonly Scalar _keep, _momentumScalar, _one, _two, _epsScalar;
+    private readonly Scalar _keep, _momentumScalar, _two, _epsScalar;
 
     public GlobalBatchNorm2d(long channels, IReplicaSum replicas, double eps = 1e-5, double momentum = 0.1)
         : base(nameof(GlobalBatchNorm2d))
     {
         (_channels, _replicas, _eps, _momentum) = (channels, replicas, eps, momentum);
         _perChannel = [1, channels, 1, 1];
-        (_keep, _momentumScalar, _one) = ((1 - momentum).ToScalar(), momentum.ToScalar(), 1.ToScalar());
+        (_keep, _momentumScalar) = ((1 - momentum).ToScalar(), momentum.ToScalar());
         (_two, _epsScalar) = (2.ToScalar(), eps.ToScalar());
         _weight = new Parameter(ones(channels));
         _bias = new Parameter(zeros(channels));
@@ -69,7 +70,7 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         {
             // The global batch is this batch: torch's fused batch norm computes the same statistics, running statistics and
             // gradient, one kernel each way, where the ops below cost SimCLR's one-worker step 51 ms more backward (docs/BENCHMARKS.md).
-            _batchesTracked.add_(_one, _one);
+            _batchesTracked.add_(HeldScalars.One, HeldScalars.One);
             return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training: true, momentum: _momentum, eps: _eps);
         }
 
@@ -84,7 +85,7 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
             using var unbias = (count / Math.Max(count - 1, 1)).ToScalar();
             _runningMean.mul_(_keep).add_(mean.detach(), alpha: _momentumScalar);
             _runningVar.mul_(_keep).add_(variance.detach().mul(unbias), alpha: _momentumScalar);
-            _batchesTracked.add_(_one, _one);
+            _batchesTracked.add_(HeldScalars.One, HeldScalars.One);
         }
         return y.MoveToOuterDisposeScope();
     }
@@ -120,7 +121,6 @@ public sealed class GlobalBatchNorm2d : nn.Module<Tensor, Tensor>
         {
             _keep.Dispose();
             _momentumScalar.Dispose();
-            _one.Dispose();
             _two.Dispose();
             _epsScalar.Dispose();
         }

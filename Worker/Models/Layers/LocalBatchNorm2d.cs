@@ -1,3 +1,4 @@
+using Pretrain.Data.Torch;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,7 +12,7 @@ namespace Pretrain.Worker.Models.Layers;
 /// for bit. It exists for one line: TorchSharp 0.107's BatchNorm forward moves its step counter by
 /// <c>num_batches_tracked.add_(1)</c>, an implicit int→Scalar that only the finalizer frees and that the finalizer can
 /// free during the native call (see <see cref="GlobalBatchNorm2d"/>) — in every layer, every step of MoCo and of
-/// per-worker batch norm. Here that Scalar is made once and held.
+/// per-worker batch norm. Here the step and its alpha are <see cref="HeldScalars.One"/>, made once and never freed.
 /// </summary>
 public sealed class LocalBatchNorm2d : nn.Module<Tensor, Tensor>
 {
@@ -19,12 +20,10 @@ public sealed class LocalBatchNorm2d : nn.Module<Tensor, Tensor>
     private readonly Tensor _runningMean, _runningVar, _batchesTracked;
     private readonly long _channels;
     private readonly double _eps, _momentum;
-    private readonly Scalar _one;
 
     public LocalBatchNorm2d(long channels, double eps = 1e-5, double momentum = 0.1) : base(nameof(LocalBatchNorm2d))
     {
         (_channels, _eps, _momentum) = (channels, eps, momentum);
-        _one = 1.ToScalar();
         _weight = new Parameter(ones(channels));
         _bias = new Parameter(zeros(channels));
         _runningMean = zeros(channels);
@@ -43,14 +42,7 @@ public sealed class LocalBatchNorm2d : nn.Module<Tensor, Tensor>
         if (x.dim() != 4 || x.shape[1] != _channels)
             throw new ArgumentException($"LocalBatchNorm2d({_channels}) expects (B, {_channels}, H, W), got ({string.Join(", ", x.shape)})");
         if (training)
-            _batchesTracked.add_(_one, _one);   // alpha explicit too: add_(x) passes an implicit one
+            _batchesTracked.add_(HeldScalars.One, HeldScalars.One);   // alpha explicit too: add_(x) passes an implicit one
         return nn.functional.batch_norm(x, _runningMean, _runningVar, _weight, _bias, training, _momentum, _eps);
-    }
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-            _one.Dispose();
-        base.Dispose(disposing);
     }
 }

@@ -1,4 +1,4 @@
-using Pretrain.Data.Augmentations;
+using Pretrain.Data.Torch;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
 using TorchSharp;
 
-namespace Pretrain.Data.Augmentations;
+namespace Pretrain.Data.Torch;
 
 /// <summary>
 /// Scalars made once and never freed, for the alpha that TorchSharp 0.107's one-argument <c>add_</c> passes as
